@@ -1,0 +1,1 @@
+"""The OpenAI-compatible HTTP layer: wire types, thin routers, error envelope."""

@@ -1,0 +1,135 @@
+"""POST /v1/completions (the legacy text completion API)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import cast
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+
+from modelserve.api import generation as g
+from modelserve.api.errors import APIError, bad_request
+from modelserve.api.protocol import (
+    CompletionChoice,
+    CompletionLogprobs,
+    CompletionRequest,
+    CompletionResponse,
+)
+from modelserve.engine.sequence import TokenLogprob
+from modelserve.runtimes.llama_chat import Generation, LlamaChatRuntime
+
+router = APIRouter()
+
+
+def _prompts(req: CompletionRequest, runtime: LlamaChatRuntime
+             ) -> tuple[list[list[int]], list[str]]:
+    """The prompts as token lists, and as text (for `echo`)."""
+    prompt = req.prompt
+    token_prompts: list[list[int]] = []
+    texts: list[str] = []
+    if isinstance(prompt, str):
+        texts = [prompt]
+    elif all(isinstance(p, int) for p in prompt):
+        token_prompts = [cast(list[int], prompt)]
+    elif all(isinstance(p, list) for p in prompt):
+        token_prompts = [list(p) for p in cast(list[list[int]], prompt)]
+    else:
+        texts = [str(p) for p in prompt]
+    if texts:
+        if any(not t for t in texts):
+            raise bad_request("prompt must not be empty", param="prompt")
+        return [runtime.tokenize(t) for t in texts], texts
+    for i, tokens in enumerate(token_prompts):
+        g.check_token_ids(runtime, tokens, f"prompt[{i}]" if len(token_prompts) > 1 else "prompt")
+    return token_prompts, [runtime.detokenize(tokens) for tokens in token_prompts]
+
+
+def _logprobs(runtime: LlamaChatRuntime, lps: list[TokenLogprob], offset: int
+              ) -> CompletionLogprobs:
+    out = CompletionLogprobs()
+    for lp in lps:
+        text = runtime.token_text(lp.token)
+        out.tokens.append(text)
+        out.token_logprobs.append(lp.logprob)
+        out.top_logprobs.append({runtime.token_text(t): v for t, v in lp.top})
+        out.text_offset.append(offset)
+        offset += len(text)
+    return out
+
+
+@router.post("/v1/completions", response_model=None)
+async def create_completion(req: CompletionRequest, request: Request
+                            ) -> CompletionResponse | StreamingResponse:
+    runtime = g.get_runtime(request.app.state.registry, req.model)
+    if req.suffix:
+        raise bad_request("suffix is not supported by this model", param="suffix")
+    if req.echo and req.logprobs is not None:
+        raise bad_request("echo together with logprobs is not supported", param="echo")
+    prompts, texts = _prompts(req, runtime)
+    jobs = []
+    for prompt in prompts:
+        max_tokens = g.completion_budget(runtime, len(prompt), req.max_tokens, "max_tokens")
+        jobs += [(prompt, g.sampling_params(req, runtime, max_tokens, i, req.logprobs))
+                 for i in range(req.n)]
+    echoes = texts if req.echo else [""] * len(prompts)
+    gens = g.submit_all(runtime, jobs)
+    prompt_tokens = sum(len(p) for p in prompts)
+    if req.stream:
+        return StreamingResponse(_stream(req, runtime, gens, echoes, prompt_tokens),
+                                 media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})
+    results = await g.unless_disconnected(
+        request, asyncio.gather(*(g.collect(gen) for gen in gens)), gens)
+    choices = []
+    for i, r in enumerate(results):
+        echo = echoes[i // req.n]
+        logprobs = _logprobs(runtime, r.logprobs, len(echo)) if req.logprobs is not None \
+            else None
+        choices.append(CompletionChoice(index=i, text=echo + r.text, logprobs=logprobs,
+                                        finish_reason=r.finish_reason))
+    completion = sum(len(r.tokens) for r in results)
+    cached = min(r.cached_tokens for r in results)
+    return CompletionResponse(model=req.model, choices=choices,
+                              usage=g.usage(prompt_tokens, completion, cached))
+
+
+async def _stream(req: CompletionRequest, runtime: LlamaChatRuntime, gens: list[Generation],
+                  echoes: list[str], prompt_tokens: int) -> AsyncIterator[str]:
+    chunk_id, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
+    include_usage = bool(req.stream_options and req.stream_options.include_usage)
+
+    def chunk(choices: list[CompletionChoice], **extra: object) -> str:
+        body = CompletionResponse(id=chunk_id, created=created, model=req.model,
+                                  choices=choices).model_dump()
+        if include_usage:
+            body["usage"] = extra.get("usage")
+        else:
+            del body["usage"]
+        return g.sse_json(body)
+
+    for i, echo in enumerate(echoes):
+        for j in range(req.n):
+            if echo:
+                yield chunk([CompletionChoice(index=i * req.n + j, text=echo,
+                                              finish_reason=None)])
+    completion, offsets = 0, {i: len(echoes[i // req.n]) for i in range(len(gens))}
+    try:
+        async for index, out in g.merge(gens):
+            g.raise_if_failed(out)
+            completion += len(out.token_ids)
+            if out.text or out.finish_reason is not None or out.logprobs:
+                logprobs = _logprobs(runtime, out.logprobs, offsets[index]) \
+                    if req.logprobs is not None else None
+                offsets[index] += len(out.text)
+                yield chunk([CompletionChoice(index=index, text=out.text, logprobs=logprobs,
+                                              finish_reason=out.finish_reason)])
+    except APIError as exc:
+        yield exc.sse()
+    if include_usage:
+        usage = g.usage(prompt_tokens, completion, 0).model_dump()
+        yield chunk([], usage=usage)
+    yield g.sse("[DONE]")

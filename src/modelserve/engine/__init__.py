@@ -1,0 +1,1 @@
+"""The chat engine: continuous batching over one llama.cpp context. Knows nothing of HTTP."""

@@ -1,0 +1,132 @@
+"""Slot bookkeeping and batch planning for continuous batching (pure logic, no llama.cpp).
+
+Each step the scheduler admits waiting sequences into free slots (reusing the longest cached
+token prefix), then plans ONE batch: one row per decoding sequence, then prefill chunks of
+admitted prompts up to the token budget, so a long prompt never stalls running streams.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from modelserve.engine.sequence import Sequence, SequenceStatus
+
+
+class QueueFull(Exception):
+    """The waiting queue is at capacity."""
+
+
+@dataclass
+class Slot:
+    id: int
+    cached: list[int] = field(default_factory=list)  # tokens whose KV the slot holds
+    seq: Sequence | None = None
+    last_used: int = 0
+
+
+@dataclass
+class BatchPlan:
+    tokens: list[int] = field(default_factory=list)
+    positions: list[int] = field(default_factory=list)
+    seq_ids: list[int] = field(default_factory=list)
+    want_logits: list[bool] = field(default_factory=list)
+    sample: list[tuple[Sequence, int]] = field(default_factory=list)  # (seq, batch row)
+    trims: list[tuple[int, int]] = field(default_factory=list)  # (slot, drop KV from pos)
+
+    def add(self, seq: Sequence, token: int, logits: bool) -> None:
+        if logits:
+            self.sample.append((seq, len(self.tokens)))
+        self.tokens.append(token)
+        self.positions.append(seq.n_computed)
+        self.seq_ids.append(seq.slot)
+        self.want_logits.append(logits)
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+
+def common_prefix_len(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+class Scheduler:
+    def __init__(self, n_slots: int, token_budget: int, max_waiting: int) -> None:
+        self.slots = [Slot(i) for i in range(n_slots)]
+        self.token_budget = token_budget
+        self.max_waiting = max_waiting
+        self.waiting: deque[Sequence] = deque()
+        self._clock = 0
+
+    @property
+    def running(self) -> list[Sequence]:
+        return [s.seq for s in self.slots if s.seq is not None]
+
+    def has_work(self) -> bool:
+        return bool(self.waiting) or any(s.seq is not None for s in self.slots)
+
+    def add(self, seq: Sequence) -> None:
+        if len(self.waiting) >= self.max_waiting + len(self._free_slots()):
+            raise QueueFull
+        self.waiting.append(seq)
+
+    def remove(self, seq: Sequence) -> bool:
+        """Take a sequence out (finished or cancelled); its slot keeps the KV for reuse."""
+        if seq.status is SequenceStatus.WAITING:
+            try:
+                self.waiting.remove(seq)
+            except ValueError:
+                return False
+            return True
+        if 0 <= seq.slot < len(self.slots) and self.slots[seq.slot].seq is seq:
+            self.slots[seq.slot].seq = None
+            return True
+        return False
+
+    def schedule(self) -> BatchPlan:
+        plan = BatchPlan()
+        self._admit(plan)
+        running = sorted(self.running, key=lambda s: s.id)
+        for seq in running:
+            if seq.status is SequenceStatus.DECODING:
+                self._feed(plan, seq, seq.output[-1], logits=True)
+        for seq in running:
+            budget = self.token_budget - len(plan)
+            if seq.status is not SequenceStatus.PREFILLING or budget <= 0:
+                continue
+            chunk = seq.prompt[seq.n_computed : seq.n_computed + budget]
+            for token in chunk:
+                self._feed(plan, seq, token, logits=seq.n_computed + 1 == len(seq.prompt))
+        return plan
+
+    def _feed(self, plan: BatchPlan, seq: Sequence, token: int, logits: bool) -> None:
+        plan.add(seq, token, logits)
+        self.slots[seq.slot].cached.append(token)
+        seq.n_computed += 1
+
+    def _free_slots(self) -> list[Slot]:
+        return [s for s in self.slots if s.seq is None]
+
+    def _admit(self, plan: BatchPlan) -> None:
+        while self.waiting:
+            free = self._free_slots()
+            if not free:
+                return
+            seq = self.waiting.popleft()
+            slot = max(free, key=lambda s: (common_prefix_len(s.cached, seq.prompt),
+                                            -s.last_used))
+            # Keep at least one prompt token to compute, so there are logits to sample.
+            reuse = min(common_prefix_len(slot.cached, seq.prompt), len(seq.prompt) - 1)
+            if reuse < len(slot.cached):
+                plan.trims.append((slot.id, reuse))
+                del slot.cached[reuse:]
+            self._clock += 1
+            slot.last_used = self._clock
+            slot.seq = seq
+            seq.slot = slot.id
+            seq.n_computed = seq.cached_tokens = reuse
+            seq.status = SequenceStatus.PREFILLING

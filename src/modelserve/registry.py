@@ -1,0 +1,54 @@
+"""Which models are loaded, by name; requests are routed here by their `model` field."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from modelserve.config import ModelSpec
+from modelserve.runtimes.llama_chat import LlamaChatRuntime
+
+logger = logging.getLogger(__name__)
+
+
+class ModelNotFound(LookupError):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+class ModelRegistry:
+    def __init__(self, specs: list[ModelSpec]) -> None:
+        self.specs = {spec.name: spec for spec in specs}
+        self._loaded: dict[str, LlamaChatRuntime] = {}
+        self._lock = threading.Lock()
+
+    def load(self, name: str) -> LlamaChatRuntime:
+        with self._lock:
+            if name in self._loaded:
+                return self._loaded[name]
+            spec = self.specs.get(name)
+            if spec is None:
+                raise ModelNotFound(name)
+            runtime = LlamaChatRuntime(spec)
+            self._loaded[name] = runtime
+            return runtime
+
+    def load_all(self) -> None:
+        for name in self.specs:
+            self.load(name)
+
+    def get(self, name: str) -> LlamaChatRuntime:
+        runtime = self._loaded.get(name)
+        if runtime is None:
+            raise ModelNotFound(name)
+        return runtime
+
+    def loaded(self) -> dict[str, LlamaChatRuntime]:
+        return dict(self._loaded)
+
+    def close(self) -> None:
+        with self._lock:
+            for runtime in self._loaded.values():
+                runtime.close()
+            self._loaded.clear()

