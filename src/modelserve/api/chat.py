@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -29,6 +30,9 @@ from modelserve.runtimes.chat_template import ChatTemplateError
 from modelserve.runtimes.llama_chat import Generation, LlamaChatRuntime
 
 router = APIRouter()
+
+_MARK = "\x00content\x00"
+_MARK_JSON = json.dumps(_MARK)
 
 
 def _template_messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
@@ -98,6 +102,11 @@ async def _stream(req: ChatCompletionRequest, runtime: LlamaChatRuntime, gens: l
             del body["usage"]
         return g.sse_json(body)
 
+    # The hot path (one content chunk per token) fills a template made from the wire type
+    # once, instead of building and dumping pydantic models for every token.
+    templates = [chunk([ChatChunkChoice(index=i, delta=DeltaMessage(content=_MARK))])
+                 .split(_MARK_JSON) for i in range(len(gens))]
+
     for i in range(len(gens)):
         yield chunk([ChatChunkChoice(index=i, delta=DeltaMessage(role="assistant", content=""))])
     completion, cached = 0, prompt_tokens
@@ -105,12 +114,14 @@ async def _stream(req: ChatCompletionRequest, runtime: LlamaChatRuntime, gens: l
         async for index, out in g.merge(gens):
             g.raise_if_failed(out)
             completion += len(out.token_ids)
-            if out.text or out.logprobs:
+            if out.logprobs and req.logprobs:
                 logprobs = ChoiceLogprobs(content=[g.chat_logprob_entry(runtime, lp)
-                                                   for lp in out.logprobs]) \
-                    if req.logprobs else None
+                                                   for lp in out.logprobs])
                 yield chunk([ChatChunkChoice(index=index, delta=DeltaMessage(content=out.text),
                                              logprobs=logprobs)])
+            elif out.text:
+                head, tail = templates[index]
+                yield head + json.dumps(out.text, ensure_ascii=False) + tail
             if out.finish_reason is not None:
                 cached = min(cached, out.cached_tokens)
                 yield chunk([ChatChunkChoice(index=index, delta=DeltaMessage(),

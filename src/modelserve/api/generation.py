@@ -107,6 +107,13 @@ def raise_if_failed(out: StepOutput) -> None:
 
 async def merge(gens: list[Generation]) -> AsyncIterator[tuple[int, StepOutput]]:
     """Interleave the outputs of several choices as they come, tagged with their index."""
+    if len(gens) == 1:  # the common case needs no tasks and no second queue
+        try:
+            async for out in gens[0]:
+                yield 0, out
+        finally:
+            gens[0].cancel()
+        return
     queue: asyncio.Queue[tuple[int, StepOutput | None]] = asyncio.Queue()
 
     async def pump(index: int, gen: Generation) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
 import threading
 from dataclasses import dataclass, replace
 
@@ -56,6 +57,9 @@ class LLMEngine:
         self._thread = threading.Thread(target=self._run, name="llm-engine", daemon=True)
 
     def start(self) -> None:
+        # After each llama_decode (which runs without the GIL) this thread needs the GIL back
+        # at once to sample; Python's default 5 ms hand-over would stall every step.
+        sys.setswitchinterval(min(sys.getswitchinterval(), 0.0005))
         self._thread.start()
 
     def stop(self) -> None:

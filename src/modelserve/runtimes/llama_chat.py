@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -90,20 +92,56 @@ class LlamaChatRuntime:
         return Generation(self.engine, prompt, params)
 
 
+class _LoopDispatcher:
+    """Hands engine outputs to one event loop with a single wake-up per engine step.
+
+    Waking the loop once per token of every sequence makes the asyncio thread compete with
+    the engine thread for the GIL; batching the hand-off keeps the decode loop fed.
+    """
+
+    _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopDispatcher] = \
+        weakref.WeakKeyDictionary()
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._pending: list[tuple[asyncio.Queue[StepOutput], StepOutput]] = []
+
+    @classmethod
+    def for_running_loop(cls) -> _LoopDispatcher:
+        loop = asyncio.get_running_loop()
+        dispatcher = cls._by_loop.get(loop)
+        if dispatcher is None:
+            dispatcher = cls._by_loop[loop] = cls(loop)
+        return dispatcher
+
+    def send(self, queue: asyncio.Queue[StepOutput], out: StepOutput) -> None:
+        """Called from the engine thread."""
+        with self._lock:
+            self._pending.append((queue, out))
+            if len(self._pending) > 1:
+                return  # a wake-up is already scheduled
+        with contextlib.suppress(RuntimeError):  # the loop may be gone at shutdown
+            self._loop.call_soon_threadsafe(self._deliver)
+
+    def _deliver(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for queue, out in pending:
+            queue.put_nowait(out)
+
+
 class Generation:
     """The asyncio side of one sequence: an async iterator of its outputs, cancellable."""
 
     def __init__(self, engine: LLMEngine, prompt: list[int], params: SamplingParams) -> None:
-        loop = asyncio.get_running_loop()
-        self._queue: asyncio.Queue[StepOutput] = asyncio.Queue()
+        dispatcher = _LoopDispatcher.for_running_loop()
+        queue: asyncio.Queue[StepOutput] = asyncio.Queue()
+        self._queue = queue
         self._engine = engine
         self.finished = False
-
-        def sink(out: StepOutput) -> None:
-            with contextlib.suppress(RuntimeError):  # the loop may be gone at shutdown
-                loop.call_soon_threadsafe(self._queue.put_nowait, out)
-
-        self._seq = Sequence(prompt=list(prompt), params=params, sink=sink)
+        self._seq = Sequence(prompt=list(prompt), params=params,
+                             sink=lambda out: dispatcher.send(queue, out))
         engine.submit(self._seq)
 
     def __aiter__(self) -> AsyncIterator[StepOutput]:

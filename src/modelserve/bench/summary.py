@@ -1,0 +1,41 @@
+"""Summarise a chat benchmark JSONL file: median per server and level, ratios to modelserve."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+
+def summarise(path: Path, baseline: str = "modelserve") -> str:
+    runs: dict[tuple[str, int], list[dict[str, float]]] = defaultdict(list)
+    for line in path.read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            runs[(row["label"], row["concurrency"])].append(row)
+    labels = sorted({label for label, _ in runs}, key=lambda x: (x != baseline, x))
+    levels = sorted({level for _, level in runs})
+    out = ["| server | conc | runs | tok/s (median) | vs modelserve | TTFT p50 ms | ITL p50 ms "
+           "| errors |", "|---|---|---|---|---|---|---|---|"]
+    for level in levels:
+        base = runs.get((baseline, level))
+        base_tps = statistics.median(r["tokens_per_s"] for r in base) if base else None
+        for label in labels:
+            rows = runs.get((label, level))
+            if not rows:
+                continue
+            tps = statistics.median(r["tokens_per_s"] for r in rows)
+            ratio = f"{base_tps / tps:.2f}x" if base_tps and tps and label != baseline else "-"
+            ttft = statistics.median(r["ttft_p50_ms"] or 0 for r in rows)
+            itl = statistics.median(r["itl_p50_ms"] or 0 for r in rows)
+            errors = sum(int(r["errors"]) for r in rows)
+            total = sum(int(r["requests"]) for r in rows)
+            out.append(f"| {label} | {level} | {len(rows)} | {tps:.1f} | {ratio} | {ttft:.0f} "
+                       f"| {itl:.1f} | {errors}/{total} |")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    print(summarise(Path(sys.argv[1])))

