@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -64,18 +64,60 @@ class LlamaCppOptions(BaseModel):
     chat_template: str | None = Field(None, description="override the GGUF's template")
 
 
+class EmbeddingOptions(BaseModel):
+    """Runtime options of an embeddings model (onnx or sentence-transformers)."""
+
+    model_config = ConfigDict(extra="forbid")
+    threads: int | None = Field(None, ge=1, description="default: all cores")
+    max_batch_tokens: int = Field(8192, ge=64, description="padded tokens in one forward pass")
+    max_batch_wait_ms: float = Field(2.0, ge=0, le=1000, description="wait to fill a batch")
+    max_inputs: int = Field(2048, ge=1, description="inputs per request (OpenAI: 2048)")
+    max_tokens: int | None = Field(None, ge=1, description="per input; default: the model's")
+    matryoshka: bool = Field(False, description="allow `dimensions` (truncate + renormalize)")
+
+
+RUNTIME_KINDS = {"llama.cpp": "chat", "onnx": "embeddings", "sentence-transformers": "embeddings"}
+
+
 class ModelSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:/-]+$")
-    kind: Literal["chat"] = "chat"
-    runtime: Literal["llama.cpp"] = "llama.cpp"
+    kind: Literal["chat", "embeddings"] = "chat"
+    runtime: Literal["llama.cpp", "onnx", "sentence-transformers"] = "llama.cpp"
     source: PackageSource | PathSource | str
-    options: LlamaCppOptions = Field(default_factory=LlamaCppOptions)  # type: ignore[arg-type]
+    options: LlamaCppOptions | EmbeddingOptions = Field(
+        default_factory=LlamaCppOptions)  # type: ignore[arg-type]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _options_for_runtime(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        runtime = data.get("runtime") or ("onnx" if data.get("kind") == "embeddings"
+                                          else "llama.cpp")
+        kind = data.get("kind") or RUNTIME_KINDS.get(runtime, "chat")
+        if RUNTIME_KINDS.get(runtime, kind) != kind:
+            raise ValueError(f"runtime {runtime!r} cannot serve kind {kind!r}")
+        options = data.get("options") or {}
+        if isinstance(options, dict):
+            model = LlamaCppOptions if runtime == "llama.cpp" else EmbeddingOptions
+            options = model(**options)
+        return {**data, "runtime": runtime, "kind": kind, "options": options}
 
     @field_validator("source")
     @classmethod
     def _string_is_path(cls, value: Any) -> Any:
         return PathSource(path=value) if isinstance(value, str) else value
+
+    @property
+    def chat_options(self) -> LlamaCppOptions:
+        assert isinstance(self.options, LlamaCppOptions)
+        return self.options
+
+    @property
+    def embedding_options(self) -> EmbeddingOptions:
+        assert isinstance(self.options, EmbeddingOptions)
+        return self.options
 
     def resolve_source(self) -> Path:
         source = self.source

@@ -6,7 +6,10 @@ import logging
 import threading
 
 from modelserve.config import ModelSpec
+from modelserve.runtimes.embeddings import EmbeddingRuntime
 from modelserve.runtimes.llama_chat import LlamaChatRuntime
+
+Runtime = LlamaChatRuntime | EmbeddingRuntime
 
 logger = logging.getLogger(__name__)
 
@@ -20,17 +23,18 @@ class ModelNotFound(LookupError):
 class ModelRegistry:
     def __init__(self, specs: list[ModelSpec]) -> None:
         self.specs = {spec.name: spec for spec in specs}
-        self._loaded: dict[str, LlamaChatRuntime] = {}
+        self._loaded: dict[str, Runtime] = {}
         self._lock = threading.Lock()
 
-    def load(self, name: str) -> LlamaChatRuntime:
+    def load(self, name: str) -> Runtime:
         with self._lock:
             if name in self._loaded:
                 return self._loaded[name]
             spec = self.specs.get(name)
             if spec is None:
                 raise ModelNotFound(name)
-            runtime = LlamaChatRuntime(spec)
+            runtime: Runtime = (LlamaChatRuntime(spec) if spec.kind == "chat"
+                                else EmbeddingRuntime(spec))
             self._loaded[name] = runtime
             return runtime
 
@@ -38,13 +42,13 @@ class ModelRegistry:
         for name in self.specs:
             self.load(name)
 
-    def get(self, name: str) -> LlamaChatRuntime:
+    def get(self, name: str) -> Runtime:
         runtime = self._loaded.get(name)
         if runtime is None:
             raise ModelNotFound(name)
         return runtime
 
-    def loaded(self) -> dict[str, LlamaChatRuntime]:
+    def loaded(self) -> dict[str, Runtime]:
         return dict(self._loaded)
 
     def close(self) -> None:

@@ -4,21 +4,59 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelserve import __version__
 from modelserve.api import chat, completions, models, tokenize
-from modelserve.api.errors import APIError, install_error_handlers
+from modelserve.api.errors import APIError, BodyTooLarge, install_error_handlers
 from modelserve.config import Settings
 from modelserve.metrics import build_registry
 from modelserve.registry import ModelRegistry
 
 logger = logging.getLogger(__name__)
+
+
+class BodyLimit:
+    """Refuse bodies over `max_request_bytes` (413), declared or streamed.
+
+    A plain ASGI middleware: FastAPI's decorator middleware would wrap every streamed
+    response in extra task and queue hops, which costs per SSE chunk.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            return await self._refuse(scope, receive, send)
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:  # a chunked body that declared no length
+                raise BodyTooLarge(self._message())
+            return message
+
+        await self.app(scope, counted, send)
+
+    def _message(self) -> str:
+        return f"Request body exceeds the limit of {self.max_bytes} bytes (max_request_bytes)."
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        err = APIError(413, self._message(), code="request_too_large")
+        await JSONResponse(err.body(), status_code=413)(scope, receive, send)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -42,16 +80,7 @@ def create_app(settings: Settings) -> FastAPI:
     for module in (chat, completions, models, tokenize):
         app.include_router(module.router)
 
-    @app.middleware("http")
-    async def limit_body(request: Request,
-                         call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit()
-                                   or int(length) > settings.max_request_bytes):
-            err = APIError(413, f"Request body exceeds the limit of {settings.max_request_bytes}"
-                           " bytes (max_request_bytes).", code="request_too_large")
-            return JSONResponse(err.body(), status_code=413)
-        return await call_next(request)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
 
     @app.get("/health")
     async def health() -> dict[str, str]:

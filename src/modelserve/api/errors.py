@@ -37,6 +37,15 @@ class APIError(Exception):
         return f"data: {json.dumps(self.body())}\n\n"
 
 
+class BodyTooLarge(StarletteHTTPException):
+    """Raised while reading a body past the limit; FastAPI lets HTTP exceptions through."""
+
+    code = "request_too_large"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(413, message)
+
+
 def bad_request(message: str, param: str | None = None, code: str | None = None) -> APIError:
     return APIError(400, message, param=param, code=code)
 
@@ -91,6 +100,7 @@ def install_error_handlers(app: FastAPI) -> None:
         kind = {401: "authentication_error", 403: "permission_error",
                 404: "not_found_error"}.get(exc.status_code, "invalid_request_error")
         return _response(APIError(exc.status_code, str(exc.detail), type=kind,
+                                  code=getattr(exc, "code", None),
                                   headers=getattr(exc, "headers", None)))
 
     @app.exception_handler(Exception)

@@ -14,23 +14,39 @@ from modelserve.api.errors import APIError, bad_request, model_not_found
 from modelserve.api.protocol import SamplingFields, TokenLogprobEntry, TopLogprob, Usage
 from modelserve.engine.scheduler import QueueFull
 from modelserve.engine.sequence import SamplingParams, StepOutput, TokenLogprob
-from modelserve.registry import ModelNotFound, ModelRegistry
+from modelserve.registry import ModelNotFound, ModelRegistry, Runtime
+from modelserve.runtimes.embeddings import EmbeddingRuntime
 from modelserve.runtimes.llama_chat import Generation, LlamaChatRuntime
 
 T = TypeVar("T")
 
 
 def get_runtime(registry: ModelRegistry, name: str) -> LlamaChatRuntime:
+    runtime = get_any_runtime(registry, name)
+    if not isinstance(runtime, LlamaChatRuntime):
+        raise wrong_kind(name, runtime.kind, "chat or completions")
+    return runtime
+
+
+def get_any_runtime(registry: ModelRegistry, name: str) -> Runtime:
     try:
         return registry.get(name)
     except ModelNotFound:
         raise model_not_found(name) from None
 
 
-def check_token_ids(runtime: LlamaChatRuntime, tokens: list[int], param: str) -> None:
+def wrong_kind(name: str, kind: str, wanted: str) -> APIError:
+    return bad_request(f"The model '{name}' is a {kind} model and cannot be used for {wanted}.",
+                       param="model", code="model_not_supported")
+
+
+def check_token_ids(runtime: LlamaChatRuntime | EmbeddingRuntime, tokens: list[int],
+                    param: str) -> None:
     bad = next((t for t in tokens if not 0 <= t < runtime.n_vocab), None)
     if bad is not None:
         raise bad_request(f"token id {bad} is out of range [0, {runtime.n_vocab})", param=param)
+
+
 
 
 def completion_budget(runtime: LlamaChatRuntime, prompt_len: int, requested: int | None,

@@ -13,7 +13,8 @@ router = APIRouter()
 @router.get("/v1/models")
 async def list_models(request: Request) -> ModelList:
     loaded = request.app.state.registry.loaded()
-    return ModelList(data=[ModelCard(id=name, created=rt.created) for name, rt in loaded.items()])
+    return ModelList(data=[ModelCard(id=name, created=rt.created, kind=rt.kind)
+                           for name, rt in loaded.items()])
 
 
 @router.get("/v1/models/{model_id:path}")
@@ -21,4 +22,4 @@ async def get_model(model_id: str, request: Request) -> ModelCard:
     runtime = request.app.state.registry.loaded().get(model_id)
     if runtime is None:
         raise model_not_found(model_id)
-    return ModelCard(id=model_id, created=runtime.created)
+    return ModelCard(id=model_id, created=runtime.created, kind=runtime.kind)

@@ -58,6 +58,7 @@ async def one_request(client: httpx.AsyncClient, url: str, body: dict[str, Any])
     last = started
     result = RequestResult(ok=False)
     chunk_tokens = 0
+    done = False
     try:
         async with client.stream("POST", f"{url}/v1/chat/completions", json=body) as resp:
             if resp.status_code != 200:
@@ -68,6 +69,7 @@ async def one_request(client: httpx.AsyncClient, url: str, body: dict[str, Any])
                     continue
                 payload = line[6:].strip()
                 if payload == "[DONE]":
+                    done = True
                     break
                 data = json.loads(payload)
                 if "error" in data:
@@ -85,6 +87,8 @@ async def one_request(client: httpx.AsyncClient, url: str, body: dict[str, Any])
                         chunk_tokens += 1
     except (httpx.HTTPError, json.JSONDecodeError) as exc:
         return RequestResult(ok=False, error=f"{type(exc).__name__}: {exc}"[:200])
+    if not done:  # a stream cut short is an error even when it said nothing
+        return RequestResult(ok=False, error="stream ended without [DONE]")
     result.tokens = result.tokens or chunk_tokens
     result.ok = True
     return result

@@ -9,7 +9,7 @@ import threading
 import time
 import weakref
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, ClassVar
 
 from modelserve.config import ModelSpec
 from modelserve.engine.llm_engine import EngineStats, LLMEngine
@@ -26,7 +26,7 @@ class LlamaChatRuntime:
     kind = "chat"
 
     def __init__(self, spec: ModelSpec) -> None:
-        opts = spec.options
+        opts = spec.chat_options
         path = spec.resolve_source()
         started = time.monotonic()
         self.spec = spec
@@ -99,7 +99,7 @@ class _LoopDispatcher:
     the engine thread for the GIL; batching the hand-off keeps the decode loop fed.
     """
 
-    _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopDispatcher] = \
+    _by_loop: ClassVar[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopDispatcher]] = \
         weakref.WeakKeyDictionary()
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:

@@ -1,0 +1,91 @@
+"""POST /v1/embeddings."""
+
+from __future__ import annotations
+
+import base64
+from typing import cast
+
+import numpy as np
+from fastapi import APIRouter, Request
+
+from modelserve.api import generation as g
+from modelserve.api.errors import bad_request
+from modelserve.api.protocol import (
+    EmbeddingData,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    EmbeddingUsage,
+)
+from modelserve.runtimes.embeddings import EmbeddingRuntime
+from modelserve.runtimes.st_layout import Floats, normalize
+
+router = APIRouter()
+
+
+def _inputs(req: EmbeddingRequest, runtime: EmbeddingRuntime) -> list[list[int]]:
+    """Every input as token ids, checked against the model's limits."""
+    raw = req.input
+    if isinstance(raw, str):
+        items: list[str | list[int]] = [raw]
+    elif all(isinstance(x, int) for x in raw):
+        items = [cast(list[int], raw)]
+    else:
+        items = list(cast(list[str | list[int]], raw))
+    if len(items) > runtime.max_inputs:
+        raise bad_request(f"Too many inputs: {len(items)} (max_inputs is {runtime.max_inputs}).",
+                          param="input", code="too_many_inputs")
+    out = []
+    for i, item in enumerate(items):
+        param = "input" if isinstance(raw, str) or len(items) == 1 else f"input[{i}]"
+        if isinstance(item, str):
+            if not item:
+                raise bad_request("Input must not be an empty string.", param=param)
+            tokens = runtime.tokenize(item)
+        else:
+            if not item:
+                raise bad_request("Token-id input must not be empty.", param=param)
+            g.check_token_ids(runtime, item, param)
+            tokens = list(item)
+        if len(tokens) > runtime.max_tokens:
+            if not req.truncate:
+                raise bad_request(
+                    f"Input {i} has {len(tokens)} tokens, over the model's maximum of "
+                    f"{runtime.max_tokens}. Shorten it, or send \"truncate\": true.",
+                    param=param, code="context_length_exceeded")
+            tokens = tokens[: runtime.max_tokens]
+        out.append(tokens)
+    return out
+
+
+def _resize(vector: Floats, dimensions: int | None) -> Floats:
+    if dimensions is None:
+        return vector
+    return normalize(vector[:dimensions])
+
+
+def _encode(vector: Floats, fmt: str) -> list[float] | str:
+    if fmt == "base64":  # little-endian float32, as OpenAI sends it
+        return base64.b64encode(vector.astype("<f4").tobytes()).decode()
+    return cast(list[float], vector.tolist())
+
+
+@router.post("/v1/embeddings")
+async def create_embeddings(req: EmbeddingRequest, request: Request) -> EmbeddingResponse:
+    runtime = g.get_any_runtime(request.app.state.registry, req.model)
+    if not isinstance(runtime, EmbeddingRuntime):
+        raise g.wrong_kind(req.model, runtime.kind, "embeddings")
+    if req.dimensions is not None:
+        if not runtime.matryoshka:
+            raise bad_request(f"The model '{req.model}' does not support 'dimensions'.",
+                              param="dimensions")
+        if req.dimensions > runtime.dimension:
+            raise bad_request(f"dimensions must be at most {runtime.dimension}.",
+                              param="dimensions")
+    inputs = _inputs(req, runtime)
+    vectors = await runtime.embed(inputs)
+    data = [EmbeddingData(index=i, embedding=_encode(_resize(np.asarray(v), req.dimensions),
+                                                     req.encoding_format))
+            for i, v in enumerate(vectors)]
+    tokens = sum(len(t) for t in inputs)
+    return EmbeddingResponse(data=data, model=req.model,
+                             usage=EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens))

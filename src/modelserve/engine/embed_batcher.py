@@ -1,0 +1,129 @@
+"""Dynamic batching for embeddings: concurrent requests share forward passes.
+
+Inputs from all requests go into one queue. A worker thread takes what is there (waiting a
+few ms for more), sorts it by length so padding stays small, cuts it into batches bounded by
+padded tokens, runs the model off the event loop, and resolves each input's future. A
+request with many inputs is thereby split across batches and reassembled in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+logger = logging.getLogger(__name__)
+
+Encoder = Callable[[list[list[int]]], npt.NDArray[np.float32]]
+
+
+@dataclass
+class BatchStats:
+    batches: int = 0
+    inputs: int = 0
+    padded_tokens: int = 0
+    max_batch_size: int = 0
+    sizes: dict[int, int] = field(default_factory=dict)  # batch size -> count
+
+
+@dataclass
+class _Item:
+    tokens: list[int]
+    future: asyncio.Future[npt.NDArray[np.float32]]
+    loop: asyncio.AbstractEventLoop
+
+
+def plan_batches(lengths: list[int], max_batch_tokens: int) -> list[list[int]]:
+    """Group input indexes, shortest first, so that rows x longest row <= the budget."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for index in order:
+        width = lengths[index]  # sorted: the newest is the longest
+        if current and (len(current) + 1) * width > max_batch_tokens:
+            batches.append(current)
+            current = []
+        current.append(index)
+    if current:
+        batches.append(current)
+    return batches
+
+
+class EmbeddingBatcher:
+    def __init__(self, encode: Encoder, max_batch_tokens: int, max_wait_ms: float) -> None:
+        self._encode = encode
+        self._max_tokens = max_batch_tokens
+        self._max_wait = max_wait_ms / 1000
+        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self.stats = BatchStats()
+        self._thread = threading.Thread(target=self._run, name="embed-batcher", daemon=True)
+        self._thread.start()
+
+    async def embed(self, inputs: list[list[int]]) -> list[npt.NDArray[np.float32]]:
+        loop = asyncio.get_running_loop()
+        items = [_Item(tokens, loop.create_future(), loop) for tokens in inputs]
+        for item in items:
+            self._queue.put(item)
+        return list(await asyncio.gather(*(item.future for item in items)))
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+    def _collect(self, first: _Item) -> list[_Item]:
+        items, tokens = [first], len(first.tokens)
+        deadline = time.monotonic() + self._max_wait
+        while tokens < self._max_tokens:
+            remaining = deadline - time.monotonic()
+            try:
+                item = self._queue.get(timeout=remaining) if remaining > 0 \
+                    else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                self._queue.put(None)  # let the loop see the stop after this batch
+                break
+            items.append(item)
+            tokens += len(item.tokens)
+        return items
+
+    def _run(self) -> None:
+        while (first := self._queue.get()) is not None:
+            items = [i for i in self._collect(first) if not i.future.cancelled()]
+            for batch in plan_batches([len(i.tokens) for i in items], self._max_tokens):
+                self._run_batch([items[i] for i in batch])
+
+    def _run_batch(self, batch: list[_Item]) -> None:
+        try:
+            vectors = self._encode([item.tokens for item in batch])
+        except Exception as exc:
+            logger.exception("embedding batch failed")
+            for item in batch:
+                item.loop.call_soon_threadsafe(_set_exception, item.future, exc)
+            return
+        stats = self.stats
+        stats.batches += 1
+        stats.inputs += len(batch)
+        stats.padded_tokens += len(batch) * max(len(i.tokens) for i in batch)
+        stats.max_batch_size = max(stats.max_batch_size, len(batch))
+        stats.sizes[len(batch)] = stats.sizes.get(len(batch), 0) + 1
+        for item, vector in zip(batch, vectors, strict=True):
+            item.loop.call_soon_threadsafe(_set_result, item.future, vector)
+
+
+def _set_result(future: asyncio.Future[npt.NDArray[np.float32]],
+                value: npt.NDArray[np.float32]) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+def _set_exception(future: asyncio.Future[npt.NDArray[np.float32]], exc: Exception) -> None:
+    if not future.done():
+        future.set_exception(exc)

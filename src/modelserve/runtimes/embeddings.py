@@ -1,0 +1,135 @@
+"""Embeddings models: an ONNX Runtime or a sentence-transformers backend behind one runtime."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from modelserve.config import ModelSpec
+from modelserve.engine.embed_batcher import EmbeddingBatcher
+from modelserve.runtimes.st_layout import EmbeddingLayout, Floats, LayoutError, pad_batch
+
+logger = logging.getLogger(__name__)
+
+
+class EmbeddingBackend(Protocol):
+    dimension: int
+    vocab_size: int
+    max_seq_length: int
+
+    def tokenize(self, text: str) -> list[int]: ...
+
+    def encode(self, batch: list[list[int]]) -> Floats: ...
+
+
+class OnnxBackend:
+    """onnxruntime + tokenizers over a directory made by `modelserve export-onnx`."""
+
+    def __init__(self, directory: Path, threads: int | None) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        if not (directory / "model.onnx").is_file():
+            raise LayoutError(f"{directory} has no model.onnx")
+        self.layout = EmbeddingLayout.read(directory)
+        self._tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
+        self._tokenizer.no_truncation()
+        self._tokenizer.no_padding()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or os.cpu_count() or 1
+        options.inter_op_num_threads = 1
+        self._session = ort.InferenceSession(str(directory / "model.onnx"), options,
+                                             providers=["CPUExecutionProvider"])
+        self._inputs = {i.name for i in self._session.get_inputs()}
+        self.vocab_size = self._tokenizer.get_vocab_size()
+        self.max_seq_length = self.layout.max_seq_length
+        self.dimension = int(self.encode([[self._tokenizer.token_to_id("[CLS]") or 0]]).shape[1])
+
+    def tokenize(self, text: str) -> list[int]:
+        return list(self._tokenizer.encode(text).ids)
+
+    def encode(self, batch: list[list[int]]) -> Floats:
+        ids, mask = pad_batch(batch)
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self._inputs:
+            feeds["token_type_ids"] = np.zeros_like(ids)
+        hidden = self._session.run(None, feeds)[0]
+        return self.layout.pool(np.asarray(hidden, dtype=np.float32), mask)
+
+
+class SentenceTransformersBackend:
+    """Any sentence-transformers model directory, on torch (CPU, or CUDA when present)."""
+
+    def __init__(self, directory: Path, threads: int | None) -> None:
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        if threads:
+            torch.set_num_threads(threads)
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        self._torch = torch
+        self._model = SentenceTransformer(str(directory), device=device, local_files_only=True)
+        self._model.eval()
+        self._tokenizer: Any = self._model.tokenizer
+        self.vocab_size = int(self._tokenizer.vocab_size)
+        self.max_seq_length = int(self._model.max_seq_length)
+        self.dimension = int(self._model.get_sentence_embedding_dimension() or 0)
+
+    def tokenize(self, text: str) -> list[int]:
+        return list(self._tokenizer(text, add_special_tokens=True, truncation=False,
+                                    verbose=False)["input_ids"])
+
+    def encode(self, batch: list[list[int]]) -> Floats:
+        ids, mask = pad_batch(batch, int(self._tokenizer.pad_token_id or 0))
+        device = self._model.device
+        features = {"input_ids": self._torch.from_numpy(ids).to(device),
+                    "attention_mask": self._torch.from_numpy(mask).to(device),
+                    "token_type_ids": self._torch.zeros_like(self._torch.from_numpy(ids))
+                    .to(device)}
+        with self._torch.inference_mode():
+            out = self._model(features)["sentence_embedding"]
+        return np.asarray(out.float().cpu().numpy(), dtype=np.float32)
+
+
+class EmbeddingRuntime:
+    kind = "embeddings"
+
+    def __init__(self, spec: ModelSpec) -> None:
+        opts = spec.embedding_options
+        started = time.monotonic()
+        directory = spec.resolve_source()
+        self.spec = spec
+        self.backend: EmbeddingBackend = (
+            OnnxBackend(directory, opts.threads) if spec.runtime == "onnx"
+            else SentenceTransformersBackend(directory, opts.threads))
+        self.max_tokens = min(opts.max_tokens or self.backend.max_seq_length,
+                              self.backend.max_seq_length)
+        self.max_inputs = opts.max_inputs
+        self.matryoshka = opts.matryoshka
+        self.batcher = EmbeddingBatcher(self.backend.encode, opts.max_batch_tokens,
+                                        opts.max_batch_wait_ms)
+        self.created = int(time.time())
+        logger.info("loaded %s (%s, dim %d) from %s in %.2fs", spec.name, spec.runtime,
+                    self.backend.dimension, directory, time.monotonic() - started)
+
+    @property
+    def dimension(self) -> int:
+        return self.backend.dimension
+
+    @property
+    def n_vocab(self) -> int:
+        return self.backend.vocab_size
+
+    def tokenize(self, text: str) -> list[int]:
+        return self.backend.tokenize(text)
+
+    async def embed(self, inputs: list[list[int]]) -> list[Floats]:
+        return await self.batcher.embed(inputs)
+
+    def close(self) -> None:
+        self.batcher.close()
