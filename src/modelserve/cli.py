@@ -50,6 +50,22 @@ def _bench(args: argparse.Namespace) -> None:
     run_chat_bench(args)
 
 
+def _export(args: argparse.Namespace) -> None:
+    from modelserve.config import PackageSource, PathSource
+    from modelserve.export_onnx import export_onnx
+
+    src = args.src
+    try:
+        # PACKAGE:DIR names a directory inside an installed package, like a config source.
+        source = (PackageSource(package=src.split(":", 1)[0], file=src.split(":", 1)[1])
+                  if ":" in src and not Path(src).exists() else PathSource(path=src))
+        directory = source.resolve()
+    except ConfigError as exc:
+        sys.exit(f"modelserve: {exc}")
+    export_onnx(directory, args.dst, quantize=args.quantize)
+    print(f"wrote {args.dst}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modelserve")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -63,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="list the configured models, one JSON per line")
     models.add_argument("--config", type=Path)
     models.set_defaults(func=_models)
+
+    export = sub.add_parser("export-onnx", help="sentence-transformers dir -> onnx runtime dir")
+    export.add_argument("src", help="model directory, or PACKAGE:DIR inside an installed package")
+    export.add_argument("dst", type=Path)
+    export.add_argument("--quantize", choices=["int8", "int8-weights"], default=None)
+    export.set_defaults(func=_export)
 
     bench = sub.add_parser("bench", help="benchmark an OpenAI-compatible server")
     bench_sub = bench.add_subparsers(dest="target", required=True)

@@ -45,7 +45,7 @@ class PathSource(BaseModel):
     path: str
 
     def resolve(self) -> Path:
-        path = Path(os.path.expanduser(self.path))
+        path = Path(os.path.expanduser(os.path.expandvars(self.path)))
         if not path.exists():
             raise ConfigError(f"model file {self.path!r} does not exist")
         return path

@@ -9,6 +9,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from modelserve.registry import ModelRegistry
+from modelserve.runtimes.embeddings import EmbeddingRuntime
 
 
 class EngineCollector(Collector):
@@ -30,7 +31,19 @@ class EngineCollector(Collector):
                                         "Sequences cancelled (client gone)", labels=["model"])
         steps = CounterMetricFamily("modelserve_engine_steps",
                                     "Batched llama_decode calls", labels=["model"])
+        batches = CounterMetricFamily("modelserve_embedding_batches",
+                                      "Embedding forward passes", labels=["model"])
+        batch_inputs = CounterMetricFamily("modelserve_embedding_batch_inputs",
+                                           "Inputs embedded (in batches)", labels=["model"])
+        max_batch = GaugeMetricFamily("modelserve_embedding_max_batch_size",
+                                      "Largest embedding batch so far", labels=["model"])
         for name, runtime in self._models.loaded().items():
+            if isinstance(runtime, EmbeddingRuntime):
+                bstats = runtime.batcher.stats
+                batches.add_metric([name], bstats.batches)
+                batch_inputs.add_metric([name], bstats.inputs)
+                max_batch.add_metric([name], bstats.max_batch_size)
+                continue
             stats = runtime.engine.snapshot()
             running.add_metric([name], stats.running)
             waiting.add_metric([name], stats.waiting)
@@ -39,7 +52,8 @@ class EngineCollector(Collector):
             completion.add_metric([name], stats.completion_tokens)
             cancelled.add_metric([name], stats.cancelled)
             steps.add_metric([name], stats.steps)
-        yield from (running, waiting, prompt, reused, completion, cancelled, steps)
+        yield from (running, waiting, prompt, reused, completion, cancelled, steps, batches,
+                    batch_inputs, max_batch)
 
 
 def build_registry(models: ModelRegistry) -> CollectorRegistry:

@@ -25,6 +25,7 @@ class ModelRegistry:
         self.specs = {spec.name: spec for spec in specs}
         self._loaded: dict[str, Runtime] = {}
         self._lock = threading.Lock()
+        self.failed: dict[str, str] = {}
 
     def load(self, name: str) -> Runtime:
         with self._lock:
@@ -39,8 +40,13 @@ class ModelRegistry:
             return runtime
 
     def load_all(self) -> None:
+        """Load every configured model; one that fails is logged and left out, not fatal."""
         for name in self.specs:
-            self.load(name)
+            try:
+                self.load(name)
+            except Exception as exc:
+                logger.error("model %s failed to load: %s", name, exc)
+                self.failed[name] = str(exc)
 
     def get(self, name: str) -> Runtime:
         runtime = self._loaded.get(name)

@@ -50,6 +50,7 @@ def test_bad_configs(tmp_path: Path) -> None:
         load_settings(write(tmp_path, "models:\n  - {name: a, source: x}\n"
                                       "  - {name: a, source: y}\n"))
     with pytest.raises(ValidationError):
-        load_settings(write(tmp_path, "models:\n  - {name: a, source: x, options: {parallel: 0}}\n"))
+        load_settings(write(tmp_path,
+                            "models:\n  - {name: a, source: x, options: {parallel: 0}}\n"))
     with pytest.raises(ValidationError):
         load_settings(write(tmp_path, "models:\n  - {name: 'bad name', source: x}\n"))

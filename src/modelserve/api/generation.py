@@ -32,6 +32,11 @@ def get_any_runtime(registry: ModelRegistry, name: str) -> Runtime:
     try:
         return registry.get(name)
     except ModelNotFound:
+        if name in registry.specs:
+            raise APIError(503, f"The model '{name}' is configured but not loaded: "
+                           f"{registry.failed.get(name, 'loading')}", type="server_error",
+                           param="model", code="model_unavailable",
+                           headers={"Retry-After": "5"}) from None
         raise model_not_found(name) from None
 
 
@@ -143,11 +148,11 @@ async def merge(gens: list[Generation]) -> AsyncIterator[tuple[int, StepOutput]]
     try:
         remaining = len(tasks)
         while remaining:
-            index, out = await queue.get()
-            if out is None:
+            index, item = await queue.get()
+            if item is None:
                 remaining -= 1
             else:
-                yield index, out
+                yield index, item
     finally:
         for task in tasks:
             task.cancel()

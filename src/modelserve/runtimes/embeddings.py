@@ -77,8 +77,10 @@ class SentenceTransformersBackend:
         self._model.eval()
         self._tokenizer: Any = self._model.tokenizer
         self.vocab_size = int(self._tokenizer.vocab_size)
-        self.max_seq_length = int(self._model.max_seq_length)
-        self.dimension = int(self._model.get_sentence_embedding_dimension() or 0)
+        self.max_seq_length = int(self._model.max_seq_length or 512)
+        dimension = getattr(self._model, "get_embedding_dimension", None) \
+            or self._model.get_sentence_embedding_dimension
+        self.dimension = int(dimension() or 0)
 
     def tokenize(self, text: str) -> list[int]:
         return list(self._tokenizer(text, add_special_tokens=True, truncation=False,

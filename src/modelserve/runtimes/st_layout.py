@@ -66,13 +66,14 @@ class EmbeddingLayout:
         else:
             weights = mask[:, :, None].astype(np.float32)
             out = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
-        out = out.astype(np.float32)
-        return normalize(out) if self.normalize else out
+        pooled: Floats = np.asarray(out, dtype=np.float32)
+        return normalize(pooled) if self.normalize else pooled
 
 
 def normalize(vectors: Floats) -> Floats:
     norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-    return (vectors / np.clip(norms, 1e-12, None)).astype(np.float32)
+    out: Floats = (vectors / np.clip(norms, 1e-12, None)).astype(np.float32)
+    return out
 
 
 def pad_batch(batch: list[list[int]], pad_id: int = 0
