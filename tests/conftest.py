@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -101,10 +101,12 @@ def client(server: LiveServer) -> openai.OpenAI:
                          timeout=120)
 
 
-@pytest.fixture(scope="session")
-def async_client(server: LiveServer) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0,
-                              timeout=300)
+@pytest.fixture()
+def async_client(server: LiveServer) -> Callable[[], openai.AsyncOpenAI]:
+    """A factory: an async client is bound to the event loop it is first used on, so each
+    `asyncio.run` scenario makes its own."""
+    return lambda: openai.AsyncOpenAI(base_url=f"{server.url}/v1", api_key="unused",
+                                      max_retries=0, timeout=300)
 
 
 @pytest.fixture()

@@ -66,6 +66,12 @@ def _export(args: argparse.Namespace) -> None:
     print(f"wrote {args.dst}")
 
 
+def _bench_embeddings(args: argparse.Namespace) -> None:
+    from modelserve.bench.embeddings import run_embeddings_bench
+
+    run_embeddings_bench(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modelserve")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -98,6 +104,21 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--json-out", type=Path, help="append results as JSON lines here")
     chat.add_argument("--api-key", default=None)
     chat.set_defaults(func=_bench)
+
+    emb = bench_sub.add_parser("embeddings", help="embeddings throughput and latency")
+    emb.add_argument("--url", default="http://127.0.0.1:8000")
+    emb.add_argument("--path", default="/v1/embeddings", help="endpoint path on the server")
+    emb.add_argument("--model", required=True)
+    emb.add_argument("--concurrency", default="1,16,64")
+    emb.add_argument("--inputs", default="1,32", help="inputs per request")
+    emb.add_argument("--words", default="8,200", help="text lengths in words")
+    emb.add_argument("--total-inputs", type=int, default=512, help="inputs per level")
+    emb.add_argument("--in-process", default=None,
+                     help="also time SentenceTransformer.encode on this model directory")
+    emb.add_argument("--threads", type=int, default=None)
+    emb.add_argument("--label", default=None)
+    emb.add_argument("--json-out", type=Path)
+    emb.set_defaults(func=_bench_embeddings)
     return parser
 
 

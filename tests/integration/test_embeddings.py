@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from collections.abc import Callable
 
 import httpx
 import numpy as np
@@ -80,7 +81,7 @@ def test_dimensions_truncate_and_renormalize(client: openai.OpenAI) -> None:
     assert np.allclose(small, full[:64] / np.linalg.norm(full[:64]), atol=1e-6)
 
 
-def test_concurrent_requests_are_batched_and_exact(async_client: openai.AsyncOpenAI,
+def test_concurrent_requests_are_batched_and_exact(async_client: Callable[[], openai.AsyncOpenAI],
                                                    client: openai.OpenAI,
                                                    http: httpx.Client) -> None:
     texts = [f"sentence number {i} about {SENTENCES[i % 5]}" for i in range(64)]
@@ -90,12 +91,12 @@ def test_concurrent_requests_are_batched_and_exact(async_client: openai.AsyncOpe
     inputs_before = metric(http, "modelserve_embedding_batch_inputs_total", EMBED_MODEL)
 
     async def scenario() -> list[np.ndarray]:
-        async def one(i: int) -> np.ndarray:
-            # every 8th request carries several inputs: split across batches, reassembled
-            batch = [texts[i], *texts[:3]] if i % 8 == 0 else texts[i]
-            return vectors(await async_client.embeddings.create(model=EMBED_MODEL,
-                                                                input=batch))
-        return list(await asyncio.gather(*(one(i) for i in range(64))))
+        async with async_client() as aclient:
+            async def one(i: int) -> np.ndarray:
+                # every 8th request carries several inputs: split across batches, reassembled
+                batch = [texts[i], *texts[:3]] if i % 8 == 0 else texts[i]
+                return vectors(await aclient.embeddings.create(model=EMBED_MODEL, input=batch))
+            return list(await asyncio.gather(*(one(i) for i in range(64))))
 
     results = asyncio.run(scenario())
     for i, got in enumerate(results):
