@@ -14,7 +14,9 @@ import httpx
 
 from modelserve.bench.chat import percentile
 
-WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while", "seven", "small", "birds", "sing", "about", "rivers", "mountains", "cities", "and", "quiet", "gardens", "in", "the", "early", "morning", "light"]
+WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while", "seven",
+         "small", "birds", "sing", "about", "rivers", "mountains", "cities", "and", "quiet",
+         "gardens", "in", "the", "early", "morning", "light"]
 
 
 def make_text(index: int, words: int) -> str:
