@@ -31,6 +31,11 @@ class EngineCollector(Collector):
                                         "Sequences cancelled (client gone)", labels=["model"])
         steps = CounterMetricFamily("modelserve_engine_steps",
                                     "Batched llama_decode calls", labels=["model"])
+        decode = CounterMetricFamily("modelserve_engine_decode_seconds",
+                                     "Time inside llama_decode", labels=["model"])
+        step_time = CounterMetricFamily("modelserve_engine_step_seconds",
+                                        "Time in engine steps (decode, sampling, hand-off)",
+                                        labels=["model"])
         batches = CounterMetricFamily("modelserve_embedding_batches",
                                       "Embedding forward passes", labels=["model"])
         batch_inputs = CounterMetricFamily("modelserve_embedding_batch_inputs",
@@ -52,7 +57,10 @@ class EngineCollector(Collector):
             completion.add_metric([name], stats.completion_tokens)
             cancelled.add_metric([name], stats.cancelled)
             steps.add_metric([name], stats.steps)
-        yield from (running, waiting, prompt, reused, completion, cancelled, steps, batches,
+            decode.add_metric([name], stats.decode_seconds)
+            step_time.add_metric([name], stats.step_seconds)
+        yield from (running, waiting, prompt, reused, completion, cancelled, steps, decode,
+                    step_time, batches,
                     batch_inputs, max_batch)
 
 

@@ -73,3 +73,36 @@ def test_remove_waiting_and_unknown() -> None:
     assert sched.remove(s)
     assert not sched.remove(s)
     assert not sched.has_work()
+
+
+def test_slot_choice_keeps_running_slots_packed() -> None:
+    from modelserve.engine.scheduler import REUSE_WORTH_A_GAP
+
+    sched = Scheduler(n_slots=3, token_budget=4096, max_waiting=4)
+    short, long_ = list(range(100, 110)), list(range(1000, 1000 + REUSE_WORTH_A_GAP + 10))
+    sched.slots[2].cached = short[:5]
+    s = seq(short)
+    sched.add(s)
+    sched.schedule()
+    assert s.slot == 0  # a 5-token prefix is not worth a hole at slot 0
+    sched.slots[2].cached = long_[:-1]
+    t = seq(long_ + [7])
+    sched.add(t)
+    sched.schedule()
+    assert t.slot == 2 and t.cached_tokens == len(long_) - 1
+
+
+def test_rows_follow_slot_order() -> None:
+    sched = Scheduler(n_slots=2, token_budget=64, max_waiting=4)
+    first, second = seq([1, 2]), seq([3, 4])
+    sched.add(first)
+    sched.add(second)
+    sched.schedule()
+    for s, token in ((first, 50), (second, 60)):
+        s.output.append(token)
+        s.status = SequenceStatus.DECODING
+    sched.remove(first)
+    third = seq([5, 6, 7])
+    sched.add(third)  # lands in slot 0, before `second` in slot 1
+    plan = sched.schedule()
+    assert plan.seq_ids == [0, 0, 0, 1] and plan.tokens == [5, 6, 7, 60]

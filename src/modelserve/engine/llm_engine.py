@@ -7,6 +7,7 @@ import math
 import os
 import sys
 import threading
+import time
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -31,6 +32,8 @@ class EngineStats:
     completion_tokens: int = 0
     reused_prompt_tokens: int = 0
     cancelled: int = 0
+    decode_seconds: float = 0.0  # inside llama_decode
+    step_seconds: float = 0.0  # whole steps: decode + sampling + hand-off
     running: int = 0
     waiting: int = 0
 
@@ -134,6 +137,7 @@ class LLMEngine:
             logit_bias=p.logit_bias))
 
     def _step(self, plan: BatchPlan) -> None:
+        started = time.perf_counter()
         try:
             self.ctx.decode(plan.tokens, plan.positions, plan.seq_ids, plan.want_logits)
         except Exception as exc:  # a decode failure poisons this batch, not the server
@@ -146,11 +150,14 @@ class LLMEngine:
                     slot.cached.clear()  # the KV of this batch is unknown: never reuse it
                     self.ctx.forget(slot_id)
             return
+        decoded = time.perf_counter()
         self.stats.steps += 1
         with self._cond:
             for seq, row in plan.sample:
                 if seq.status is not SequenceStatus.FINISHED:
                     self._sample(seq, row)
+        self.stats.decode_seconds += decoded - started
+        self.stats.step_seconds += time.perf_counter() - started
 
     def _sample(self, seq: Sequence, row: int) -> None:
         live = self._live[seq.id]

@@ -13,6 +13,12 @@ from dataclasses import dataclass, field
 from modelserve.engine.sequence import Sequence, SequenceStatus
 
 
+# A running set with a hole in its slot ids costs an extra pass over the weights on every
+# step (see `schedule`), so a far-off slot is chosen for its cached prefix only when that
+# saves at least this many prompt tokens over the lowest free slot.
+REUSE_WORTH_A_GAP = 256
+
+
 class QueueFull(Exception):
     """The waiting queue is at capacity."""
 
@@ -90,16 +96,22 @@ class Scheduler:
     def schedule(self) -> BatchPlan:
         plan = BatchPlan()
         self._admit(plan)
-        running = sorted(self.running, key=lambda s: s.id)
+        running = self.running  # in slot order
+        # Every decoding sequence gets its row; prompts share what is left of the budget,
+        # first come first served.
+        budget = self.token_budget - sum(s.status is SequenceStatus.DECODING for s in running)
+        chunk: dict[int, int] = {}
+        for seq in sorted(running, key=lambda s: s.id):
+            if seq.status is SequenceStatus.PREFILLING and budget > 0:
+                chunk[seq.id] = min(seq.prefill_remaining, budget)
+                budget -= chunk[seq.id]
+        # Rows go in slot order: llama.cpp splits a multi-stream batch wherever consecutive
+        # rows do not belong to consecutive sequence ids, and every split is another pass
+        # over the weights.
         for seq in running:
             if seq.status is SequenceStatus.DECODING:
                 self._feed(plan, seq, seq.output[-1], logits=True)
-        for seq in running:
-            budget = self.token_budget - len(plan)
-            if seq.status is not SequenceStatus.PREFILLING or budget <= 0:
-                continue
-            chunk = seq.prompt[seq.n_computed : seq.n_computed + budget]
-            for token in chunk:
+            for token in seq.prompt[seq.n_computed : seq.n_computed + chunk.get(seq.id, 0)]:
                 self._feed(plan, seq, token, logits=seq.n_computed + 1 == len(seq.prompt))
         return plan
 
@@ -111,14 +123,22 @@ class Scheduler:
     def _free_slots(self) -> list[Slot]:
         return [s for s in self.slots if s.seq is None]
 
+    @staticmethod
+    def _pick_slot(free: list[Slot], prompt: list[int]) -> Slot:
+        """The lowest free slot keeps running slots packed; a better cached prefix elsewhere
+        wins only when it saves REUSE_WORTH_A_GAP tokens."""
+        packed = free[0]
+        best = max(free, key=lambda s: (common_prefix_len(s.cached, prompt), -s.last_used))
+        gain = common_prefix_len(best.cached, prompt) - common_prefix_len(packed.cached, prompt)
+        return best if gain >= REUSE_WORTH_A_GAP else packed
+
     def _admit(self, plan: BatchPlan) -> None:
         while self.waiting:
             free = self._free_slots()
             if not free:
                 return
             seq = self.waiting.popleft()
-            slot = max(free, key=lambda s: (common_prefix_len(s.cached, seq.prompt),
-                                            -s.last_used))
+            slot = self._pick_slot(free, seq.prompt)
             # Keep at least one prompt token to compute, so there are logits to sample.
             reuse = min(common_prefix_len(slot.cached, seq.prompt), len(seq.prompt) - 1)
             if reuse < len(slot.cached):
