@@ -86,7 +86,7 @@ def test_slot_choice_keeps_running_slots_packed() -> None:
     sched.schedule()
     assert s.slot == 0  # a 5-token prefix is not worth a hole at slot 0
     sched.slots[2].cached = long_[:-1]
-    t = seq(long_ + [7])
+    t = seq([*long_, 7])
     sched.add(t)
     sched.schedule()
     assert t.slot == 2 and t.cached_tokens == len(long_) - 1

@@ -42,7 +42,7 @@ class EngineStats:
 class _Live:
     """Per-sequence state that lives only while the sequence runs."""
 
-    sampler: Sampler
+    sampler: Sampler | None  # None: plain greedy, an argmax over the logits
     text: IncrementalText
 
 
@@ -127,8 +127,11 @@ class LLMEngine:
                 self.stats.prompt_tokens += len(seq.prompt)
                 self.stats.reused_prompt_tokens += seq.cached_tokens
 
-    def _make_sampler(self, seq: Sequence) -> Sampler:
+    def _make_sampler(self, seq: Sequence) -> Sampler | None:
         p = seq.params
+        if (p.temperature <= 0 and not p.logit_bias and not p.presence_penalty
+                and not p.frequency_penalty and p.repeat_penalty == 1.0):
+            return None
         seed = p.seed if p.seed is not None else int.from_bytes(os.urandom(4), "little")
         return Sampler(self.model, SamplerConfig(
             temperature=p.temperature, top_p=p.top_p, top_k=p.top_k, min_p=p.min_p, seed=seed,
@@ -161,7 +164,12 @@ class LLMEngine:
 
     def _sample(self, seq: Sequence, row: int) -> None:
         live = self._live[seq.id]
-        token = live.sampler.sample(self.ctx, row)
+        if live.sampler is None:
+            # The same choice as llama.cpp's greedy sampler (first maximum), without building
+            # its candidate array over the whole vocabulary for every sequence every step.
+            token = int(np.argmax(self.ctx.logits(row)))
+        else:
+            token = live.sampler.sample(self.ctx, row)
         seq.status = SequenceStatus.DECODING
         seq.output.append(token)
         self.stats.completion_tokens += 1
@@ -200,7 +208,7 @@ class LLMEngine:
         seq.status = SequenceStatus.FINISHED
         seq.finish_reason = reason
         live = self._live.pop(seq.id, None)
-        if live is not None:
+        if live is not None and live.sampler is not None:
             live.sampler.close()
         out = out or StepOutput(prompt_tokens=len(seq.prompt), completion_tokens=len(seq.output),
                                 cached_tokens=seq.cached_tokens)

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 from modelserve.engine.sequence import Sequence, SequenceStatus
 
-
 # A running set with a hole in its slot ids costs an extra pass over the weights on every
 # step (see `schedule`), so a far-off slot is chosen for its cached prefix only when that
 # saves at least this many prompt tokens over the lowest free slot.
