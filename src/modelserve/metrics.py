@@ -11,57 +11,52 @@ from prometheus_client.registry import Collector
 from modelserve.registry import ModelRegistry
 from modelserve.runtimes.embeddings import EmbeddingRuntime
 
+# (metric name, kind, help, stats field) for chat engines (EngineStats) ...
+CHAT_METRICS = [
+    ("modelserve_running_sequences", "gauge", "Sequences holding a slot", "running"),
+    ("modelserve_waiting_sequences", "gauge", "Sequences queued for a slot", "waiting"),
+    ("modelserve_prompt_tokens", "counter", "Prompt tokens admitted", "prompt_tokens"),
+    ("modelserve_prompt_tokens_reused", "counter", "Prompt tokens served from a cached prefix",
+     "reused_prompt_tokens"),
+    ("modelserve_completion_tokens", "counter", "Tokens generated", "completion_tokens"),
+    ("modelserve_cancelled_sequences", "counter", "Sequences cancelled (client gone)",
+     "cancelled"),
+    ("modelserve_engine_steps", "counter", "Batched llama_decode calls", "steps"),
+    ("modelserve_engine_decode_seconds", "counter", "Time inside llama_decode",
+     "decode_seconds"),
+    ("modelserve_engine_step_seconds", "counter",
+     "Time in engine steps (decode, sampling, hand-off)", "step_seconds"),
+]
+# ... and for embeddings batchers (BatchStats).
+EMBEDDING_METRICS = [
+    ("modelserve_embedding_batches", "counter", "Embedding forward passes", "batches"),
+    ("modelserve_embedding_batch_inputs", "counter", "Inputs embedded (in batches)", "inputs"),
+    ("modelserve_embedding_max_batch_size", "gauge", "Largest embedding batch so far",
+     "max_batch_size"),
+]
+
+
+def _family(name: str, kind: str, help_text: str) -> GaugeMetricFamily | CounterMetricFamily:
+    cls = GaugeMetricFamily if kind == "gauge" else CounterMetricFamily
+    return cls(name, help_text, labels=["model"])
+
 
 class EngineCollector(Collector):
     def __init__(self, models: ModelRegistry) -> None:
         self._models = models
 
     def collect(self) -> Iterator[Metric]:
-        running = GaugeMetricFamily("modelserve_running_sequences",
-                                    "Sequences holding a slot", labels=["model"])
-        waiting = GaugeMetricFamily("modelserve_waiting_sequences",
-                                    "Sequences queued for a slot", labels=["model"])
-        prompt = CounterMetricFamily("modelserve_prompt_tokens",
-                                     "Prompt tokens admitted", labels=["model"])
-        reused = CounterMetricFamily("modelserve_prompt_tokens_reused",
-                                     "Prompt tokens served from a cached prefix", labels=["model"])
-        completion = CounterMetricFamily("modelserve_completion_tokens",
-                                         "Tokens generated", labels=["model"])
-        cancelled = CounterMetricFamily("modelserve_cancelled_sequences",
-                                        "Sequences cancelled (client gone)", labels=["model"])
-        steps = CounterMetricFamily("modelserve_engine_steps",
-                                    "Batched llama_decode calls", labels=["model"])
-        decode = CounterMetricFamily("modelserve_engine_decode_seconds",
-                                     "Time inside llama_decode", labels=["model"])
-        step_time = CounterMetricFamily("modelserve_engine_step_seconds",
-                                        "Time in engine steps (decode, sampling, hand-off)",
-                                        labels=["model"])
-        batches = CounterMetricFamily("modelserve_embedding_batches",
-                                      "Embedding forward passes", labels=["model"])
-        batch_inputs = CounterMetricFamily("modelserve_embedding_batch_inputs",
-                                           "Inputs embedded (in batches)", labels=["model"])
-        max_batch = GaugeMetricFamily("modelserve_embedding_max_batch_size",
-                                      "Largest embedding batch so far", labels=["model"])
-        for name, runtime in self._models.loaded().items():
+        families = {name: _family(name, kind, text)
+                    for name, kind, text, _ in CHAT_METRICS + EMBEDDING_METRICS}
+        for model, runtime in self._models.loaded().items():
+            stats: object
             if isinstance(runtime, EmbeddingRuntime):
-                bstats = runtime.batcher.stats
-                batches.add_metric([name], bstats.batches)
-                batch_inputs.add_metric([name], bstats.inputs)
-                max_batch.add_metric([name], bstats.max_batch_size)
-                continue
-            stats = runtime.engine.snapshot()
-            running.add_metric([name], stats.running)
-            waiting.add_metric([name], stats.waiting)
-            prompt.add_metric([name], stats.prompt_tokens)
-            reused.add_metric([name], stats.reused_prompt_tokens)
-            completion.add_metric([name], stats.completion_tokens)
-            cancelled.add_metric([name], stats.cancelled)
-            steps.add_metric([name], stats.steps)
-            decode.add_metric([name], stats.decode_seconds)
-            step_time.add_metric([name], stats.step_seconds)
-        yield from (running, waiting, prompt, reused, completion, cancelled, steps, decode,
-                    step_time, batches,
-                    batch_inputs, max_batch)
+                table, stats = EMBEDDING_METRICS, runtime.batcher.stats
+            else:
+                table, stats = CHAT_METRICS, runtime.engine.snapshot()
+            for name, _, _, field in table:
+                families[name].add_metric([model], float(getattr(stats, field)))
+        yield from families.values()
 
 
 def build_registry(models: ModelRegistry) -> CollectorRegistry:
