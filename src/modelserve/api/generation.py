@@ -52,8 +52,6 @@ def check_token_ids(runtime: LlamaChatRuntime | EmbeddingRuntime, tokens: list[i
         raise bad_request(f"token id {bad} is out of range [0, {runtime.n_vocab})", param=param)
 
 
-
-
 def completion_budget(runtime: LlamaChatRuntime, prompt_len: int, requested: int | None,
                       param: str) -> int:
     """Max new tokens for a prompt; an over-long prompt or request is a 400 with the counts."""

@@ -13,8 +13,9 @@ import logging
 import queue
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -28,9 +29,7 @@ Encoder = Callable[[list[list[int]]], npt.NDArray[np.float32]]
 class BatchStats:
     batches: int = 0
     inputs: int = 0
-    padded_tokens: int = 0
     max_batch_size: int = 0
-    sizes: dict[int, int] = field(default_factory=dict)  # batch size -> count
 
 
 @dataclass
@@ -102,28 +101,36 @@ class EmbeddingBatcher:
 
     def _run_batch(self, batch: list[_Item]) -> None:
         try:
-            vectors = self._encode([item.tokens for item in batch])
+            vectors = list(self._encode([item.tokens for item in batch]))
         except Exception as exc:
             logger.exception("embedding batch failed")
-            for item in batch:
-                item.loop.call_soon_threadsafe(_set_exception, item.future, exc)
+            _resolve(batch, [exc] * len(batch))
             return
         stats = self.stats
         stats.batches += 1
         stats.inputs += len(batch)
-        stats.padded_tokens += len(batch) * max(len(i.tokens) for i in batch)
         stats.max_batch_size = max(stats.max_batch_size, len(batch))
-        stats.sizes[len(batch)] = stats.sizes.get(len(batch), 0) + 1
-        for item, vector in zip(batch, vectors, strict=True):
-            item.loop.call_soon_threadsafe(_set_result, item.future, vector)
+        _resolve(batch, vectors)
 
 
-def _set_result(future: asyncio.Future[npt.NDArray[np.float32]],
-                value: npt.NDArray[np.float32]) -> None:
-    if not future.done():
-        future.set_result(value)
+Outcome = npt.NDArray[np.float32] | Exception
 
 
-def _set_exception(future: asyncio.Future[npt.NDArray[np.float32]], exc: Exception) -> None:
-    if not future.done():
-        future.set_exception(exc)
+def _resolve(batch: list[_Item], outcomes: list[Outcome]) -> None:
+    """Settle a batch's futures with one wake-up per event loop, not one per input."""
+    by_loop: defaultdict[asyncio.AbstractEventLoop, list[tuple[_Item, Outcome]]] = \
+        defaultdict(list)
+    for item, outcome in zip(batch, outcomes, strict=True):
+        by_loop[item.loop].append((item, outcome))
+    for loop, settled in by_loop.items():
+        loop.call_soon_threadsafe(_settle, settled)
+
+
+def _settle(settled: list[tuple[_Item, Outcome]]) -> None:
+    for item, outcome in settled:
+        if item.future.done():
+            continue
+        if isinstance(outcome, Exception):
+            item.future.set_exception(outcome)
+        else:
+            item.future.set_result(outcome)

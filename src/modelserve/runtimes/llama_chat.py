@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
 from modelserve.config import ModelSpec
-from modelserve.engine.llm_engine import EngineStats, LLMEngine
+from modelserve.engine.llm_engine import LLMEngine
 from modelserve.engine.sequence import SamplingParams, Sequence, StepOutput
 from modelserve.runtimes.chat_template import ChatTemplate
 from modelserve.runtimes.llama_cpp import LlamaContext, LlamaModel
@@ -57,10 +57,6 @@ class LlamaChatRuntime:
     @property
     def n_vocab(self) -> int:
         return self.model.n_vocab
-
-    @property
-    def stats(self) -> EngineStats:
-        return self.engine.stats
 
     def close(self) -> None:
         self.engine.stop()
