@@ -15,6 +15,14 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from modelserve.config_sections import (
+    CacheSettings,
+    InputLimits,
+    LifecycleSettings,
+    RateLimitSettings,
+    SecuritySettings,
+)
+
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "default.yaml"
 
 
@@ -30,11 +38,17 @@ class PackageSource(BaseModel):
     file: str
 
     def resolve(self) -> Path:
-        spec = importlib.util.find_spec(self.package)
+        try:
+            spec = importlib.util.find_spec(self.package)
+        except (ImportError, ValueError):
+            spec = None
         if spec is None or not spec.submodule_search_locations:
             raise ConfigError(f"package {self.package!r} is not installed")
         for location in spec.submodule_search_locations:
-            candidate = Path(location) / self.file
+            root = Path(location).resolve()
+            candidate = (root / self.file).resolve()
+            if not candidate.is_relative_to(root):
+                raise ConfigError(f"{self.file!r} points outside package {self.package!r}")
             if candidate.exists():
                 return candidate
         raise ConfigError(f"{self.file!r} not found in package {self.package!r}")
@@ -87,6 +101,10 @@ class ModelSpec(BaseModel):
     source: PackageSource | PathSource | str
     options: LlamaCppOptions | EmbeddingOptions = Field(
         default_factory=LlamaCppOptions)  # type: ignore[arg-type]
+    pinned: bool = Field(False, description="never evicted or unloaded for idleness")
+    preload: bool = Field(True, description="load at start-up (else on first request)")
+    keep_alive_seconds: float | None = Field(
+        None, description="idle time before unloading; default: lifecycle.keep_alive_seconds")
 
     @model_validator(mode="before")
     @classmethod
@@ -128,13 +146,22 @@ class ModelSpec(BaseModel):
 class Settings(BaseSettings):
     """Server settings. Env vars (`MODELSERVE_PORT=9000`) override the YAML `server:` section."""
 
-    model_config = SettingsConfigDict(env_prefix="MODELSERVE_", extra="forbid")
+    model_config = SettingsConfigDict(env_prefix="MODELSERVE_", env_nested_delimiter="__",
+                                      extra="forbid")
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     config: Path = DEFAULT_CONFIG
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
     max_request_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    api_key: str | None = Field(None, min_length=8,
+                                description="one admin key (MODELSERVE_API_KEY)")
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
+    rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    limits: InputLimits = Field(default_factory=InputLimits)
+    lifecycle: LifecycleSettings = Field(default_factory=LifecycleSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
     models: list[ModelSpec] = Field(default_factory=list)
 
     @classmethod

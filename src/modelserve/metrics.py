@@ -1,14 +1,17 @@
-"""Prometheus metrics, read from the engines at scrape time (no duplicated state)."""
+"""Prometheus metrics: request-level series the server records, plus engine and model state
+read at scrape time (no duplicated state). Labels stay bounded: route templates, configured
+model names, status codes; never request ids or keys."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from modelserve.registry import ModelRegistry
+from modelserve.registry import ModelRegistry, ModelState
 from modelserve.runtimes.embeddings import EmbeddingRuntime
 
 # (metric name, kind, help, stats field) for chat engines (EngineStats) ...
@@ -26,6 +29,10 @@ CHAT_METRICS = [
      "decode_seconds"),
     ("modelserve_engine_step_seconds", "counter",
      "Time in engine steps (decode, sampling, hand-off)", "step_seconds"),
+    ("modelserve_kv_cache_used_tokens", "gauge",
+     "KV cells holding running sequences or reusable prefixes", "kv_used_tokens"),
+    ("modelserve_kv_cache_capacity_tokens", "gauge", "KV cells in all slots",
+     "kv_capacity_tokens"),
 ]
 # ... and for embeddings batchers (BatchStats).
 EMBEDDING_METRICS = [
@@ -34,14 +41,20 @@ EMBEDDING_METRICS = [
     ("modelserve_embedding_max_batch_size", "gauge", "Largest embedding batch so far",
      "max_batch_size"),
 ]
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                   120.0, 300.0)
+TOKEN_GAP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56)
 
 
-def _family(name: str, kind: str, help_text: str) -> GaugeMetricFamily | CounterMetricFamily:
+def _family(name: str, kind: str, help_text: str,
+            labels: tuple[str, ...] = ("model",)) -> GaugeMetricFamily | CounterMetricFamily:
     cls = GaugeMetricFamily if kind == "gauge" else CounterMetricFamily
-    return cls(name, help_text, labels=["model"])
+    return cls(name, help_text, labels=list(labels))
 
 
-class EngineCollector(Collector):
+class ModelsCollector(Collector):
+    """Engine counters and model lifecycle state, read from the registry at scrape time."""
+
     def __init__(self, models: ModelRegistry) -> None:
         self._models = models
 
@@ -57,9 +70,86 @@ class EngineCollector(Collector):
             for name, _, _, field in table:
                 families[name].add_metric([model], float(getattr(stats, field)))
         yield from families.values()
+        yield from self._lifecycle()
+
+    def _lifecycle(self) -> Iterator[Metric]:
+        state = GaugeMetricFamily("modelserve_model_state", "1 for the state each model is in",
+                                  labels=["model", "state"])
+        memory = GaugeMetricFamily("modelserve_model_memory_bytes",
+                                   "Estimated memory of each loaded model", labels=["model"])
+        in_flight = GaugeMetricFamily("modelserve_model_requests_in_flight",
+                                      "Requests holding each model", labels=["model"])
+        loaded = 0
+        for name, entry in self._models.entries.items():
+            for s in ModelState:
+                state.add_metric([name, s.value], 1.0 if entry.state is s else 0.0)
+            if entry.current is not None:
+                loaded += 1
+                memory.add_metric([name], float(entry.current.memory_bytes))
+            in_flight.add_metric([name], float(entry.in_flight))
+        count = GaugeMetricFamily("modelserve_loaded_models", "Models loaded now")
+        count.add_metric([], float(loaded))
+        yield from (state, memory, in_flight, count)
 
 
-def build_registry(models: ModelRegistry) -> CollectorRegistry:
-    registry = CollectorRegistry(auto_describe=True)
-    registry.register(EngineCollector(models))
-    return registry
+@dataclass
+class ModelTiming:
+    """One model's latency histograms, fed by its generations (a TimingSink)."""
+
+    _queue: Histogram
+    _first: Histogram
+    _gap: Histogram
+
+    def queue_wait(self, seconds: float) -> None:
+        self._queue.observe(seconds)
+
+    def first_token(self, seconds: float) -> None:
+        self._first.observe(seconds)
+
+    def inter_token(self, seconds: float) -> None:
+        self._gap.observe(seconds)
+
+
+class ServerMetrics:
+    """Series recorded as requests happen; one set per app (its own CollectorRegistry)."""
+
+    def __init__(self, models: ModelRegistry) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry.register(ModelsCollector(models))
+        self._models = models
+        reg = self.registry
+        self.requests = Counter("modelserve_requests", "HTTP requests by route, model, status",
+                                ["route", "model", "status"], registry=reg)
+        self.request_seconds = Histogram(
+            "modelserve_request_duration_seconds", "Request latency to the last byte",
+            ["route", "model"], buckets=LATENCY_BUCKETS, registry=reg)
+        self.queue_wait = Histogram("modelserve_queue_wait_seconds",
+                                    "Time from submit to a sequence slot", ["model"],
+                                    buckets=LATENCY_BUCKETS, registry=reg)
+        self.first_token = Histogram("modelserve_time_to_first_token_seconds",
+                                     "Time from submit to the first token", ["model"],
+                                     buckets=LATENCY_BUCKETS, registry=reg)
+        self.inter_token = Histogram("modelserve_inter_token_latency_seconds",
+                                     "Time between tokens of one sequence", ["model"],
+                                     buckets=TOKEN_GAP_BUCKETS, registry=reg)
+        self.model_load_seconds = Histogram("modelserve_model_load_seconds",
+                                            "Time to load a model", ["model"],
+                                            buckets=LATENCY_BUCKETS, registry=reg)
+        self.cache_lookups = Counter("modelserve_cache_requests",
+                                     "Response-cache lookups by result (hit, miss, bypass)",
+                                     ["route", "result"], registry=reg)
+        self.cache_stores = Counter("modelserve_cache_stores", "Responses stored in the cache",
+                                    ["route"], registry=reg)
+        self.rate_limited = Counter("modelserve_rate_limited_requests",
+                                    "Requests refused by a per-key limit",
+                                    ["limit"], registry=reg)
+
+    def model_label(self, name: str | None) -> str:
+        """Only known model names become label values; anything else is one bucket."""
+        if name is None:
+            return ""
+        return name if name in self._models.entries else "unknown"
+
+    def timing_for(self, model: str) -> ModelTiming:
+        return ModelTiming(self.queue_wait.labels(model), self.first_token.labels(model),
+                           self.inter_token.labels(model))

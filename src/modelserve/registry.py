@@ -1,17 +1,40 @@
-"""Which models are loaded, by name; requests are routed here by their `model` field."""
+"""Which models exist, their load state, and the policies that load and unload them.
+
+Requests are routed here by their `model` field. Every state change happens on the event
+loop; the slow parts (building and closing runtimes) run in worker threads, so other
+models keep serving while one loads or unloads.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import threading
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, TypeVar
 
-from modelserve.config import ModelSpec
+from modelserve.config import ConfigError, ModelSpec
+from modelserve.config_sections import LifecycleSettings
+from modelserve.model_files import disk_bytes, release_freed_memory, revision
 from modelserve.runtimes.embeddings import EmbeddingRuntime
 from modelserve.runtimes.llama_chat import LlamaChatRuntime
 
 Runtime = LlamaChatRuntime | EmbeddingRuntime
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
+
+
+class ModelState(StrEnum):
+    UNLOADED = "unloaded"
+    LOADING = "loading"
+    READY = "ready"
+    UNLOADING = "unloading"
+    FAILED = "failed"
 
 
 class ModelNotFound(LookupError):
@@ -20,45 +43,324 @@ class ModelNotFound(LookupError):
         self.name = name
 
 
+class ModelUnavailable(RuntimeError):
+    """The model exists but cannot take requests now (loading, unloading, failed)."""
+
+    def __init__(self, name: str, state: ModelState, detail: str) -> None:
+        super().__init__(detail)
+        self.name = name
+        self.state = state
+
+
+class CapacityError(RuntimeError):
+    """Loading would break max_loaded_models or the memory budget and nothing can go."""
+
+
+def build_runtime(spec: ModelSpec) -> Runtime:
+    return LlamaChatRuntime(spec) if spec.kind == "chat" else EmbeddingRuntime(spec)
+
+
+@dataclass(eq=False)
+class LoadedModel:
+    """One loaded instance of a model; a reload makes a new one while the old drains."""
+
+    runtime: Runtime
+    revision: str
+    memory_bytes: int
+    loaded_at: float
+    in_flight: int = 0
+
+
+@dataclass(eq=False)
+class ModelEntry:
+    spec: ModelSpec
+    origin: str = "config"  # or "admin"
+    state: ModelState = ModelState.UNLOADED
+    current: LoadedModel | None = None
+    error: str | None = None
+    last_used: float | None = None
+    load_seconds: float | None = None
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    @property
+    def in_flight(self) -> int:
+        return self.current.in_flight if self.current else 0
+
+    def describe(self) -> dict[str, Any]:
+        cur = self.current
+        return {
+            "name": self.spec.name, "kind": self.spec.kind, "runtime": self.spec.runtime,
+            "source": self.spec.source.model_dump() if not isinstance(self.spec.source, str)
+            else self.spec.source,
+            "state": self.state.value, "error": self.error, "origin": self.origin,
+            "pinned": self.spec.pinned, "revision": cur.revision if cur else None,
+            "memory_bytes": cur.memory_bytes if cur else 0,
+            "loaded_at": cur.loaded_at if cur else None, "last_used": self.last_used,
+            "load_seconds": self.load_seconds, "in_flight": self.in_flight,
+        }
+
+
+class Lease:
+    """A request's hold on a loaded model: unload waits for leases to be released."""
+
+    def __init__(self, entry: ModelEntry, loaded: LoadedModel) -> None:
+        self.entry = entry
+        self.loaded = loaded
+        self.runtime = loaded.runtime
+        self._released = False
+        loaded.in_flight += 1
+        entry.last_used = time.time()
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self.loaded.in_flight -= 1
+            self.entry.last_used = time.time()
+
+
 class ModelRegistry:
-    def __init__(self, specs: list[ModelSpec]) -> None:
-        self.specs = {spec.name: spec for spec in specs}
-        self._loaded: dict[str, Runtime] = {}
-        self._lock = threading.Lock()
-        self.failed: dict[str, str] = {}
+    def __init__(self, specs: list[ModelSpec], policy: LifecycleSettings | None = None) -> None:
+        self.policy = policy or LifecycleSettings()
+        self.entries = {spec.name: ModelEntry(spec) for spec in specs}
+        self.required = {spec.name for spec in specs if spec.preload or spec.pinned}
+        self.started = False
+        self._load_lock: asyncio.Lock | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+        self.on_loaded: list[Any] = []  # callbacks (name, seconds) for metrics
 
-    def load(self, name: str) -> Runtime:
-        with self._lock:
-            if name in self._loaded:
-                return self._loaded[name]
-            spec = self.specs.get(name)
-            if spec is None:
-                raise ModelNotFound(name)
-            runtime: Runtime = (LlamaChatRuntime(spec) if spec.kind == "chat"
-                                else EmbeddingRuntime(spec))
-            self._loaded[name] = runtime
-            return runtime
+    # -- queries -----------------------------------------------------------------------------
 
-    def load_all(self) -> None:
-        """Load every configured model; one that fails is logged and left out, not fatal."""
-        for name in self.specs:
-            try:
-                self.load(name)
-            except Exception as exc:
-                logger.error("model %s failed to load: %s", name, exc)
-                self.failed[name] = str(exc)
-
-    def get(self, name: str) -> Runtime:
-        runtime = self._loaded.get(name)
-        if runtime is None:
-            raise ModelNotFound(name)
-        return runtime
+    @property
+    def specs(self) -> dict[str, ModelSpec]:
+        return {name: entry.spec for name, entry in self.entries.items()}
 
     def loaded(self) -> dict[str, Runtime]:
-        return dict(self._loaded)
+        return {name: e.current.runtime for name, e in self.entries.items()
+                if e.current is not None and e.state is ModelState.READY}
 
-    def close(self) -> None:
-        with self._lock:
-            for runtime in self._loaded.values():
-                runtime.close()
-            self._loaded.clear()
+    def get(self, name: str) -> Runtime:
+        """The loaded runtime, without waiting or counting (tokenize, model cards)."""
+        entry = self.entries.get(name)
+        if entry is None:
+            raise ModelNotFound(name)
+        if entry.current is None or entry.state is not ModelState.READY:
+            raise ModelUnavailable(name, entry.state, self._why(entry))
+        return entry.current.runtime
+
+    def readiness(self) -> tuple[bool, dict[str, str]]:
+        """Ready once start-up loading finished and every required model is ready."""
+        if not self.started:
+            return False, {"status": "loading"}
+        not_ready = {name: self.entries[name].state.value for name in sorted(self.required)
+                     if name in self.entries
+                     and self.entries[name].state is not ModelState.READY}
+        return not not_ready, not_ready
+
+    def memory_in_use(self) -> int:
+        return sum(e.current.memory_bytes for e in self.entries.values() if e.current)
+
+    # -- requests ----------------------------------------------------------------------------
+
+    async def acquire(self, name: str) -> Lease:
+        """Hold a ready model for one request, loading it first if policy allows."""
+        entry = self.entries.get(name)
+        if entry is None:
+            raise ModelNotFound(name)
+        if entry.state is ModelState.UNLOADED and self.policy.lazy_load:
+            self.start_load(name)
+        if entry.state is ModelState.LOADING and entry.task is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(entry.task), self.policy.load_wait_seconds)
+        if entry.state is ModelState.READY and entry.current is not None:
+            return Lease(entry, entry.current)
+        raise ModelUnavailable(name, entry.state, self._why(entry))
+
+    @staticmethod
+    def _why(entry: ModelEntry) -> str:
+        if entry.state is ModelState.FAILED:
+            return f"it failed to load: {entry.error}"
+        return f"it is {entry.state.value}"
+
+    def in_background(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """Run `work` as a task that outlives the request that started it."""
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    # -- loading -----------------------------------------------------------------------------
+
+    def add(self, spec: ModelSpec) -> ModelEntry:
+        """Register an admin-supplied spec (a new name, or a new spec for a known one)."""
+        entry = self.entries.get(spec.name)
+        if entry is None:
+            entry = self.entries[spec.name] = ModelEntry(spec, origin="admin")
+        else:
+            entry.spec = spec
+        return entry
+
+    def start_load(self, name: str) -> asyncio.Task[None]:
+        """Load (or reload) in the background; the returned task ends when ready or failed."""
+        entry = self.entries[name]
+        if entry.task is not None and not entry.task.done():
+            return entry.task
+        if entry.current is None:
+            entry.state = ModelState.LOADING
+        entry.error = None
+        entry.task = asyncio.create_task(self._load(entry), name=f"load {name}")
+        return entry.task
+
+    async def _load(self, entry: ModelEntry) -> None:
+        if self._load_lock is None:
+            self._load_lock = asyncio.Lock()
+        spec = entry.spec
+        async with self._load_lock:  # one load at a time: eviction decisions stay coherent
+            started = time.monotonic()
+            try:
+                path = await asyncio.to_thread(spec.resolve_source)
+                await self._make_room(entry, await asyncio.to_thread(disk_bytes, path))
+                runtime = await _build(spec)
+                rev = await asyncio.to_thread(revision, path)
+            except Exception as exc:
+                logger.error("model %s failed to load: %s", spec.name, exc)
+                entry.error = str(exc)
+                if entry.current is None:  # a failed reload leaves the old model serving
+                    entry.state = ModelState.FAILED
+                return
+            entry.load_seconds = time.monotonic() - started
+            old, entry.current = entry.current, LoadedModel(
+                runtime, rev, _memory_bytes(runtime, path), time.time())
+            entry.state = ModelState.READY
+            entry.last_used = time.time()
+            logger.info("model %s ready (revision %s) in %.2fs", spec.name, rev,
+                        entry.load_seconds)
+            for callback in self.on_loaded:
+                callback(spec.name, runtime, entry.load_seconds)
+        if old is not None:
+            await self._drain_and_close(spec.name, old)
+
+    async def _make_room(self, target: ModelEntry, new_bytes: int) -> None:
+        """Evict least-recently-used idle models until the new one fits the policy."""
+        while True:
+            loaded = [e for e in self.entries.values()
+                      if e.current is not None and e is not target]
+            too_many = (self.policy.max_loaded_models is not None
+                        and len(loaded) >= self.policy.max_loaded_models)
+            budget = self.policy.memory_budget_mb
+            too_big = (budget is not None and target.current is None
+                       and self.memory_in_use() + new_bytes > budget * 1024 * 1024)
+            if not (too_many or too_big):
+                return
+            idle = [e for e in loaded if e.state is ModelState.READY and not e.spec.pinned
+                    and e.in_flight == 0]
+            if not idle:
+                raise CapacityError(
+                    "no room to load it: "
+                    + ("max_loaded_models reached" if too_many else "memory budget exceeded")
+                    + " and every loaded model is pinned or busy")
+            victim = min(idle, key=lambda e: e.last_used or 0.0)
+            logger.info("evicting idle model %s to make room for %s", victim.spec.name,
+                        target.spec.name)
+            await self.unload(victim.spec.name)
+
+    async def load_startup(self) -> None:
+        """Load the preload models, one by one; a failure is recorded, never fatal."""
+        for name, entry in list(self.entries.items()):
+            if entry.spec.preload or entry.spec.pinned:
+                await self.start_load(name)
+        self.started = True
+
+    # -- unloading ---------------------------------------------------------------------------
+
+    async def unload(self, name: str) -> None:
+        """Stop new requests, let those in flight finish (up to the grace period), free it."""
+        entry = self.entries.get(name)
+        if entry is None:
+            raise ModelNotFound(name)
+        if entry.task is not None and not entry.task.done():
+            entry.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await entry.task
+        loaded, entry.current = entry.current, None
+        self.required.discard(name)  # an operator's unload is not a readiness failure
+        if loaded is None:
+            entry.state = ModelState.UNLOADED
+            return
+        entry.state = ModelState.UNLOADING
+        try:
+            await self._drain_and_close(name, loaded)
+        finally:
+            if entry.current is None:
+                entry.state = ModelState.UNLOADED
+
+    async def _drain_and_close(self, name: str, loaded: LoadedModel) -> None:
+        deadline = time.monotonic() + self.policy.unload_grace_seconds
+        while loaded.in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if loaded.in_flight:
+            logger.warning("unloading %s with %d requests still in flight", name,
+                           loaded.in_flight)
+        await asyncio.to_thread(_close, loaded.runtime)
+        logger.info("model %s unloaded", name)
+
+    async def reap_idle(self) -> list[str]:
+        """Unload models idle past their keep-alive; returns the names unloaded."""
+        now, done = time.time(), []
+        for name, entry in list(self.entries.items()):
+            keep = entry.spec.keep_alive_seconds
+            if keep is None:
+                keep = self.policy.keep_alive_seconds
+            if (keep is None or keep < 0 or entry.spec.pinned
+                    or entry.state is not ModelState.READY or entry.in_flight):
+                continue
+            if now - (entry.last_used or now) >= keep:
+                logger.info("unloading %s: idle for %.0fs", name, now - (entry.last_used or now))
+                await self.unload(name)
+                done.append(name)
+        return done
+
+    async def reap_forever(self, every: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.reap_idle()
+            except Exception:  # keep reaping whatever one unload did
+                logger.exception("idle reaper failed")
+
+    async def close(self) -> None:
+        for name in list(self.entries):
+            entry = self.entries[name]
+            if entry.task is not None and not entry.task.done():
+                entry.task.cancel()
+            if entry.current is not None:
+                loaded, entry.current = entry.current, None
+                await asyncio.to_thread(_close, loaded.runtime)
+                entry.state = ModelState.UNLOADED
+
+
+async def _build(spec: ModelSpec) -> Runtime:
+    """Build in a thread; if the load is cancelled meanwhile, close what the thread builds."""
+    future = asyncio.ensure_future(asyncio.to_thread(build_runtime, spec))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        def discard(done: asyncio.Future[Runtime]) -> None:
+            if not done.cancelled() and done.exception() is None:
+                threading.Thread(target=_close, args=(done.result(),), daemon=True).start()
+        future.add_done_callback(discard)
+        raise
+
+
+def _close(runtime: Runtime) -> None:
+    runtime.close()
+    release_freed_memory()
+
+
+def _memory_bytes(runtime: Runtime, path: Any) -> int:
+    estimate = getattr(runtime, "memory_bytes", None)
+    if isinstance(estimate, int):
+        return estimate
+    try:
+        return disk_bytes(path)
+    except (OSError, ConfigError):
+        return 0

@@ -13,11 +13,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelserve import __version__
-from modelserve.api import chat, completions, embeddings, models, tokenize
+from modelserve.api import admin, chat, completions, embeddings, models, tokenize
 from modelserve.api.errors import APIError, BodyTooLarge, install_error_handlers
+from modelserve.api.observe import RequestObserver
+from modelserve.cache import ResponseCache
 from modelserve.config import Settings
-from modelserve.metrics import build_registry
-from modelserve.registry import ModelRegistry
+from modelserve.metrics import ServerMetrics
+from modelserve.registry import ModelRegistry, Runtime
+from modelserve.runtimes.llama_chat import LlamaChatRuntime
 
 logger = logging.getLogger(__name__)
 
@@ -60,44 +63,59 @@ class BodyLimit:
 
 
 def create_app(settings: Settings) -> FastAPI:
-    registry = ModelRegistry(settings.models)
+    registry = ModelRegistry(settings.models, settings.lifecycle)
+    metrics = ServerMetrics(registry)
+
+    def on_loaded(name: str, runtime: Runtime, seconds: float) -> None:
+        metrics.model_load_seconds.labels(name).observe(seconds)
+        if isinstance(runtime, LlamaChatRuntime):
+            runtime.timing = metrics.timing_for(name)
+
+    registry.on_loaded.append(on_loaded)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await asyncio.to_thread(registry.load_all)
-        app.state.ready = True
+        app.state.cache = ResponseCache(settings.cache) if settings.cache.enabled else None
+        await registry.load_startup()
+        reaper = asyncio.create_task(registry.reap_forever())
         try:
             yield
         finally:
-            await asyncio.to_thread(registry.close)
+            reaper.cancel()
+            await registry.close()
+            if app.state.cache is not None:
+                await app.state.cache.close()
 
     app = FastAPI(title="modelserve", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     app.state.registry = registry
-    app.state.ready = False
-    app.state.metrics = build_registry(registry)
+    app.state.metrics = metrics
+    app.state.cache = None
+    app.state.limiter = None
     install_error_handlers(app)
-    for module in (chat, completions, embeddings, models, tokenize):
+    for module in (chat, completions, embeddings, models, tokenize, admin):
         app.include_router(module.router)
 
+    # Added innermost first: the observer wraps everything, so it sees every response.
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(RequestObserver, metrics=metrics,
+                       timeout=settings.limits.request_timeout_seconds,
+                       json_logs=settings.log_format == "json")
 
     @app.get("/health")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/ready")
-    async def ready(request: Request) -> JSONResponse:
-        if not request.app.state.ready:
-            return JSONResponse({"status": "loading"}, status_code=503)
-        if registry.failed:
-            return JSONResponse({"status": "degraded", "failed": registry.failed},
-                                status_code=503)
-        return JSONResponse({"status": "ready"})
+    async def ready() -> JSONResponse:
+        ok, detail = registry.readiness()
+        if ok:
+            return JSONResponse({"status": "ready"})
+        status = detail.pop("status", "not_ready")
+        return JSONResponse({"status": status, "models": detail}, status_code=503)
 
     @app.get("/metrics")
-    async def metrics(request: Request) -> Response:
-        return Response(generate_latest(request.app.state.metrics),
-                        media_type=CONTENT_TYPE_LATEST)
+    async def metrics_alias(request: Request) -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -9,11 +9,13 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
 from modelserve.api import generation as g
+from modelserve.api.caching import CachePlan, loads, replay_chat
 from modelserve.api.errors import APIError, bad_request
+from modelserve.api.observe import context
 from modelserve.api.protocol import (
     AssistantMessage,
     ChatChoice,
@@ -59,19 +61,27 @@ def render_prompt(runtime: LlamaChatRuntime, messages: list[ChatMessage]) -> lis
 
 
 @router.post("/v1/chat/completions", response_model=None)
-async def create_chat_completion(req: ChatCompletionRequest, request: Request
-                                 ) -> ChatCompletionResponse | StreamingResponse:
-    runtime = g.get_runtime(request.app.state.registry, req.model)
+async def create_chat_completion(req: ChatCompletionRequest, request: Request) -> Response:
+    runtime = await g.acquire_chat(request, req.model)
     prompt = render_prompt(runtime, req.messages)
     requested = req.max_completion_tokens or req.max_tokens
     param = "max_completion_tokens" if req.max_completion_tokens else "messages"
     max_tokens = g.completion_budget(runtime, len(prompt), requested, param)
+    await g.admit(request, len(prompt), max_tokens * req.n)
+    include_usage = bool(req.stream_options and req.stream_options.include_usage)
+    plan = CachePlan.start(request, "chat", req, req.temperature == 0 or req.seed is not None)
+    hit = await plan.lookup()
+    if hit is not None:
+        if req.stream:
+            return StreamingResponse(replay_chat(loads(hit), include_usage),
+                                     media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache"})
+        return Response(hit, media_type="application/json")
     top = (req.top_logprobs or 0) if req.logprobs else None
     jobs = [(prompt, g.sampling_params(req, runtime, max_tokens, i, top)) for i in range(req.n)]
     gens = g.submit_all(runtime, jobs)
     if req.stream:
-        include_usage = bool(req.stream_options and req.stream_options.include_usage)
-        return StreamingResponse(_stream(req, runtime, gens, len(prompt), include_usage),
+        return StreamingResponse(_stream(req, runtime, gens, len(prompt), include_usage, plan),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
     results = await g.unless_disconnected(
@@ -84,13 +94,18 @@ async def create_chat_completion(req: ChatCompletionRequest, request: Request
         for i, r in enumerate(results)
     ]
     completion = sum(len(r.tokens) for r in results)
-    return ChatCompletionResponse(
+    context(request).completion_tokens = completion
+    body = ChatCompletionResponse(
         model=req.model, choices=choices,
-        usage=g.usage(len(prompt), completion, min(r.cached_tokens for r in results)))
+        usage=g.usage(len(prompt), completion, min(r.cached_tokens for r in results)),
+    ).model_dump_json().encode()
+    await plan.store(body)
+    return Response(body, media_type="application/json")
 
 
 async def _stream(req: ChatCompletionRequest, runtime: LlamaChatRuntime, gens: list[Generation],
-                  prompt_tokens: int, include_usage: bool) -> AsyncIterator[str]:
+                  prompt_tokens: int, include_usage: bool, plan: CachePlan
+                  ) -> AsyncIterator[str]:
     chunk_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 
     def chunk(choices: list[ChatChunkChoice]) -> str:
@@ -110,10 +125,12 @@ async def _stream(req: ChatCompletionRequest, runtime: LlamaChatRuntime, gens: l
     for i in range(len(gens)):
         yield chunk([ChatChunkChoice(index=i, delta=DeltaMessage(role="assistant", content=""))])
     completion, cached = 0, prompt_tokens
+    texts, finishes = [""] * len(gens), [""] * len(gens)
     try:
         async for index, out in g.merge(gens):
             g.raise_if_failed(out)
             completion += len(out.token_ids)
+            texts[index] += out.text
             if out.logprobs and req.logprobs:
                 logprobs = ChoiceLogprobs(content=[g.chat_logprob_entry(runtime, lp)
                                                    for lp in out.logprobs])
@@ -124,13 +141,22 @@ async def _stream(req: ChatCompletionRequest, runtime: LlamaChatRuntime, gens: l
                 yield head + json.dumps(out.text, ensure_ascii=False) + tail
             if out.finish_reason is not None:
                 cached = min(cached, out.cached_tokens)
+                finishes[index] = out.finish_reason
                 yield chunk([ChatChunkChoice(index=index, delta=DeltaMessage(),
                                              finish_reason=out.finish_reason)])
     except APIError as exc:
         yield exc.sse()
+    finally:
+        plan.ctx.completion_tokens = completion
+    usage = g.usage(prompt_tokens, completion, cached)
     if include_usage:
         body = ChatCompletionChunk(id=chunk_id, created=created, model=req.model, choices=[],
-                                   usage=g.usage(prompt_tokens, completion, cached)).model_dump()
+                                   usage=usage).model_dump()
         yield g.sse_json(body)
     yield g.sse("[DONE]")
-
+    if not req.logprobs and all(f in ("stop", "length") for f in finishes):
+        await plan.store(ChatCompletionResponse(
+            id=chunk_id, created=created, model=req.model, usage=usage,
+            choices=[ChatChoice(index=i, message=AssistantMessage(content=text),
+                                finish_reason=finishes[i]) for i, text in enumerate(texts)],
+        ).model_dump_json().encode())

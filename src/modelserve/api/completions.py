@@ -8,11 +8,13 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import cast
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
 from modelserve.api import generation as g
+from modelserve.api.caching import CachePlan, loads, replay_completion
 from modelserve.api.errors import APIError, bad_request
+from modelserve.api.observe import context
 from modelserve.api.protocol import (
     CompletionChoice,
     CompletionLogprobs,
@@ -62,9 +64,8 @@ def _logprobs(runtime: LlamaChatRuntime, lps: list[TokenLogprob], offset: int
 
 
 @router.post("/v1/completions", response_model=None)
-async def create_completion(req: CompletionRequest, request: Request
-                            ) -> CompletionResponse | StreamingResponse:
-    runtime = g.get_runtime(request.app.state.registry, req.model)
+async def create_completion(req: CompletionRequest, request: Request) -> Response:
+    runtime = await g.acquire_chat(request, req.model)
     if req.suffix:
         raise bad_request("suffix is not supported by this model", param="suffix")
     if req.echo and req.logprobs is not None:
@@ -76,10 +77,21 @@ async def create_completion(req: CompletionRequest, request: Request
         jobs += [(prompt, g.sampling_params(req, runtime, max_tokens, i, req.logprobs))
                  for i in range(req.n)]
     echoes = texts if req.echo else [""] * len(prompts)
-    gens = g.submit_all(runtime, jobs)
     prompt_tokens = sum(len(p) for p in prompts)
+    await g.admit(request, prompt_tokens, sum(params.max_tokens for _, params in jobs))
+    include_usage = bool(req.stream_options and req.stream_options.include_usage)
+    plan = CachePlan.start(request, "completions", req,
+                           req.temperature == 0 or req.seed is not None)
+    hit = await plan.lookup()
+    if hit is not None:
+        if req.stream:
+            return StreamingResponse(replay_completion(loads(hit), include_usage),
+                                     media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache"})
+        return Response(hit, media_type="application/json")
+    gens = g.submit_all(runtime, jobs)
     if req.stream:
-        return StreamingResponse(_stream(req, runtime, gens, echoes, prompt_tokens),
+        return StreamingResponse(_stream(req, runtime, gens, echoes, prompt_tokens, plan),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
     results = await g.unless_disconnected(
@@ -92,13 +104,18 @@ async def create_completion(req: CompletionRequest, request: Request
         choices.append(CompletionChoice(index=i, text=echo + r.text, logprobs=logprobs,
                                         finish_reason=r.finish_reason))
     completion = sum(len(r.tokens) for r in results)
+    context(request).completion_tokens = completion
     cached = min(r.cached_tokens for r in results)
-    return CompletionResponse(model=req.model, choices=choices,
-                              usage=g.usage(prompt_tokens, completion, cached))
+    body = CompletionResponse(model=req.model, choices=choices,
+                              usage=g.usage(prompt_tokens, completion, cached)
+                              ).model_dump_json().encode()
+    await plan.store(body)
+    return Response(body, media_type="application/json")
 
 
 async def _stream(req: CompletionRequest, runtime: LlamaChatRuntime, gens: list[Generation],
-                  echoes: list[str], prompt_tokens: int) -> AsyncIterator[str]:
+                  echoes: list[str], prompt_tokens: int, plan: CachePlan
+                  ) -> AsyncIterator[str]:
     chunk_id, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
     include_usage = bool(req.stream_options and req.stream_options.include_usage)
 
@@ -117,10 +134,15 @@ async def _stream(req: CompletionRequest, runtime: LlamaChatRuntime, gens: list[
                 yield chunk([CompletionChoice(index=i * req.n + j, text=echo,
                                               finish_reason=None)])
     completion, offsets = 0, {i: len(echoes[i // req.n]) for i in range(len(gens))}
+    texts = [echoes[i // req.n] for i in range(len(gens))]
+    finishes = [""] * len(gens)
     try:
         async for index, out in g.merge(gens):
             g.raise_if_failed(out)
             completion += len(out.token_ids)
+            texts[index] += out.text
+            if out.finish_reason is not None:
+                finishes[index] = out.finish_reason
             if out.text or out.finish_reason is not None or out.logprobs:
                 logprobs = _logprobs(runtime, out.logprobs, offsets[index]) \
                     if req.logprobs is not None else None
@@ -129,7 +151,15 @@ async def _stream(req: CompletionRequest, runtime: LlamaChatRuntime, gens: list[
                                               finish_reason=out.finish_reason)])
     except APIError as exc:
         yield exc.sse()
+    finally:
+        plan.ctx.completion_tokens = completion
+    usage = g.usage(prompt_tokens, completion, 0)
     if include_usage:
-        usage = g.usage(prompt_tokens, completion, 0).model_dump()
-        yield chunk([], usage=usage)
+        yield chunk([], usage=usage.model_dump())
     yield g.sse("[DONE]")
+    if req.logprobs is None and all(f in ("stop", "length") for f in finishes):
+        await plan.store(CompletionResponse(
+            id=chunk_id, created=created, model=req.model, usage=usage,
+            choices=[CompletionChoice(index=i, text=text, finish_reason=finishes[i])
+                     for i, text in enumerate(texts)],
+        ).model_dump_json().encode())

@@ -9,6 +9,7 @@ import numpy as np
 from fastapi import APIRouter, Request, Response
 
 from modelserve.api import generation as g
+from modelserve.api.caching import CachePlan
 from modelserve.api.errors import bad_request
 from modelserve.api.protocol import (
     EmbeddingData,
@@ -71,7 +72,7 @@ def _encode(vector: Floats, fmt: str) -> list[float] | str:
 
 @router.post("/v1/embeddings", response_model=EmbeddingResponse)
 async def create_embeddings(req: EmbeddingRequest, request: Request) -> Response:
-    runtime = g.get_any_runtime(request.app.state.registry, req.model)
+    runtime = await g.acquire(request, req.model)
     if not isinstance(runtime, EmbeddingRuntime):
         raise g.wrong_kind(req.model, runtime.kind, "embeddings")
     if req.dimensions is not None:
@@ -82,13 +83,20 @@ async def create_embeddings(req: EmbeddingRequest, request: Request) -> Response
             raise bad_request(f"dimensions must be at most {runtime.dimension}.",
                               param="dimensions")
     inputs = _inputs(req, runtime)
+    tokens = sum(len(t) for t in inputs)
+    await g.admit(request, tokens, 0)
+    plan = CachePlan.start(request, "embeddings", req, deterministic=True)
+    hit = await plan.lookup()
+    if hit is not None:
+        return Response(hit, media_type="application/json")
     vectors = await runtime.embed(inputs)
     data = [EmbeddingData(index=i, embedding=_encode(_resize(np.asarray(v), req.dimensions),
                                                      req.encoding_format))
             for i, v in enumerate(vectors)]
-    tokens = sum(len(t) for t in inputs)
     body = EmbeddingResponse(data=data, model=req.model,
                              usage=EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens))
     # One pass through pydantic's JSON serializer; thousands of floats per response make the
     # generic path (to Python objects, then json.dumps) a visible cost.
-    return Response(body.model_dump_json(), media_type="application/json")
+    encoded = body.model_dump_json().encode()
+    await plan.store(encoded)
+    return Response(encoded, media_type="application/json")

@@ -72,6 +72,14 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return out
 
 
+def validation_message(errors: Any) -> tuple[str | None, str]:
+    """The first pydantic error as (field path, message) in the user's terms."""
+    first: dict[str, Any] = dict(errors[0]) if errors else {"loc": (), "msg": "invalid"}
+    field = _field_path(tuple(first.get("loc", ())))
+    message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+    return field or None, (f"Invalid value for '{field}': {message}" if field else message)
+
+
 def validation_error(exc: RequestValidationError) -> APIError:
     errors = exc.errors()
     first: dict[str, Any] = dict(errors[0]) if errors else {"loc": (), "msg": "invalid"}
@@ -80,10 +88,8 @@ def validation_error(exc: RequestValidationError) -> APIError:
         return bad_request(f"We could not parse the JSON body of your request. ({detail})")
     if first.get("type") == "missing" and tuple(first.get("loc", ())) == ("body",):
         return bad_request("The request body must be a JSON object.")
-    field = _field_path(tuple(first.get("loc", ())))
-    message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
-    return bad_request(f"Invalid value for '{field}': {message}" if field else message,
-                       param=field or None)
+    field, message = validation_message(errors)
+    return bad_request(message, param=field)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -11,33 +11,58 @@ from typing import Any, TypeVar
 from fastapi import Request
 
 from modelserve.api.errors import APIError, bad_request, model_not_found
+from modelserve.api.observe import context
 from modelserve.api.protocol import SamplingFields, TokenLogprobEntry, TopLogprob, Usage
 from modelserve.engine.scheduler import QueueFull
 from modelserve.engine.sequence import SamplingParams, StepOutput, TokenLogprob
-from modelserve.registry import ModelNotFound, ModelRegistry, Runtime
+from modelserve.registry import (
+    ModelNotFound,
+    ModelRegistry,
+    ModelState,
+    ModelUnavailable,
+    Runtime,
+)
 from modelserve.runtimes.embeddings import EmbeddingRuntime
 from modelserve.runtimes.llama_chat import Generation, LlamaChatRuntime
 
 T = TypeVar("T")
 
 
-def get_runtime(registry: ModelRegistry, name: str) -> LlamaChatRuntime:
-    runtime = get_any_runtime(registry, name)
+async def acquire(request: Request, name: str) -> Runtime:
+    """The model's runtime, held for this request (the lease ends with the response)."""
+    ctx = context(request)
+    ctx.model = name
+    registry: ModelRegistry = request.app.state.registry
+    try:
+        lease = await registry.acquire(name)
+    except ModelNotFound:
+        raise model_not_found(name) from None
+    except ModelUnavailable as exc:
+        loading = exc.state is ModelState.LOADING
+        raise APIError(503, f"The model '{name}' is not available: {exc}. Please retry shortly.",
+                       type="server_error", param="model",
+                       code="model_loading" if loading else "model_unavailable",
+                       headers={"Retry-After": "5" if loading else "10"}) from None
+    ctx.leases.append(lease)
+    return lease.runtime
+
+
+async def acquire_chat(request: Request, name: str, use: str = "chat or completions"
+                       ) -> LlamaChatRuntime:
+    runtime = await acquire(request, name)
     if not isinstance(runtime, LlamaChatRuntime):
-        raise wrong_kind(name, runtime.kind, "chat or completions")
+        raise wrong_kind(name, runtime.kind, use)
     return runtime
 
 
-def get_any_runtime(registry: ModelRegistry, name: str) -> Runtime:
-    try:
-        return registry.get(name)
-    except ModelNotFound:
-        if name in registry.specs:
-            raise APIError(503, f"The model '{name}' is configured but not loaded: "
-                           f"{registry.failed.get(name, 'loading')}", type="server_error",
-                           param="model", code="model_unavailable",
-                           headers={"Retry-After": "5"}) from None
-        raise model_not_found(name) from None
+async def admit(request: Request, prompt_tokens: int, max_new_tokens: int) -> None:
+    """Count the request against its key's limits (429 when over), now that its size is
+    known; what it really used is settled when the response ends."""
+    ctx = context(request)
+    ctx.prompt_tokens = prompt_tokens
+    limiter = request.app.state.limiter
+    if limiter is not None:
+        await limiter.admit(ctx, prompt_tokens + max_new_tokens)
 
 
 def wrong_kind(name: str, kind: str, wanted: str) -> APIError:

@@ -1,4 +1,8 @@
-"""GET /v1/models and /v1/models/{id}."""
+"""GET /v1/models and /v1/models/{id}: every model a request may name.
+
+Unloaded models are listed too when they would load on first use (lazy loading is on), as
+Ollama lists what it can run; models that failed to load or cannot load now are left out.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +10,33 @@ from fastapi import APIRouter, Request
 
 from modelserve.api.errors import model_not_found
 from modelserve.api.protocol import ModelCard, ModelList
+from modelserve.registry import ModelEntry, ModelRegistry, ModelState
 
 router = APIRouter()
 
 
+def _card(entry: ModelEntry) -> ModelCard:
+    created = entry.current.runtime.created if entry.current else 0
+    return ModelCard(id=entry.spec.name, created=created, kind=entry.spec.kind,
+                     state=entry.state.value)
+
+
+def _listed(registry: ModelRegistry, entry: ModelEntry) -> bool:
+    if entry.state is ModelState.READY or entry.state is ModelState.LOADING:
+        return True
+    return entry.state is ModelState.UNLOADED and registry.policy.lazy_load
+
+
 @router.get("/v1/models")
 async def list_models(request: Request) -> ModelList:
-    loaded = request.app.state.registry.loaded()
-    return ModelList(data=[ModelCard(id=name, created=rt.created, kind=rt.kind)
-                           for name, rt in loaded.items()])
+    registry: ModelRegistry = request.app.state.registry
+    return ModelList(data=[_card(e) for e in registry.entries.values() if _listed(registry, e)])
 
 
 @router.get("/v1/models/{model_id:path}")
 async def get_model(model_id: str, request: Request) -> ModelCard:
-    runtime = request.app.state.registry.loaded().get(model_id)
-    if runtime is None:
+    registry: ModelRegistry = request.app.state.registry
+    entry = registry.entries.get(model_id)
+    if entry is None or not _listed(registry, entry):
         raise model_not_found(model_id)
-    return ModelCard(id=model_id, created=runtime.created, kind=runtime.kind)
+    return _card(entry)

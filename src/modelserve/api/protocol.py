@@ -279,7 +279,8 @@ class ModelCard(BaseModel):
     object: Literal["model"] = "model"
     created: int
     owned_by: str = "modelserve"
-    kind: str = "chat"  # modelserve extra: chat | embeddings
+    kind: str = "chat"  # modelserve extras: chat | embeddings, and the load state
+    state: str = "ready"
 
 
 # -- embeddings -----------------------------------------------------------------------------
@@ -333,3 +334,11 @@ class ErrorBody(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
+
+
+# -- admin ----------------------------------------------------------------------------------
+
+
+class UnloadRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1)

@@ -18,7 +18,7 @@ router = APIRouter()
 
 @router.post("/tokenize")
 async def tokenize(req: TokenizeRequest, request: Request) -> TokenizeResponse:
-    runtime = g.get_runtime(request.app.state.registry, req.model)
+    runtime = await g.acquire_chat(request, req.model, "tokenize")
     if req.messages is not None:
         tokens = render_prompt(runtime, req.messages)
     else:
@@ -28,6 +28,6 @@ async def tokenize(req: TokenizeRequest, request: Request) -> TokenizeResponse:
 
 @router.post("/detokenize")
 async def detokenize(req: DetokenizeRequest, request: Request) -> DetokenizeResponse:
-    runtime = g.get_runtime(request.app.state.registry, req.model)
+    runtime = await g.acquire_chat(request, req.model, "tokenize")
     g.check_token_ids(runtime, req.tokens, "tokens")
     return DetokenizeResponse(prompt=runtime.detokenize(req.tokens))

@@ -36,6 +36,8 @@ class EngineStats:
     step_seconds: float = 0.0  # whole steps: decode + sampling + hand-off
     running: int = 0
     waiting: int = 0
+    kv_used_tokens: int = 0  # cells holding a running sequence or a reusable prefix
+    kv_capacity_tokens: int = 0
 
 
 @dataclass
@@ -75,8 +77,11 @@ class LLMEngine:
     def snapshot(self) -> EngineStats:
         """A consistent copy of the counters, with live running/waiting counts."""
         with self._cond:
+            slots = self.scheduler.slots
+            used = sum(s.seq.n_computed if s.seq is not None else len(s.cached) for s in slots)
             return replace(self.stats, running=len(self.scheduler.running),
-                           waiting=len(self.scheduler.waiting))
+                           waiting=len(self.scheduler.waiting), kv_used_tokens=used,
+                           kv_capacity_tokens=len(slots) * self.ctx.ctx_per_seq)
 
     # -- called from other threads -------------------------------------------------------
 
@@ -122,6 +127,7 @@ class LLMEngine:
             self.ctx.forget(slot_id, from_pos)
         for seq in self.scheduler.running:
             if seq.id not in self._live:
+                seq.admitted_at = time.perf_counter()
                 text = IncrementalText(seq.params.stop)
                 self._live[seq.id] = _Live(self._make_sampler(seq), text)
                 self.stats.prompt_tokens += len(seq.prompt)

@@ -6,6 +6,7 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Protocol
 
 _ids = itertools.count()
 
@@ -48,6 +49,16 @@ class StepOutput:
     error: str | None = None
 
 
+class TimingSink(Protocol):
+    """Where a generation reports its latencies (the metrics layer implements it)."""
+
+    def queue_wait(self, seconds: float) -> None: ...
+
+    def first_token(self, seconds: float) -> None: ...
+
+    def inter_token(self, seconds: float) -> None: ...
+
+
 class SequenceStatus(Enum):
     WAITING = "waiting"
     PREFILLING = "prefilling"
@@ -67,6 +78,7 @@ class Sequence:
     cached_tokens: int = 0  # prompt tokens reused from an earlier request
     output: list[int] = field(default_factory=list)
     finish_reason: str | None = None
+    admitted_at: float | None = None  # perf_counter() when it got a slot
 
     @property
     def tokens(self) -> list[int]:

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from modelserve.config import ModelSpec
 from modelserve.engine.llm_engine import LLMEngine
-from modelserve.engine.sequence import SamplingParams, Sequence, StepOutput
+from modelserve.engine.sequence import SamplingParams, Sequence, StepOutput, TimingSink
 from modelserve.runtimes.chat_template import ChatTemplate
 from modelserve.runtimes.llama_cpp import LlamaContext, LlamaModel
 
@@ -47,6 +47,9 @@ class LlamaChatRuntime:
         )
         self.engine.start()
         self.created = int(time.time())
+        self.timing: TimingSink | None = None  # set by the server to feed its histograms
+        self.memory_bytes = self.model.size_bytes + (
+            self.model.kv_bytes_per_token() * opts.parallel * self.ctx.ctx_per_seq)
         logger.info("loaded %s from %s in %.2fs (%d slots x %d tokens)", spec.name, path,
                     time.monotonic() - started, opts.parallel, self.ctx.ctx_per_seq)
 
@@ -85,7 +88,7 @@ class LlamaChatRuntime:
 
     def submit(self, prompt: list[int], params: SamplingParams) -> Generation:
         """Queue one sequence (raises QueueFull at capacity); iterate the result for outputs."""
-        return Generation(self.engine, prompt, params)
+        return Generation(self.engine, prompt, params, self.timing)
 
 
 class _LoopDispatcher:
@@ -130,11 +133,15 @@ class _LoopDispatcher:
 class Generation:
     """The asyncio side of one sequence: an async iterator of its outputs, cancellable."""
 
-    def __init__(self, engine: LLMEngine, prompt: list[int], params: SamplingParams) -> None:
+    def __init__(self, engine: LLMEngine, prompt: list[int], params: SamplingParams,
+                 timing: TimingSink | None = None) -> None:
         dispatcher = _LoopDispatcher.for_running_loop()
         queue: asyncio.Queue[StepOutput] = asyncio.Queue()
         self._queue = queue
         self._engine = engine
+        self._timing = timing
+        self._submitted = time.perf_counter()
+        self._last_token_at: float | None = None
         self.finished = False
         self._seq = Sequence(prompt=list(prompt), params=params,
                              sink=lambda out: dispatcher.send(queue, out))
@@ -148,9 +155,22 @@ class Generation:
             while not self.finished:
                 out = await self._queue.get()
                 self.finished = out.finish_reason is not None
+                if self._timing is not None and out.token_ids:
+                    self._observe(len(out.token_ids))
                 yield out
         finally:
             self.cancel()
+
+    def _observe(self, n_tokens: int) -> None:
+        assert self._timing is not None
+        now = time.perf_counter()
+        if self._last_token_at is None:
+            admitted = self._seq.admitted_at or now
+            self._timing.queue_wait(max(admitted - self._submitted, 0.0))
+            self._timing.first_token(now - self._submitted)
+        else:
+            self._timing.inter_token((now - self._last_token_at) / n_tokens)
+        self._last_token_at = now
 
     def cancel(self) -> None:
         """Free the sequence's slot at the engine's next step (no-op once finished)."""

@@ -66,6 +66,16 @@ class LlamaModel:
             lc.llama_model_free(self._model)
             self._model = None
 
+    @property
+    def size_bytes(self) -> int:
+        return int(lc.llama_model_size(self._model))
+
+    def kv_bytes_per_token(self) -> int:
+        """The KV cache's cost of one context token: f16 K and V in every layer."""
+        m = self._model
+        head_dim = lc.llama_model_n_embd(m) // max(lc.llama_model_n_head(m), 1)
+        return int(2 * 2 * lc.llama_model_n_layer(m) * lc.llama_model_n_head_kv(m) * head_dim)
+
     def metadata(self, key: str) -> str | None:
         buf = ctypes.create_string_buffer(64 * 1024)
         n = lc.llama_model_meta_val_str(self._model, key.encode(), buf, len(buf))

@@ -1,0 +1,100 @@
+"""/admin: list, load and unload models at runtime; Prometheus metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
+
+from modelserve.api.errors import APIError, bad_request, model_not_found, validation_message
+from modelserve.api.protocol import UnloadRequest
+from modelserve.config import ConfigError, ModelSpec, PathSource
+from modelserve.model_files import under_roots
+from modelserve.registry import ModelRegistry, ModelState
+
+router = APIRouter()
+
+
+def _registry(request: Request) -> ModelRegistry:
+    registry: ModelRegistry = request.app.state.registry
+    return registry
+
+
+@router.get("/admin/models")
+async def list_models(request: Request) -> dict[str, Any]:
+    registry = _registry(request)
+    policy = registry.policy
+    return {"object": "list", "data": [e.describe() for e in registry.entries.values()],
+            "memory_in_use_bytes": registry.memory_in_use(),
+            "policy": policy.model_dump()}
+
+
+def _spec_from(body: Any, registry: ModelRegistry) -> ModelSpec:
+    """A configured model by name, or a full spec (checked against the model roots)."""
+    if not isinstance(body, dict) or not isinstance(body.get("name"), str):
+        raise bad_request("The body must be a JSON object with a model 'name' (and, for a new "
+                          "model, its spec: kind, runtime, source, options).", param="name")
+    if set(body) == {"name"}:
+        entry = registry.entries.get(body["name"])
+        if entry is None:
+            raise model_not_found(body["name"])
+        return entry.spec
+    try:
+        spec = ModelSpec.model_validate(body)
+    except ValidationError as exc:
+        field, message = validation_message(exc.errors())
+        raise bad_request(f"Invalid model spec: {message}", param=field) from None
+    if isinstance(spec.source, PathSource):
+        try:
+            path = spec.resolve_source()
+        except ConfigError as exc:
+            raise bad_request(str(exc), param="source") from None
+        if not under_roots(path, registry.policy.model_roots):
+            raise APIError(403, "The model source is outside the configured model roots "
+                           "(lifecycle.model_roots).", type="permission_error",
+                           param="source", code="path_not_allowed")
+    return spec
+
+
+@router.post("/admin/models/load", status_code=202)
+async def load_model(request: Request, wait: bool = False) -> JSONResponse:
+    registry = _registry(request)
+    try:
+        body = await request.json()
+    except ValueError:
+        raise bad_request("We could not parse the JSON body of your request.") from None
+    spec = _spec_from(body, registry)
+    entry = registry.add(spec)
+    task = registry.start_load(spec.name)
+    if not wait:
+        return JSONResponse(entry.describe(), status_code=202)
+    await asyncio.shield(task)
+    if entry.state is not ModelState.READY or entry.error is not None:
+        raise APIError(422, f"The model '{spec.name}' failed to load: {entry.error}",
+                       param="name", code="model_load_failed")
+    return JSONResponse(entry.describe(), status_code=200)
+
+
+@router.post("/admin/models/unload", status_code=202)
+async def unload_model(req: UnloadRequest, request: Request, wait: bool = False
+                       ) -> JSONResponse:
+    registry = _registry(request)
+    entry = registry.entries.get(req.name)
+    if entry is None:
+        raise model_not_found(req.name)
+    task = registry.in_background(registry.unload(req.name))
+    if wait:
+        await asyncio.shield(task)
+        return JSONResponse(entry.describe(), status_code=200)
+    await asyncio.sleep(0)  # let the unload mark the model before we describe it
+    return JSONResponse(entry.describe(), status_code=202)
+
+
+@router.get("/admin/metrics")
+async def metrics(request: Request) -> Response:
+    return Response(generate_latest(request.app.state.metrics.registry),
+                    media_type=CONTENT_TYPE_LATEST)

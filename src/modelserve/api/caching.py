@@ -1,0 +1,106 @@
+"""The response cache as the routers use it: decide, look up, store, replay as SSE.
+
+An entry is always the non-streaming JSON response. A streaming request that hits gets it
+replayed as a proper event stream (role, content, finish, usage, [DONE]); a streaming miss
+stores what it streamed, so either form can hit the other's entry.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+from pydantic import BaseModel
+
+from modelserve.api.generation import sse, sse_json
+from modelserve.api.observe import RequestContext, context
+from modelserve.cache import ResponseCache
+
+# Request fields that never change the response body.
+NO_EFFECT = {"stream", "stream_options", "user"}
+
+
+@dataclass
+class CachePlan:
+    cache: ResponseCache | None
+    route: str
+    ctx: RequestContext
+    request: Request
+    key: str | None = None
+    read: bool = False
+
+    @classmethod
+    def start(cls, request: Request, route: str, req: BaseModel, deterministic: bool
+              ) -> CachePlan:
+        """`deterministic`: the same request always gives the same answer."""
+        cache: ResponseCache | None = request.app.state.cache
+        plan = cls(cache, route, context(request), request)
+        if cache is None:
+            return plan
+        directives = request.headers.get("cache-control", "").lower()
+        if not deterministic or "no-store" in directives:
+            plan._mark("bypass")
+            return plan
+        lease = plan.ctx.leases[-1]
+        body = req.model_dump(mode="json", exclude=NO_EFFECT)
+        plan.key = cache.key(route, body, lease.loaded.revision, plan.ctx.key_id)
+        plan.read = "no-cache" not in directives  # no-cache: answer fresh, then refresh
+        if not plan.read:
+            plan._mark("bypass")
+        return plan
+
+    def _mark(self, result: str) -> None:
+        self.ctx.cache = result
+        self.request.app.state.metrics.cache_lookups.labels(self.route, result).inc()
+
+    async def lookup(self) -> bytes | None:
+        if self.cache is None or self.key is None or not self.read:
+            return None
+        found = await self.cache.get(self.key)
+        self._mark("hit" if found is not None else "miss")
+        return found
+
+    async def store(self, body: bytes) -> None:
+        if self.cache is not None and self.key is not None:
+            await self.cache.put(self.key, body)
+            self.request.app.state.metrics.cache_stores.labels(self.route).inc()
+
+
+def _usage_chunk(body: dict[str, Any], obj: str) -> dict[str, Any]:
+    return {"id": body["id"], "object": obj, "created": body["created"],
+            "model": body["model"], "choices": [], "usage": body.get("usage")}
+
+
+async def replay_chat(body: dict[str, Any], include_usage: bool) -> AsyncIterator[str]:
+    head = {"id": body["id"], "object": "chat.completion.chunk", "created": body["created"],
+            "model": body["model"]}
+    for choice in body["choices"]:
+        index = choice["index"]
+        yield sse_json({**head, "choices": [{"index": index, "finish_reason": None,
+                                             "delta": {"role": "assistant", "content": ""}}]})
+        yield sse_json({**head, "choices": [{
+            "index": index, "finish_reason": None, "logprobs": choice.get("logprobs"),
+            "delta": {"content": choice["message"]["content"]}}]})
+        yield sse_json({**head, "choices": [{"index": index, "delta": {},
+                                             "finish_reason": choice["finish_reason"]}]})
+    if include_usage:
+        yield sse_json(_usage_chunk(body, "chat.completion.chunk"))
+    yield sse("[DONE]")
+
+
+async def replay_completion(body: dict[str, Any], include_usage: bool) -> AsyncIterator[str]:
+    head = {"id": body["id"], "object": "text_completion", "created": body["created"],
+            "model": body["model"]}
+    for choice in body["choices"]:
+        yield sse_json({**head, "choices": [choice]})
+    if include_usage:
+        yield sse_json(_usage_chunk(body, "text_completion"))
+    yield sse("[DONE]")
+
+
+def loads(entry: bytes) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads(entry)
+    return body

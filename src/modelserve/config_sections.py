@@ -1,0 +1,111 @@
+"""Server settings sections: model lifecycle, response cache, API keys and limits.
+
+Each section is a nested mapping in the YAML `server:` block and can also be set from the
+environment with `__` between levels, e.g. `MODELSERVE_CACHE__URL=redis://redis:6379/0`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LifecycleSettings(Section):
+    """When models load and unload (Ollama's keep_alive, plus a memory budget)."""
+
+    max_loaded_models: int | None = Field(None, ge=1, description="None: no cap")
+    memory_budget_mb: int | None = Field(None, ge=1, description="None: no budget")
+    keep_alive_seconds: float | None = Field(
+        None, description="unload a model idle this long; None or < 0: never")
+    lazy_load: bool = Field(True, description="load an unloaded model on its first request")
+    load_wait_seconds: float = Field(
+        30.0, ge=0, description="a request for a loading model waits this long, then 503")
+    unload_grace_seconds: float = Field(
+        30.0, ge=0, description="requests in flight get this long to finish on unload")
+    model_roots: list[str] = Field(
+        default_factory=list, description="directories admin-loaded model files may come from")
+
+
+class CacheSettings(Section):
+    """The response cache for deterministic requests."""
+
+    enabled: bool = False
+    url: str = Field("memory://", description="memory:// or redis://host:port/db")
+    ttl_seconds: float = Field(600.0, gt=0)
+    max_entries: int = Field(1024, ge=1, description="memory backend")
+    max_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="memory backend, in total")
+    max_entry_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="larger is not cached")
+    per_key: bool = Field(False, description="scope entries to the API key that made them")
+
+    @model_validator(mode="after")
+    def _known_scheme(self) -> CacheSettings:
+        if not self.url.startswith(("memory://", "redis://", "rediss://", "unix://")):
+            raise ValueError("cache.url must be memory:// or redis://...")
+        return self
+
+
+class RateLimits(Section):
+    """Per-key limits; None means unlimited."""
+
+    requests_per_minute: int | None = Field(None, ge=1)
+    tokens_per_minute: int | None = Field(None, ge=1)
+    concurrent_requests: int | None = Field(None, ge=1)
+
+
+class ApiKey(Section):
+    """One API key, given in plain (`key`) or as the hex SHA-256 of it (`sha256`)."""
+
+    key: str | None = Field(None, min_length=8)
+    sha256: str | None = None
+    name: str | None = Field(None, max_length=64, description="shown in logs instead of a hash")
+    scope: Literal["user", "admin"] = "user"
+    limits: RateLimits | None = Field(None, description="default: rate_limits.default")
+    model_limits: dict[str, RateLimits] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> ApiKey:
+        if (self.key is None) == (self.sha256 is None):
+            raise ValueError("give exactly one of `key` or `sha256`")
+        if self.sha256 is not None:
+            self.sha256 = self.sha256.lower()
+            if not _SHA256.match(self.sha256):
+                raise ValueError("sha256 must be 64 hex digits")
+        return self
+
+
+class RateLimitSettings(Section):
+    storage: str = Field("memory://", description="memory:// or redis://... (shared)")
+    default: RateLimits = Field(default_factory=RateLimits)
+    models: dict[str, RateLimits] = Field(
+        default_factory=dict, description="per-model defaults, over `default`")
+
+
+class InputLimits(Section):
+    """Caps on what one request may ask for; over a cap is a 400 naming it."""
+
+    max_messages: int = Field(512, ge=1)
+    max_message_chars: int = Field(200_000, ge=1)
+    max_n: int = Field(16, ge=1, le=128)
+    max_tokens: int | None = Field(None, ge=1, description="None: the model's context")
+    max_embedding_inputs: int = Field(2048, ge=1)
+    max_image_bytes: int = Field(20 * 1024 * 1024, ge=1024)
+    max_image_pixels: int = Field(40_000_000, ge=1)
+    request_timeout_seconds: float = Field(600.0, gt=0, description="wall time per request")
+
+
+class SecuritySettings(Section):
+    api_keys: list[ApiKey] = Field(default_factory=list)
+    api_keys_file: str | None = Field(
+        None, description="YAML list of keys (a mounted secret); merged with api_keys")
+    metrics_scope: Literal["public", "user", "admin"] = "admin"
+    allow_open_network: bool = Field(
+        False, description="with no keys, allow binding beyond loopback anyway")
+    cors_origins: list[str] = Field(default_factory=list)
