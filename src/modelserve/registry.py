@@ -65,6 +65,7 @@ class LoadedModel:
     """One loaded instance of a model; a reload makes a new one while the old drains."""
 
     runtime: Runtime
+    spec: ModelSpec
     revision: str
     memory_bytes: int
     loaded_at: float
@@ -204,6 +205,9 @@ class ModelRegistry:
         entry = self.entries[name]
         if entry.task is not None and not entry.task.done():
             return entry.task
+        if entry.current is not None and entry.current.spec == entry.spec:
+            entry.task = asyncio.create_task(asyncio.sleep(0))  # already what was asked for
+            return entry.task
         if entry.current is None:
             entry.state = ModelState.LOADING
         entry.error = None
@@ -224,12 +228,14 @@ class ModelRegistry:
             except Exception as exc:
                 logger.error("model %s failed to load: %s", spec.name, exc)
                 entry.error = str(exc)
-                if entry.current is None:  # a failed reload leaves the old model serving
+                if entry.current is None:
                     entry.state = ModelState.FAILED
+                else:  # a failed reload leaves the old model serving, under its old spec
+                    entry.spec = entry.current.spec
                 return
             entry.load_seconds = time.monotonic() - started
             old, entry.current = entry.current, LoadedModel(
-                runtime, rev, _memory_bytes(runtime, path), time.time())
+                runtime, spec, rev, _memory_bytes(runtime, path), time.time())
             entry.state = ModelState.READY
             entry.last_used = time.time()
             logger.info("model %s ready (revision %s) in %.2fs", spec.name, rev,

@@ -49,14 +49,15 @@ def _spec_from(body: Any, registry: ModelRegistry) -> ModelSpec:
         field, message = validation_message(exc.errors())
         raise bad_request(f"Invalid model spec: {message}", param=field) from None
     if isinstance(spec.source, PathSource):
-        try:
-            path = spec.resolve_source()
-        except ConfigError as exc:
-            raise bad_request(str(exc), param="source") from None
-        if not under_roots(path, registry.policy.model_roots):
+        # Roots first, so a refused path tells nothing about what exists outside them.
+        if not under_roots(spec.source.expanded(), registry.policy.model_roots):
             raise APIError(403, "The model source is outside the configured model roots "
                            "(lifecycle.model_roots).", type="permission_error",
                            param="source", code="path_not_allowed")
+        try:
+            spec.resolve_source()
+        except ConfigError as exc:
+            raise bad_request(str(exc), param="source") from None
     return spec
 
 
