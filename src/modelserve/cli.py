@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import logging
 import sys
@@ -25,12 +26,42 @@ def _serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     from modelserve.api.app import create_app
+    from modelserve.security import KeyRing
 
     settings = _settings(args)
+    _configure_logging(settings)
+    try:
+        keys = KeyRing.from_settings(settings)
+    except ConfigError as exc:
+        sys.exit(f"modelserve: invalid configuration: {exc}")
+    host = settings.host
+    if not keys.enabled and not _is_loopback(host) and not settings.security.allow_open_network:
+        logging.getLogger("modelserve").warning(
+            "no API keys are configured, so the server stays on loopback (127.0.0.1) instead "
+            "of %s; configure keys, or set security.allow_open_network to expose it open", host)
+        host = "127.0.0.1"
+    uvicorn.run(create_app(settings.model_copy(update={"host": host})), host=host,
+                port=settings.port, log_level=settings.log_level, access_log=False,
+                timeout_graceful_shutdown=5)
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _configure_logging(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                log_level=settings.log_level, timeout_graceful_shutdown=5)
+    if settings.log_format == "json":
+        # Request lines are JSON objects already: print them bare, one per line.
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        access = logging.getLogger("modelserve.access")
+        access.addHandler(handler)
+        access.propagate = False
 
 
 def _models(args: argparse.Namespace) -> None:

@@ -52,7 +52,9 @@ def test_serve_command_serves_default_config() -> None:
             assert proc.poll() is None and time.monotonic() < deadline
             time.sleep(0.2)
         models = httpx.get(f"http://127.0.0.1:{port}/v1/models").json()
-        assert [m["id"] for m in models["data"]] == ["smollm2-135m-instruct", "all-minilm-l6-v2"]
+        assert [(m["id"], m["state"]) for m in models["data"]] == [
+            ("smollm2-135m-instruct", "ready"), ("all-minilm-l6-v2", "ready"),
+            ("gemma-3-270m-it", "unloaded")]  # loaded on its first request
         emb = httpx.post(f"http://127.0.0.1:{port}/v1/embeddings",
                          json={"model": "all-minilm-l6-v2", "input": "hello"}).json()
         assert len(emb["data"][0]["embedding"]) == 384

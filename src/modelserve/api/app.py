@@ -8,12 +8,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelserve import __version__
 from modelserve.api import admin, chat, completions, embeddings, models, tokenize
+from modelserve.api.auth import Authenticator
 from modelserve.api.errors import APIError, BodyTooLarge, install_error_handlers
 from modelserve.api.observe import RequestObserver
 from modelserve.cache import ResponseCache
@@ -21,6 +23,7 @@ from modelserve.config import Settings
 from modelserve.metrics import ServerMetrics
 from modelserve.registry import ModelRegistry, Runtime
 from modelserve.runtimes.llama_chat import LlamaChatRuntime
+from modelserve.security import KeyRing, RateLimiter
 
 logger = logging.getLogger(__name__)
 
@@ -73,9 +76,17 @@ def create_app(settings: Settings) -> FastAPI:
 
     registry.on_loaded.append(on_loaded)
 
+    keys = KeyRing.from_settings(settings)
+    if not keys.enabled:
+        logger.warning("no API keys configured: every route is open to whoever can connect")
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Clients that talk to Redis bind to the serving event loop, so they are made here.
         app.state.cache = ResponseCache(settings.cache) if settings.cache.enabled else None
+        limiter = RateLimiter(settings.rate_limits, settings.limits.request_timeout_seconds) \
+            if keys.enabled else None
+        app.state.limiter = limiter
         await registry.load_startup()
         reaper = asyncio.create_task(registry.reap_forever())
         try:
@@ -85,6 +96,8 @@ def create_app(settings: Settings) -> FastAPI:
             await registry.close()
             if app.state.cache is not None:
                 await app.state.cache.close()
+            if limiter is not None:
+                await limiter.close()
 
     app = FastAPI(title="modelserve", version=__version__, lifespan=lifespan)
     app.state.settings = settings
@@ -96,8 +109,23 @@ def create_app(settings: Settings) -> FastAPI:
     for module in (chat, completions, embeddings, models, tokenize, admin):
         app.include_router(module.router)
 
-    # Added innermost first: the observer wraps everything, so it sees every response.
+    # Added innermost first: the observer wraps everything, so it sees every response;
+    # CORS answers preflights before auth; auth refuses before a body is read.
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(Authenticator, keys=keys, metrics_scope=settings.security.metrics_scope,
+                       metrics=metrics)
+    if settings.security.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.security.cors_origins,
+                           allow_methods=["GET", "POST", "OPTIONS"],
+                           allow_headers=["Authorization", "Content-Type", "Cache-Control",
+                                          "X-Request-Id"],
+                           expose_headers=["x-request-id", "x-modelserve-cache",
+                                           "x-ratelimit-limit-requests",
+                                           "x-ratelimit-remaining-requests",
+                                           "x-ratelimit-reset-requests",
+                                           "x-ratelimit-limit-tokens",
+                                           "x-ratelimit-remaining-tokens",
+                                           "x-ratelimit-reset-tokens"])
     app.add_middleware(RequestObserver, metrics=metrics,
                        timeout=settings.limits.request_timeout_seconds,
                        json_logs=settings.log_format == "json")

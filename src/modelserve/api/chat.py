@@ -15,6 +15,7 @@ from fastapi.responses import StreamingResponse
 from modelserve.api import generation as g
 from modelserve.api.caching import CachePlan, loads, replay_chat
 from modelserve.api.errors import APIError, bad_request
+from modelserve.api.input_limits import check_messages, check_sampling, limits_of
 from modelserve.api.observe import context
 from modelserve.api.protocol import (
     AssistantMessage,
@@ -62,6 +63,9 @@ def render_prompt(runtime: LlamaChatRuntime, messages: list[ChatMessage]) -> lis
 
 @router.post("/v1/chat/completions", response_model=None)
 async def create_chat_completion(req: ChatCompletionRequest, request: Request) -> Response:
+    limits = limits_of(request)
+    check_messages(req.messages, limits)
+    check_sampling(req, limits, req.max_completion_tokens or req.max_tokens)
     runtime = await g.acquire_chat(request, req.model)
     prompt = render_prompt(runtime, req.messages)
     requested = req.max_completion_tokens or req.max_tokens

@@ -14,6 +14,7 @@ from fastapi.responses import StreamingResponse
 from modelserve.api import generation as g
 from modelserve.api.caching import CachePlan, loads, replay_completion
 from modelserve.api.errors import APIError, bad_request
+from modelserve.api.input_limits import check_sampling, check_texts, limits_of
 from modelserve.api.observe import context
 from modelserve.api.protocol import (
     CompletionChoice,
@@ -65,6 +66,10 @@ def _logprobs(runtime: LlamaChatRuntime, lps: list[TokenLogprob], offset: int
 
 @router.post("/v1/completions", response_model=None)
 async def create_completion(req: CompletionRequest, request: Request) -> Response:
+    limits = limits_of(request)
+    check_sampling(req, limits, req.max_tokens)
+    texts_in = [req.prompt] if isinstance(req.prompt, str) else req.prompt
+    check_texts([t for t in texts_in if isinstance(t, str)], limits, "prompt")
     runtime = await g.acquire_chat(request, req.model)
     if req.suffix:
         raise bad_request("suffix is not supported by this model", param="suffix")

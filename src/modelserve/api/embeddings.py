@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request, Response
 from modelserve.api import generation as g
 from modelserve.api.caching import CachePlan
 from modelserve.api.errors import bad_request
+from modelserve.api.input_limits import check_inputs, check_texts, limits_of
 from modelserve.api.protocol import (
     EmbeddingData,
     EmbeddingRequest,
@@ -72,6 +73,12 @@ def _encode(vector: Floats, fmt: str) -> list[float] | str:
 
 @router.post("/v1/embeddings", response_model=EmbeddingResponse)
 async def create_embeddings(req: EmbeddingRequest, request: Request) -> Response:
+    limits = limits_of(request)
+    raw = req.input
+    many = isinstance(raw, list) and not all(isinstance(x, int) for x in raw)
+    check_inputs(len(raw) if many else 1, limits)
+    check_texts([raw] if isinstance(raw, str) else [x for x in raw if isinstance(x, str)],
+                limits, "input")
     runtime = await g.acquire(request, req.model)
     if not isinstance(runtime, EmbeddingRuntime):
         raise g.wrong_kind(req.model, runtime.kind, "embeddings")

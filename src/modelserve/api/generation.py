@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -11,7 +12,7 @@ from typing import Any, TypeVar
 from fastapi import Request
 
 from modelserve.api.errors import APIError, bad_request, model_not_found
-from modelserve.api.observe import context
+from modelserve.api.observe import RequestContext, context
 from modelserve.api.protocol import SamplingFields, TokenLogprobEntry, TopLogprob, Usage
 from modelserve.engine.scheduler import QueueFull
 from modelserve.engine.sequence import SamplingParams, StepOutput, TokenLogprob
@@ -24,6 +25,7 @@ from modelserve.registry import (
 )
 from modelserve.runtimes.embeddings import EmbeddingRuntime
 from modelserve.runtimes.llama_chat import Generation, LlamaChatRuntime
+from modelserve.security import RateLimited, RateLimiter
 
 T = TypeVar("T")
 
@@ -60,9 +62,27 @@ async def admit(request: Request, prompt_tokens: int, max_new_tokens: int) -> No
     known; what it really used is settled when the response ends."""
     ctx = context(request)
     ctx.prompt_tokens = prompt_tokens
-    limiter = request.app.state.limiter
-    if limiter is not None:
-        await limiter.admit(ctx, prompt_tokens + max_new_tokens)
+    limiter: RateLimiter | None = request.app.state.limiter
+    if limiter is None or ctx.key is None or ctx.model is None:
+        return
+    try:
+        admission = await limiter.admit(ctx.key, ctx.model, prompt_tokens, max_new_tokens)
+    except RateLimited as exc:
+        request.app.state.metrics.rate_limited.labels(exc.limit).inc()
+        raise rate_limited(exc) from None
+    ctx.headers.update(admission.headers)
+
+    async def settle(done: RequestContext) -> None:
+        await limiter.settle(admission, done.completion_tokens or 0)
+
+    ctx.on_finish.append(settle)
+
+
+def rate_limited(exc: RateLimited) -> APIError:
+    # OpenAI names the exhausted limit in `type`: "requests" or "tokens".
+    kind = exc.limit if exc.limit in ("requests", "tokens") else "rate_limit_error"
+    return APIError(429, str(exc), type=kind, code="rate_limit_exceeded",
+                    headers={"Retry-After": str(max(math.ceil(exc.retry_after), 1))})
 
 
 def wrong_kind(name: str, kind: str, wanted: str) -> APIError:

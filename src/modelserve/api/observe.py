@@ -14,7 +14,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from modelserve.api.errors import APIError
 from modelserve.metrics import ServerMetrics
 from modelserve.registry import Lease
+from modelserve.security import KeyInfo
 
 access_log = logging.getLogger("modelserve.access")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -35,22 +36,23 @@ class RequestContext:
     request_id: str
     started: float
     key_id: str | None = None
+    key: KeyInfo | None = None
     model: str | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     cache: str | None = None
     leases: list[Lease] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)  # added to the response
-    on_finish: list[Callable[[RequestContext], None]] = field(default_factory=list)
+    on_finish: list[Callable[[RequestContext], Awaitable[None]]] = field(default_factory=list)
 
-    def finish(self) -> None:
+    async def finish(self) -> None:
         for lease in self.leases:
             lease.release()
         self.leases.clear()
         callbacks, self.on_finish = self.on_finish, []
         for callback in callbacks:
             try:
-                callback(self)
+                await callback(self)
             except Exception:  # bookkeeping must never turn into a failed response
                 logging.getLogger(__name__).exception("request finish callback failed")
 
@@ -105,7 +107,7 @@ class RequestObserver:
                 with contextlib.suppress(Exception):
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
-            ctx.finish()
+            await ctx.finish()
             self._record(scope, ctx, status)
 
     def _record(self, scope: Scope, ctx: RequestContext, status: int) -> None:
