@@ -7,13 +7,13 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from modelserve.api import generation as g
-from modelserve.api.errors import APIError, bad_request
+from modelserve.api.chat_prompt import render_chat_prompt
+from modelserve.api.errors import APIError
 from modelserve.api.protocol import (
     AssistantMessage,
     ChatChoice,
@@ -21,12 +21,9 @@ from modelserve.api.protocol import (
     ChatCompletionChunk,
     ChatCompletionRequest,
     ChatCompletionResponse,
-    ChatMessage,
     ChoiceLogprobs,
     DeltaMessage,
-    TextPart,
 )
-from modelserve.runtimes.chat_template import ChatTemplateError
 from modelserve.runtimes.llama_chat import Generation, LlamaChatRuntime
 
 router = APIRouter()
@@ -35,40 +32,19 @@ _MARK = "\x00content\x00"
 _MARK_JSON = json.dumps(_MARK)
 
 
-def _template_messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
-    out = []
-    for i, msg in enumerate(messages):
-        if isinstance(msg.content, list):
-            if any(not isinstance(part, TextPart) for part in msg.content):
-                raise bad_request("This model does not accept images (image_url content).",
-                                  param=f"messages[{i}].content")
-            content = "\n".join(part.text for part in msg.content if isinstance(part, TextPart))
-        else:
-            content = msg.content or ""
-        # "developer" is OpenAI's new name for "system"; templates only know the latter.
-        role = "system" if msg.role == "developer" else msg.role
-        out.append({**msg.model_dump(exclude_none=True), "role": role, "content": content})
-    return out
-
-
-def render_prompt(runtime: LlamaChatRuntime, messages: list[ChatMessage]) -> list[int]:
-    try:
-        return runtime.render_chat(_template_messages(messages))
-    except ChatTemplateError as exc:
-        raise bad_request(str(exc), param="messages") from None
-
-
 @router.post("/v1/chat/completions", response_model=None)
 async def create_chat_completion(req: ChatCompletionRequest, request: Request
                                  ) -> ChatCompletionResponse | StreamingResponse:
     runtime = g.get_runtime(request.app.state.registry, req.model)
-    prompt = render_prompt(runtime, req.messages)
+    rendered = await render_chat_prompt(runtime, req.messages,
+                                        request.app.state.settings.images)
+    prompt = rendered.tokens  # image spans count as prompt tokens, in usage too
     requested = req.max_completion_tokens or req.max_tokens
     param = "max_completion_tokens" if req.max_completion_tokens else "messages"
     max_tokens = g.completion_budget(runtime, len(prompt), requested, param)
     top = (req.top_logprobs or 0) if req.logprobs else None
     jobs = [(prompt, g.sampling_params(req, runtime, max_tokens, i, top)) for i in range(req.n)]
-    gens = g.submit_all(runtime, jobs)
+    gens = g.submit_all(runtime, jobs, rendered.images)
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         return StreamingResponse(_stream(req, runtime, gens, len(prompt), include_usage),
