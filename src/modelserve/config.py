@@ -166,7 +166,7 @@ class Settings(BaseSettings):
     config: Path = DEFAULT_CONFIG
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     max_request_bytes: int = Field(4 * 1024 * 1024, ge=1024)
-    images: ImageSettings = Field(default_factory=lambda: ImageSettings())
+    images: ImageSettings = Field(default_factory=lambda: ImageSettings.model_validate({}))
     models: list[ModelSpec] = Field(default_factory=list)
 
     @classmethod
