@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -215,3 +215,76 @@ def test_other_bad_vision_requests(vhttp: httpx.Client) -> None:
             "max_tokens": 600}
     assert_openai_error(vhttp.post("/v1/chat/completions", json=body), 400,
                         code="context_length_exceeded")
+
+
+# -- remote image URLs, on a second server that allows them -------------------------------
+
+
+class _Images(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        port = self.server.server_address[1]
+        routes: dict[str, tuple[int, dict[str, str], bytes]] = {
+            "/cat.png": (200, {"Content-Type": "image/png"}, image_bytes("PNG", seed=3)),
+            "/to-loopback": (302, {"Location": f"http://127.0.0.1:{port}/cat.png"}, b""),
+            "/to-cat": (302, {"Location": "/cat.png"}, b""),
+            "/huge.png": (200, {"Content-Type": "image/png"}, b"x" * 300_000),
+        }
+        status, headers, body = routes.get(self.path, (404, {}, b"not found"))
+        self.send_response(status)
+        for key, value in {**headers, "Content-Length": str(len(body))}.items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def image_host() -> Iterator[int]:
+    """A local image server; the fetching server reaches it only by the name `localhost`,
+    which its config trusts to resolve to a private (loopback) address."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Images)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield int(httpd.server_address[1])
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def fetching_server(tmp_path_factory: pytest.TempPathFactory, mmproj: Path
+                    ) -> Iterator[LiveServer]:
+    config = write_config(tmp_path_factory.mktemp("fetching") / "models.yaml", mmproj, {
+        "allow_remote": True, "max_bytes": 256 * 1024, "fetch_timeout_s": 10,
+        "allowed_hosts": ["localhost", "127.0.0.1", "169.254.169.254", "*.example.com"],
+        "trusted_private_hosts": ["localhost"]})
+    with LiveServer(config) as live:
+        yield live
+
+
+def test_remote_image_from_an_allowed_host(fetching_server: LiveServer, image_host: int) -> None:
+    client = openai.OpenAI(base_url=f"{fetching_server.url}/v1", api_key="unused",
+                           max_retries=0, timeout=120)
+    for path in ("/cat.png", "/to-cat"):
+        resp = chat(client, user(text("What is this?"),
+                                 image(f"http://localhost:{image_host}{path}")))
+        assert resp.usage.prompt_tokens > IMAGE_TOKENS
+
+
+@pytest.mark.parametrize(("url", "says"), [
+    ("http://127.0.0.1:{port}/cat.png", "non-public address (127.0.0.1)"),
+    ("http://169.254.169.254/latest/meta-data/", "non-public address (169.254.169.254)"),
+    ("http://localhost:{port}/to-loopback", "non-public address (127.0.0.1)"),
+    ("http://elsewhere.org/cat.png", "allowlist"),
+    ("http://localhost:{port}/missing.png", "HTTP 404"),
+    ("http://localhost:{port}/huge.png", "limit of 262144 bytes"),
+])
+def test_remote_image_refusals(fetching_server: LiveServer, image_host: int, url: str,
+                               says: str) -> None:
+    body = {"model": VISION, "messages": user(text("What is this?"),
+                                              image(url.format(port=image_host)))}
+    with httpx.Client(base_url=fetching_server.url, timeout=60) as http:
+        err = assert_openai_error(http.post("/v1/chat/completions", json=body), 400,
+                                  param="messages[0].content[1].image_url")
+    assert says in err["message"], err
