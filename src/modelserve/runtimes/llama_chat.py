@@ -17,7 +17,7 @@ from modelserve.engine.sequence import ImageSpan, SamplingParams, Sequence, Step
 from modelserve.images.decode import DecodedImage
 from modelserve.runtimes.chat_template import ChatTemplate
 from modelserve.runtimes.llama_cpp import LlamaContext, LlamaModel
-from modelserve.runtimes.mtmd import MtmdProjector, MultimodalPrompt
+from modelserve.runtimes.mtmd import MtmdProjector, MultimodalPrompt, PromptError
 
 logger = logging.getLogger(__name__)
 # llama.cpp logs every tensor at load; keep its warnings and errors only.
@@ -90,7 +90,14 @@ class LlamaChatRuntime:
         images are encoded here (blocking, seconds for big projectors: run it in a worker)."""
         assert self.projector is not None
         text = self.template.render(messages)
-        return self.projector.prepare(text, images, add_special=self._add_bos(text))
+        prompt = self.projector.prepare(text, images, add_special=self._add_bos(text))
+        # An image that attends both ways (Gemma 3) is evaluated in one micro-batch.
+        limit = self.ctx.ubatch_size
+        big = next((s for s in prompt.images if s.non_causal and s.n_tokens > limit), None)
+        if big is not None:
+            raise PromptError(f"an image takes {big.n_tokens} tokens in one batch, more than "
+                              f"this model's batch_size allows ({limit})")
+        return prompt
 
     def _add_bos(self, text: str) -> bool:
         return self.model.add_bos and not (self._bos_text and text.startswith(self._bos_text))

@@ -214,6 +214,7 @@ class LlamaContext:
         self.n_seq = n_seq
         self.ctx_per_seq = int(lc.llama_n_ctx_seq(ctx))
         self.batch_size = batch_size
+        self.ubatch_size = int(params.n_ubatch)
         self._memory = lc.llama_get_memory(ctx)
         self._batch = lc.llama_batch_init(batch_size, 0, 1)
 
