@@ -89,6 +89,10 @@ class MtmdProjector:
                 mt.mtmd_input_chunks_free(chunks)
 
     def _tokenize(self, text: str, images: list[DecodedImage], add_special: bool) -> Any:
+        # A template may drop a message (and its marker): mtmd would only say "error".
+        if text.count(self.marker) != len(images):
+            raise PromptError(f"the rendered prompt has {text.count(self.marker)} image "
+                              f"place(s) for the {len(images)} image(s) sent")
         bitmaps = []
         keep = []
         try:
@@ -109,10 +113,7 @@ class MtmdProjector:
             rc = mt.mtmd_tokenize(self._ctx, chunks, ctypes.byref(inp), array, len(bitmaps))
             if rc != 0:
                 mt.mtmd_input_chunks_free(chunks)
-                if rc == 1:
-                    raise PromptError(f"the rendered prompt has a different number of image "
-                                      f"places than the {len(images)} image(s) sent")
-                raise PromptError("the image could not be preprocessed for this model")
+                raise PromptError("the images could not be preprocessed for this model")
             return chunks
         finally:
             for bitmap in bitmaps:
