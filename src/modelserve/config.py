@@ -79,6 +79,37 @@ class LlamaCppOptions(BaseModel):
     max_waiting: int = Field(64, ge=0, description="queued requests before 429")
     gpu_layers: int = Field(0, description="layers offloaded to a GPU; -1 = all")
     chat_template: str | None = Field(None, description="override the GGUF's template")
+    mmproj: PackageSource | PathSource | str | None = Field(
+        None, description="vision projector GGUF: makes this a vision-language model")
+
+    @field_validator("mmproj")
+    @classmethod
+    def _mmproj_string_is_path(cls, value: Any) -> Any:
+        return PathSource(path=value) if isinstance(value, str) else value
+
+    def resolve_mmproj(self) -> Path | None:
+        source = self.mmproj
+        assert not isinstance(source, str)
+        return None if source is None else source.resolve()
+
+
+class ImageSettings(BaseModel):
+    """Image inputs of vision models (server-wide): limits, and remote fetching (off)."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_bytes: int = Field(20 * 1024 * 1024, ge=1, description="encoded size of one image")
+    max_pixels: int = Field(4096 * 4096, ge=1, description="width x height of one image")
+    max_side: int = Field(8192, ge=1, description="longest side of one image")
+    max_images: int = Field(16, ge=1, description="images in one request")
+    allow_remote: bool = Field(False, description="fetch http(s) image URLs")
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="hosts remote images may come from: exact names, '*.example.com', '*'")
+    trusted_private_hosts: list[str] = Field(
+        default_factory=list,
+        description="allowed hosts that may resolve to private/loopback addresses")
+    fetch_timeout_s: float = Field(10.0, gt=0, le=300, description="whole fetch, redirects too")
+    max_redirects: int = Field(3, ge=0, le=10)
 
 
 class EmbeddingOptions(BaseModel):
@@ -165,6 +196,7 @@ class Settings(BaseSettings):
     limits: InputLimits = Field(default_factory=InputLimits)
     lifecycle: LifecycleSettings = Field(default_factory=LifecycleSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    images: ImageSettings = Field(default_factory=lambda: ImageSettings.model_validate({}))
     models: list[ModelSpec] = Field(default_factory=list)
 
     @classmethod

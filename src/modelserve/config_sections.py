@@ -89,15 +89,14 @@ class RateLimitSettings(Section):
 
 
 class InputLimits(Section):
-    """Caps on what one request may ask for; over a cap is a 400 naming it."""
+    """Caps on what one request may ask for; over a cap is a 400 naming it.
+    (Image caps live with the rest of image handling, in the `images:` section.)"""
 
     max_messages: int = Field(512, ge=1)
     max_message_chars: int = Field(200_000, ge=1)
     max_n: int = Field(16, ge=1, le=128)
     max_tokens: int | None = Field(None, ge=1, description="None: the model's context")
     max_embedding_inputs: int = Field(2048, ge=1)
-    max_image_bytes: int = Field(20 * 1024 * 1024, ge=1024)
-    max_image_pixels: int = Field(40_000_000, ge=1)
     request_timeout_seconds: float = Field(600.0, gt=0, description="wall time per request")
 
 

@@ -40,3 +40,19 @@ def test_runtime_errors_in_template_are_user_errors() -> None:
     tpl = ChatTemplate("{{ messages[5].content }}", "", "", builtin)
     with pytest.raises(ChatTemplateError):
         tpl.render(MSGS)
+
+
+SMOLVLM_LIKE = ("<|im_start|>{% for message in messages %}{{ message['role'] | capitalize }}: "
+                "{% for line in message['content'] %}{% if line['type'] == 'text' %}"
+                "{{ line['text'] }}{% elif line['type'] == 'image' %}<image>{% endif %}"
+                "{% endfor %}<end_of_utterance>\n{% endfor %}"
+                "{% if add_generation_prompt %}Assistant:{% endif %}")
+
+
+def test_templates_that_read_typed_content_get_text_parts() -> None:
+    tpl = ChatTemplate(SMOLVLM_LIKE, "", "", builtin)
+    assert tpl.typed_content
+    assert tpl.render([{"role": "user", "content": "look: <__media__> here"}]) == \
+        "<|im_start|>User: look: <__media__> here<end_of_utterance>\nAssistant:"
+    plain = ChatTemplate("{% for m in messages %}{{ m.content }}{% endfor %}", "", "", builtin)
+    assert not plain.typed_content

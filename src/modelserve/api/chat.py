@@ -7,14 +7,14 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
 from modelserve.api import generation as g
 from modelserve.api.caching import CachePlan, loads, replay_chat
-from modelserve.api.errors import APIError, bad_request
+from modelserve.api.chat_prompt import render_chat_prompt
+from modelserve.api.errors import APIError
 from modelserve.api.input_limits import check_messages, check_sampling, limits_of
 from modelserve.api.observe import context
 from modelserve.api.protocol import (
@@ -24,12 +24,10 @@ from modelserve.api.protocol import (
     ChatCompletionChunk,
     ChatCompletionRequest,
     ChatCompletionResponse,
-    ChatMessage,
     ChoiceLogprobs,
     DeltaMessage,
-    TextPart,
+    ImagePart,
 )
-from modelserve.runtimes.chat_template import ChatTemplateError
 from modelserve.runtimes.llama_chat import Generation, LlamaChatRuntime
 
 router = APIRouter()
@@ -38,42 +36,23 @@ _MARK = "\x00content\x00"
 _MARK_JSON = json.dumps(_MARK)
 
 
-def _template_messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
-    out = []
-    for i, msg in enumerate(messages):
-        if isinstance(msg.content, list):
-            if any(not isinstance(part, TextPart) for part in msg.content):
-                raise bad_request("This model does not accept images (image_url content).",
-                                  param=f"messages[{i}].content")
-            content = "\n".join(part.text for part in msg.content if isinstance(part, TextPart))
-        else:
-            content = msg.content or ""
-        # "developer" is OpenAI's new name for "system"; templates only know the latter.
-        role = "system" if msg.role == "developer" else msg.role
-        out.append({**msg.model_dump(exclude_none=True), "role": role, "content": content})
-    return out
-
-
-def render_prompt(runtime: LlamaChatRuntime, messages: list[ChatMessage]) -> list[int]:
-    try:
-        return runtime.render_chat(_template_messages(messages))
-    except ChatTemplateError as exc:
-        raise bad_request(str(exc), param="messages") from None
-
-
 @router.post("/v1/chat/completions", response_model=None)
 async def create_chat_completion(req: ChatCompletionRequest, request: Request) -> Response:
     limits = limits_of(request)
     check_messages(req.messages, limits)
     check_sampling(req, limits, req.max_completion_tokens or req.max_tokens)
     runtime = await g.acquire_chat(request, req.model)
-    prompt = render_prompt(runtime, req.messages)
+    rendered = await render_chat_prompt(runtime, req.messages,
+                                        request.app.state.settings.images)
+    prompt = rendered.tokens  # image spans count as prompt tokens, in usage too
     requested = req.max_completion_tokens or req.max_tokens
     param = "max_completion_tokens" if req.max_completion_tokens else "messages"
     max_tokens = g.completion_budget(runtime, len(prompt), requested, param)
     await g.admit(request, len(prompt), max_tokens * req.n)
     include_usage = bool(req.stream_options and req.stream_options.include_usage)
-    plan = CachePlan.start(request, "chat", req, req.temperature == 0 or req.seed is not None)
+    # A remote image URL may serve other bytes next time: only data: URLs are part of the key.
+    deterministic = (req.temperature == 0 or req.seed is not None) and not _remote_images(req)
+    plan = CachePlan.start(request, "chat", req, deterministic)
     hit = await plan.lookup()
     if hit is not None:
         if req.stream:
@@ -83,7 +62,7 @@ async def create_chat_completion(req: ChatCompletionRequest, request: Request) -
         return Response(hit, media_type="application/json")
     top = (req.top_logprobs or 0) if req.logprobs else None
     jobs = [(prompt, g.sampling_params(req, runtime, max_tokens, i, top)) for i in range(req.n)]
-    gens = g.submit_all(runtime, jobs)
+    gens = g.submit_all(runtime, jobs, rendered.images)
     if req.stream:
         return StreamingResponse(_stream(req, runtime, gens, len(prompt), include_usage, plan),
                                  media_type="text/event-stream",
@@ -105,6 +84,11 @@ async def create_chat_completion(req: ChatCompletionRequest, request: Request) -
     ).model_dump_json().encode()
     await plan.store(body)
     return Response(body, media_type="application/json")
+
+
+def _remote_images(req: ChatCompletionRequest) -> bool:
+    return any(isinstance(part, ImagePart) and not part.image_url.url.startswith("data:")
+               for msg in req.messages if isinstance(msg.content, list) for part in msg.content)
 
 
 async def _stream(req: ChatCompletionRequest, runtime: LlamaChatRuntime, gens: list[Generation],

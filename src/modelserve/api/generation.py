@@ -15,7 +15,7 @@ from modelserve.api.errors import APIError, bad_request, model_not_found
 from modelserve.api.observe import RequestContext, context
 from modelserve.api.protocol import SamplingFields, TokenLogprobEntry, TopLogprob, Usage
 from modelserve.engine.scheduler import QueueFull
-from modelserve.engine.sequence import SamplingParams, StepOutput, TokenLogprob
+from modelserve.engine.sequence import ImageSpan, SamplingParams, StepOutput, TokenLogprob
 from modelserve.registry import (
     ModelNotFound,
     ModelRegistry,
@@ -124,13 +124,13 @@ def sampling_params(req: SamplingFields, runtime: LlamaChatRuntime, max_tokens: 
         logit_bias=bias, logprobs=top_logprobs is not None, top_logprobs=top_logprobs or 0)
 
 
-def submit_all(runtime: LlamaChatRuntime, jobs: list[tuple[list[int], SamplingParams]]
-               ) -> list[Generation]:
+def submit_all(runtime: LlamaChatRuntime, jobs: list[tuple[list[int], SamplingParams]],
+               images: list[ImageSpan] | None = None) -> list[Generation]:
     """Queue every choice or none: a full queue cancels what was queued and answers 429."""
     started: list[Generation] = []
     try:
         for prompt, params in jobs:
-            started.append(runtime.submit(prompt, params))
+            started.append(runtime.submit(prompt, params, images))
     except QueueFull:
         for gen in started:
             gen.cancel()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from modelserve.api import generation as g
-from modelserve.api.chat import render_prompt
+from modelserve.api.chat_prompt import render_prompt
 from modelserve.api.protocol import (
     DetokenizeRequest,
     DetokenizeResponse,

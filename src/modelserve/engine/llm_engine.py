@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from modelserve.engine.detokenizer import IncrementalText
-from modelserve.engine.scheduler import BatchPlan, Scheduler
+from modelserve.engine.scheduler import BatchPlan, ImageSlice, Scheduler
 from modelserve.engine.sequence import (
     Sequence,
     SequenceStatus,
@@ -111,7 +111,7 @@ class LLMEngine:
                 self._apply_aborts()
                 plan = self.scheduler.schedule()
                 self._start_new(plan)
-            if len(plan):
+            if len(plan) or plan.images:
                 self._step(plan)
         self._fail_all("engine stopped")
 
@@ -147,26 +147,50 @@ class LLMEngine:
 
     def _step(self, plan: BatchPlan) -> None:
         started = time.perf_counter()
+        if len(plan):
+            self._eval_tokens(plan, started)
+        for piece in plan.images:
+            self._eval_image(piece)
+        self.stats.step_seconds += time.perf_counter() - started
+
+    def _eval_tokens(self, plan: BatchPlan, started: float) -> None:
         try:
             self.ctx.decode(plan.tokens, plan.positions, plan.seq_ids, plan.want_logits)
         except Exception as exc:  # a decode failure poisons this batch, not the server
             logger.exception("decode failed")
-            with self._cond:
-                for slot_id in set(plan.seq_ids):
-                    slot = self.scheduler.slots[slot_id]
-                    if slot.seq is not None:
-                        self._finish(slot.seq, "error", error=str(exc))
-                    slot.cached.clear()  # the KV of this batch is unknown: never reuse it
-                    self.ctx.forget(slot_id)
+            self._fail_slots(set(plan.seq_ids), str(exc))
             return
-        decoded = time.perf_counter()
         self.stats.steps += 1
+        self.stats.decode_seconds += time.perf_counter() - started
+        # Sample before any image decode: the next llama_decode overwrites the logits.
         with self._cond:
             for seq, row in plan.sample:
                 if seq.status is not SequenceStatus.FINISHED:
                     self._sample(seq, row)
-        self.stats.decode_seconds += decoded - started
-        self.stats.step_seconds += time.perf_counter() - started
+
+    def _eval_image(self, piece: ImageSlice) -> None:
+        """One image slice, in its own decode: embeddings cannot share a batch with tokens."""
+        started = time.perf_counter()
+        end = piece.offset + piece.count
+        try:
+            self.ctx.decode_embeddings(piece.span.embd[piece.offset:end],
+                                       piece.span.pos[:, piece.offset:end], piece.seq.slot,
+                                       non_causal=piece.span.non_causal)
+        except Exception as exc:
+            logger.exception("image decode failed")
+            self._fail_slots({piece.seq.slot}, str(exc))
+            return
+        self.stats.steps += 1
+        self.stats.decode_seconds += time.perf_counter() - started
+
+    def _fail_slots(self, slot_ids: set[int], message: str) -> None:
+        with self._cond:
+            for slot_id in slot_ids:
+                slot = self.scheduler.slots[slot_id]
+                if slot.seq is not None:
+                    self._finish(slot.seq, "error", error=message)
+                slot.cached.clear()  # the KV of this batch is unknown: never reuse it
+                self.ctx.forget(slot_id)
 
     def _sample(self, seq: Sequence, row: int) -> None:
         live = self._live[seq.id]

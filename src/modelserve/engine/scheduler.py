@@ -3,6 +3,11 @@
 Each step the scheduler admits waiting sequences into free slots (reusing the longest cached
 token prefix), then plans ONE batch: one row per decoding sequence, then prefill chunks of
 admitted prompts up to the token budget, so a long prompt never stalls running streams.
+
+Image chunks of a prompt are embeddings, not tokens, and llama_decode cannot mix the two in
+one batch: the plan lists them apart (`images`), as slices that share the same budget, and the
+engine evaluates each in its own decode right after the token batch. A sequence's text runs
+up to its next image; the image comes in a later step, then the text after it.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from modelserve.engine.sequence import Sequence, SequenceStatus
+from modelserve.engine.sequence import ImageSpan, Sequence, SequenceStatus
 
 # A running set with a hole in its slot ids costs an extra pass over the weights on every
 # step (see `schedule`), so a far-off slot is chosen for its cached prefix only when that
@@ -30,6 +35,16 @@ class Slot:
     last_used: int = 0
 
 
+@dataclass(frozen=True)
+class ImageSlice:
+    """Rows [offset, offset + count) of one image span, to evaluate into the sequence's slot."""
+
+    seq: Sequence
+    span: ImageSpan
+    offset: int
+    count: int
+
+
 @dataclass
 class BatchPlan:
     tokens: list[int] = field(default_factory=list)
@@ -38,12 +53,13 @@ class BatchPlan:
     want_logits: list[bool] = field(default_factory=list)
     sample: list[tuple[Sequence, int]] = field(default_factory=list)  # (seq, batch row)
     trims: list[tuple[int, int]] = field(default_factory=list)  # (slot, drop KV from pos)
+    images: list[ImageSlice] = field(default_factory=list)  # evaluated after the token batch
 
     def add(self, seq: Sequence, token: int, logits: bool) -> None:
         if logits:
             self.sample.append((seq, len(self.tokens)))
         self.tokens.append(token)
-        self.positions.append(seq.n_computed)
+        self.positions.append(seq.position(seq.n_computed))
         self.seq_ids.append(seq.slot)
         self.want_logits.append(logits)
 
@@ -101,9 +117,18 @@ class Scheduler:
         budget = self.token_budget - sum(s.status is SequenceStatus.DECODING for s in running)
         chunk: dict[int, int] = {}
         for seq in sorted(running, key=lambda s: s.id):
-            if seq.status is SequenceStatus.PREFILLING and budget > 0:
-                chunk[seq.id] = min(seq.prefill_remaining, budget)
+            if seq.status is not SequenceStatus.PREFILLING or budget <= 0:
+                continue
+            span = seq.image_at(seq.n_computed)
+            if span is None:
+                chunk[seq.id] = min(seq.text_until(seq.n_computed) - seq.n_computed, budget)
                 budget -= chunk[seq.id]
+                continue
+            left = span.end - seq.n_computed
+            # An image that attends both ways must go in one decode, whatever the budget.
+            count = left if span.non_causal else min(left, budget)
+            plan.images.append(ImageSlice(seq, span, seq.n_computed - span.start, count))
+            budget -= count
         # Rows go in slot order: llama.cpp splits a multi-stream batch wherever consecutive
         # rows do not belong to consecutive sequence ids, and every split is another pass
         # over the weights.
@@ -112,6 +137,10 @@ class Scheduler:
                 self._feed(plan, seq, seq.output[-1], logits=True)
             for token in seq.prompt[seq.n_computed : seq.n_computed + chunk.get(seq.id, 0)]:
                 self._feed(plan, seq, token, logits=seq.n_computed + 1 == len(seq.prompt))
+        for piece in plan.images:
+            cached = self.slots[piece.seq.slot].cached
+            cached += piece.seq.prompt[piece.seq.n_computed : piece.seq.n_computed + piece.count]
+            piece.seq.n_computed += piece.count
         return plan
 
     def _feed(self, plan: BatchPlan, seq: Sequence, token: int, logits: bool) -> None:
@@ -139,9 +168,10 @@ class Scheduler:
             seq = self.waiting.popleft()
             slot = self._pick_slot(free, seq.prompt)
             # Keep at least one prompt token to compute, so there are logits to sample.
-            reuse = min(common_prefix_len(slot.cached, seq.prompt), len(seq.prompt) - 1)
+            reuse = seq.reusable(min(common_prefix_len(slot.cached, seq.prompt),
+                                     len(seq.prompt) - 1))
             if reuse < len(slot.cached):
-                plan.trims.append((slot.id, reuse))
+                plan.trims.append((slot.id, seq.position(reuse)))
                 del slot.cached[reuse:]
             self._clock += 1
             slot.last_used = self._clock

@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
 
+import numpy as np
+import numpy.typing as npt
+
 _ids = itertools.count()
 
 
@@ -59,6 +62,30 @@ class TimingSink(Protocol):
     def inter_token(self, seconds: float) -> None: ...
 
 
+@dataclass(eq=False)
+class ImageSpan:
+    """One image chunk of a prompt: its embeddings fill prompt[start : start + n_tokens].
+
+    In the prompt's token list the span holds a pseudo-token id (negative, so outside every
+    vocabulary) derived from the image's hash: prefix matching then reuses an image's KV only
+    for the very same image, and stops where two prompts' images differ.
+    """
+
+    start: int
+    embd: npt.NDArray[np.float32]  # (n_tokens, n_embd), from the projector
+    pos: npt.NDArray[np.int32]  # (n_pos_per_embd, n_tokens): 1 row, or 4 for M-RoPE models
+    n_pos: int  # positions the span advances (differs from n_tokens for M-RoPE)
+    non_causal: bool = False  # attend both ways inside the image: evaluate it in one decode
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.embd.shape[0])
+
+    @property
+    def end(self) -> int:
+        return self.start + self.n_tokens
+
+
 class SequenceStatus(Enum):
     WAITING = "waiting"
     PREFILLING = "prefilling"
@@ -79,6 +106,7 @@ class Sequence:
     output: list[int] = field(default_factory=list)
     finish_reason: str | None = None
     admitted_at: float | None = None  # perf_counter() when it got a slot
+    images: list[ImageSpan] = field(default_factory=list)  # in prompt order
 
     @property
     def tokens(self) -> list[int]:
@@ -87,3 +115,21 @@ class Sequence:
     @property
     def prefill_remaining(self) -> int:
         return len(self.prompt) - self.n_computed
+
+    def position(self, index: int) -> int:
+        """The KV position of prompt/output index `index` (they differ after M-RoPE images)."""
+        if not self.images:
+            return index
+        return index - sum(s.n_tokens - s.n_pos for s in self.images if s.end <= index)
+
+    def image_at(self, index: int) -> ImageSpan | None:
+        return next((s for s in self.images if s.start <= index < s.end), None)
+
+    def text_until(self, index: int) -> int:
+        """Where the run of text tokens from `index` ends (the next image, or the prompt end)."""
+        return next((s.start for s in self.images if s.start >= index), len(self.prompt))
+
+    def reusable(self, n: int) -> int:
+        """`n` cached prompt tokens, cut back to whole images (a part of one is recomputed)."""
+        span = self.image_at(n)
+        return span.start if span is not None else n

@@ -44,14 +44,31 @@ class ChatTemplate:
                 self._template = env.from_string(source)
             except TemplateError as exc:
                 logger.warning("model chat template does not compile (%s); using chatml", exc)
+        self.typed_content = False  # decided below, by rendering plain content first
+        self.typed_content = self._template is not None and self._needs_typed_content()
 
     @property
     def uses_model_template(self) -> bool:
         return self._template is not None
 
+    def _needs_typed_content(self) -> bool:
+        """Some templates (SmolVLM's, Idefics') only read content as a list of typed parts
+        and drop a plain string: find out once, as llama.cpp's template engine does."""
+        needle = "\x01needle\x01"
+        try:
+            plain = self.render([{"role": "user", "content": needle}])
+            typed = self.render([{"role": "user",
+                                  "content": [{"type": "text", "text": needle}]}])
+        except ChatTemplateError:
+            return False
+        return needle not in plain and needle in typed
+
     def render(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True) -> str:
         if self._template is None:
             return self._render_builtin(messages)
+        if self.typed_content:
+            messages = [{**m, "content": [{"type": "text", "text": m["content"]}]}
+                        if isinstance(m.get("content"), str) else m for m in messages]
         try:
             return self._template.render(
                 messages=messages, add_generation_prompt=add_generation_prompt,

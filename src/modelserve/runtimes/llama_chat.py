@@ -13,9 +13,17 @@ from typing import Any, ClassVar
 
 from modelserve.config import ModelSpec
 from modelserve.engine.llm_engine import LLMEngine
-from modelserve.engine.sequence import SamplingParams, Sequence, StepOutput, TimingSink
+from modelserve.engine.sequence import (
+    ImageSpan,
+    SamplingParams,
+    Sequence,
+    StepOutput,
+    TimingSink,
+)
+from modelserve.images.decode import DecodedImage
 from modelserve.runtimes.chat_template import ChatTemplate
 from modelserve.runtimes.llama_cpp import LlamaContext, LlamaModel
+from modelserve.runtimes.mtmd import MtmdProjector, MultimodalPrompt, PromptError
 
 logger = logging.getLogger(__name__)
 # llama.cpp logs every tensor at load; keep its warnings and errors only.
@@ -31,10 +39,17 @@ class LlamaChatRuntime:
         started = time.monotonic()
         self.spec = spec
         self.model = LlamaModel(path, gpu_layers=opts.gpu_layers)
+        self.projector: MtmdProjector | None = None
         try:
+            mmproj = opts.resolve_mmproj()
+            if mmproj is not None:
+                self.projector = MtmdProjector(mmproj, self.model, opts.threads,
+                                               use_gpu=opts.gpu_layers != 0)
             self.ctx = LlamaContext(self.model, n_seq=opts.parallel, ctx_per_seq=opts.context_size,
                                     batch_size=opts.batch_size, threads=opts.threads)
         except Exception:
+            if self.projector is not None:
+                self.projector.close()
             self.model.close()
             raise
         self.engine = LLMEngine(self.model, self.ctx, max_waiting=opts.max_waiting)
@@ -61,16 +76,40 @@ class LlamaChatRuntime:
     def n_vocab(self) -> int:
         return self.model.n_vocab
 
+    @property
+    def image_marker(self) -> str | None:
+        """What stands for an image in template content; None: a text-only model."""
+        return self.projector.marker if self.projector is not None else None
+
     def close(self) -> None:
         self.engine.stop()
         self.ctx.close()
+        if self.projector is not None:
+            self.projector.close()
         self.model.close()
 
     def render_chat(self, messages: list[dict[str, Any]]) -> list[int]:
         """Chat messages -> prompt tokens, through the model's template."""
         text = self.template.render(messages)
-        add_bos = self.model.add_bos and not (self._bos_text and text.startswith(self._bos_text))
-        return self.model.tokenize(text, add_special=add_bos, parse_special=True)
+        return self.model.tokenize(text, add_special=self._add_bos(text), parse_special=True)
+
+    def render_multimodal(self, messages: list[dict[str, Any]], images: list[DecodedImage]
+                          ) -> MultimodalPrompt:
+        """Chat messages whose content holds image markers, and their images in order: the
+        images are encoded here (blocking, seconds for big projectors: run it in a worker)."""
+        assert self.projector is not None
+        text = self.template.render(messages)
+        prompt = self.projector.prepare(text, images, add_special=self._add_bos(text))
+        # An image that attends both ways (Gemma 3) is evaluated in one micro-batch.
+        limit = self.ctx.ubatch_size
+        big = next((s for s in prompt.images if s.non_causal and s.n_tokens > limit), None)
+        if big is not None:
+            raise PromptError(f"an image takes {big.n_tokens} tokens in one batch, more than "
+                              f"this model's batch_size allows ({limit})")
+        return prompt
+
+    def _add_bos(self, text: str) -> bool:
+        return self.model.add_bos and not (self._bos_text and text.startswith(self._bos_text))
 
     def tokenize(self, text: str) -> list[int]:
         """Plain completion prompts: user text, so special-token syntax is not parsed."""
@@ -86,9 +125,10 @@ class LlamaChatRuntime:
     def token_bytes(self, token: int) -> bytes:
         return self.model.token_bytes(token, special=True)
 
-    def submit(self, prompt: list[int], params: SamplingParams) -> Generation:
+    def submit(self, prompt: list[int], params: SamplingParams,
+               images: list[ImageSpan] | None = None) -> Generation:
         """Queue one sequence (raises QueueFull at capacity); iterate the result for outputs."""
-        return Generation(self.engine, prompt, params, self.timing)
+        return Generation(self.engine, prompt, params, images or [], self.timing)
 
 
 class _LoopDispatcher:
@@ -134,7 +174,7 @@ class Generation:
     """The asyncio side of one sequence: an async iterator of its outputs, cancellable."""
 
     def __init__(self, engine: LLMEngine, prompt: list[int], params: SamplingParams,
-                 timing: TimingSink | None = None) -> None:
+                 images: list[ImageSpan], timing: TimingSink | None = None) -> None:
         dispatcher = _LoopDispatcher.for_running_loop()
         queue: asyncio.Queue[StepOutput] = asyncio.Queue()
         self._queue = queue
@@ -143,7 +183,7 @@ class Generation:
         self._submitted = time.perf_counter()
         self._last_token_at: float | None = None
         self.finished = False
-        self._seq = Sequence(prompt=list(prompt), params=params,
+        self._seq = Sequence(prompt=list(prompt), params=params, images=images,
                              sink=lambda out: dispatcher.send(queue, out))
         engine.submit(self._seq)
 

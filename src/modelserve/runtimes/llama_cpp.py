@@ -52,6 +52,7 @@ class LlamaModel:
         self._vocab = lc.llama_model_get_vocab(model)
         self.n_vocab: int = lc.llama_vocab_n_tokens(self._vocab)
         self.n_ctx_train: int = lc.llama_model_n_ctx_train(model)
+        self.n_embd_inp: int = lc.llama_model_n_embd_inp(model)  # width of input embeddings
         self.bos_token_id: int = lc.llama_vocab_bos(self._vocab)
         self.eos_token_id: int = lc.llama_vocab_eos(self._vocab)
         self.add_bos: bool = bool(lc.llama_vocab_get_add_bos(self._vocab))
@@ -223,6 +224,7 @@ class LlamaContext:
         self.n_seq = n_seq
         self.ctx_per_seq = int(lc.llama_n_ctx_seq(ctx))
         self.batch_size = batch_size
+        self.ubatch_size = int(params.n_ubatch)
         self._memory = lc.llama_get_memory(ctx)
         self._batch = lc.llama_batch_init(batch_size, 0, 1)
 
@@ -257,6 +259,40 @@ class LlamaContext:
         rc = lc.llama_decode(self._ctx, batch)
         if rc != 0:
             raise LlamaError(f"llama_decode failed with code {rc}")
+
+    def decode_embeddings(self, embd: npt.NDArray[np.float32], pos: npt.NDArray[np.int32],
+                          seq_id: int, non_causal: bool = False) -> None:
+        """Evaluate embedding rows (an image's) into one sequence; no logits are kept.
+
+        `pos` is (n_pos_per_embd, n): one row, or the four M-RoPE sections, section-major as
+        llama.cpp reads them.
+        """
+        n = int(embd.shape[0])
+        if n > self.batch_size:
+            raise LlamaError(f"batch of {n} embeddings exceeds {self.batch_size}")
+        rows = np.ascontiguousarray(embd, dtype=np.float32)
+        positions = np.ascontiguousarray(pos, dtype=np.int32).reshape(-1)
+        n_seq_id = np.ones(n, dtype=np.int32)
+        seq = (lc.llama_seq_id * 1)(seq_id)
+        seq_ptrs = (ctypes.POINTER(lc.llama_seq_id) * n)(
+            *([ctypes.cast(seq, ctypes.POINTER(lc.llama_seq_id))] * n))
+        logits = np.zeros(n, dtype=np.int8)
+        batch = lc.llama_batch()
+        batch.n_tokens = n
+        batch.embd = rows.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+        batch.pos = positions.ctypes.data_as(ctypes.POINTER(lc.llama_pos))
+        batch.n_seq_id = n_seq_id.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))
+        batch.seq_id = seq_ptrs
+        batch.logits = logits.ctypes.data_as(ctypes.POINTER(ctypes.c_int8))
+        if non_causal:
+            lc.llama_set_causal_attn(self._ctx, False)
+        try:
+            rc = lc.llama_decode(self._ctx, batch)
+        finally:
+            if non_causal:
+                lc.llama_set_causal_attn(self._ctx, True)
+        if rc != 0:
+            raise LlamaError(f"llama_decode of image embeddings failed with code {rc}")
 
     def logits(self, batch_index: int) -> npt.NDArray[np.float32]:
         ptr = lc.llama_get_logits_ith(self._ctx, batch_index)

@@ -1,0 +1,102 @@
+"""Chat messages -> prompt: content parts, the template, and images for vision models.
+
+Image parts become the projector's media marker in the templated text, and their images are
+loaded (data: URL, or fetched when the server allows it), checked, decoded and encoded before
+the prompt reaches the engine; every problem with one is a 400 naming its `param`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from modelserve.api.errors import bad_request
+from modelserve.api.protocol import ChatMessage, TextPart
+from modelserve.config import ImageSettings
+from modelserve.images.data_url import parse_data_url
+from modelserve.images.decode import DecodedImage, ImageLimits, decode_image
+from modelserve.images.errors import ImageError
+from modelserve.images.fetch import ImageFetcher
+from modelserve.runtimes.chat_template import ChatTemplateError
+from modelserve.runtimes.llama_chat import LlamaChatRuntime
+from modelserve.runtimes.mtmd import MultimodalPrompt, PromptError
+
+ImageRef = tuple[str, str]  # (param, url)
+NO_IMAGES = "This model does not accept images (image_url content)."
+
+
+def template_messages(messages: list[ChatMessage], marker: str | None
+                      ) -> tuple[list[dict[str, Any]], list[ImageRef]]:
+    """Messages as the template takes them, with `marker` where each image goes (in order),
+    and the images' URLs; `marker` None means the model takes no images."""
+    out, images = [], []
+    for i, msg in enumerate(messages):
+        if isinstance(msg.content, list):
+            pieces = []
+            for j, part in enumerate(msg.content):
+                if isinstance(part, TextPart):
+                    _check_text(part.text, marker, f"messages[{i}].content[{j}].text")
+                    pieces.append(part.text)
+                elif marker is None:
+                    raise bad_request(NO_IMAGES, param=f"messages[{i}].content")
+                else:
+                    pieces.append(marker)
+                    images.append((f"messages[{i}].content[{j}].image_url", part.image_url.url))
+            content = "\n".join(pieces)
+        else:
+            content = msg.content or ""
+            _check_text(content, marker, f"messages[{i}].content")
+        # "developer" is OpenAI's new name for "system"; templates only know the latter.
+        role = "system" if msg.role == "developer" else msg.role
+        out.append({**msg.model_dump(exclude_none=True), "role": role, "content": content})
+    return out, images
+
+
+def _check_text(text: str, marker: str | None, param: str) -> None:
+    # The marker in user text would make mtmd pair an image with the wrong place.
+    if marker is not None and marker in text:
+        raise bad_request(f"Text content must not contain {marker!r}, this model's image "
+                          "placeholder; send images as image_url parts.", param=param)
+
+
+def render_prompt(runtime: LlamaChatRuntime, messages: list[ChatMessage]) -> list[int]:
+    """Text-only rendering (also what /tokenize uses)."""
+    try:
+        return runtime.render_chat(template_messages(messages, None)[0])
+    except ChatTemplateError as exc:
+        raise bad_request(str(exc), param="messages") from None
+
+
+async def render_chat_prompt(runtime: LlamaChatRuntime, messages: list[ChatMessage],
+                             settings: ImageSettings) -> MultimodalPrompt:
+    templated, refs = template_messages(messages, runtime.image_marker)
+    try:
+        if not refs:
+            return MultimodalPrompt(runtime.render_chat(templated))
+        if len(refs) > settings.max_images:
+            raise bad_request(f"A request may carry at most {settings.max_images} images; "
+                              f"this one has {len(refs)}.", param="messages",
+                              code="too_many_images")
+        images = [await load_image(param, url, settings) for param, url in refs]
+        return await asyncio.to_thread(runtime.render_multimodal, templated, images)
+    except (ChatTemplateError, PromptError) as exc:
+        raise bad_request(str(exc), param="messages") from None
+
+
+async def load_image(param: str, url: str, settings: ImageSettings) -> DecodedImage:
+    try:
+        if url.startswith("data:"):
+            data = parse_data_url(url, settings.max_bytes).data
+        elif url.partition(":")[0].lower() in ("http", "https"):
+            if not settings.allow_remote:
+                raise ImageError("remote image URLs are disabled on this server "
+                                 "(images.allow_remote); send the image as a data: URL",
+                                 code="image_url_not_allowed")
+            data = await ImageFetcher(settings).fetch(url)
+        else:
+            raise ImageError("the URL must be a data: URL (base64) or an http(s) URL")
+        limits = ImageLimits(settings.max_bytes, settings.max_pixels, settings.max_side)
+        return await asyncio.to_thread(decode_image, data, limits)
+    except ImageError as exc:
+        raise bad_request(f"Invalid image in {param}: {exc.message}", param=param,
+                          code=exc.code) from None

@@ -1,0 +1,1 @@
+"""Images for vision chat: data URLs, remote fetching under an address policy, decoding."""
