@@ -36,11 +36,13 @@ def test_invalid_config_exits_with_message(tmp_path: Path) -> None:
         main(["models", "--config", str(config)])
 
 
-def test_serve_command_serves_default_config() -> None:
+def test_serve_command_serves_default_config(tmp_path: Path) -> None:
     port = free_port()
     env = {**os.environ, "MODELSERVE_LOG_LEVEL": "warning"}
-    proc = subprocess.Popen([sys.executable, "-m", "modelserve.cli", "serve", "--port",
-                             str(port)], env=env)
+    log = (tmp_path / "stderr.log").open("w")
+    # No API keys: asking for every interface must leave it on loopback, and say so.
+    proc = subprocess.Popen([sys.executable, "-m", "modelserve.cli", "serve", "--host",
+                             "0.0.0.0", "--port", str(port)], env=env, stderr=log)
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -58,6 +60,8 @@ def test_serve_command_serves_default_config() -> None:
         emb = httpx.post(f"http://127.0.0.1:{port}/v1/embeddings",
                          json={"model": "all-minilm-l6-v2", "input": "hello"}).json()
         assert len(emb["data"][0]["embedding"]) == 384
+        assert "stays on loopback (127.0.0.1) instead of 0.0.0.0" in (
+            tmp_path / "stderr.log").read_text()
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -216,10 +216,11 @@ async def unless_disconnected(request: Request, work: Awaitable[T],
         await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         watcher.cancel()
-    if not task.done():
-        task.cancel()
-        for gen in gens:
-            gen.cancel()
+        if not task.done():  # client gone, or this request was cancelled (wall-time limit)
+            task.cancel()
+            for gen in gens:
+                gen.cancel()
+    if task.cancelled():
         raise APIError(499, "client disconnected", code="client_closed_request")
     return task.result()
 

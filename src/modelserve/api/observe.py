@@ -99,10 +99,10 @@ class RequestObserver:
                 await self.app(scope, receive, send_observed)
         except TimeoutError:
             if not started:
-                err = APIError(504, f"The request took longer than the server's limit of "
+                err = APIError(408, f"The request took longer than the server's limit of "
                                f"{self.timeout:g} s (request_timeout_seconds).",
-                               type="server_error", code="request_timeout")
-                await JSONResponse(err.body(), status_code=504)(scope, receive, send_observed)
+                               code="request_timeout")
+                await JSONResponse(err.body(), status_code=408)(scope, receive, send_observed)
             else:  # mid-stream: all we can do is end the body
                 with contextlib.suppress(Exception):
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
