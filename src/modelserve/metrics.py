@@ -9,6 +9,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from modelserve.registry import ModelRegistry
+from modelserve.runtimes.diffusion import DiffusionRuntime
 from modelserve.runtimes.embeddings import EmbeddingRuntime
 
 # (metric name, kind, help, stats field) for chat engines (EngineStats) ...
@@ -35,6 +36,20 @@ EMBEDDING_METRICS = [
      "max_batch_size"),
 ]
 
+# ... and for diffusers image models (DiffusionStats).
+IMAGE_METRICS = [
+    ("modelserve_image_generations", "counter", "Image requests completed", "generations"),
+    ("modelserve_image_images", "counter", "Images generated", "images"),
+    ("modelserve_image_steps", "counter", "Denoising steps run (cancelled work included)",
+     "steps"),
+    ("modelserve_image_cancelled", "counter", "Image requests cancelled (client gone)",
+     "cancelled"),
+    ("modelserve_image_failed", "counter", "Image requests that failed", "failed"),
+    ("modelserve_image_waiting", "gauge", "Image requests queued", "waiting"),
+    ("modelserve_image_running", "gauge", "Image requests running", "running"),
+    ("modelserve_image_seconds", "counter", "Time inside diffusers pipeline calls", "seconds"),
+]
+
 
 def _family(name: str, kind: str, help_text: str) -> GaugeMetricFamily | CounterMetricFamily:
     cls = GaugeMetricFamily if kind == "gauge" else CounterMetricFamily
@@ -47,11 +62,13 @@ class EngineCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         families = {name: _family(name, kind, text)
-                    for name, kind, text, _ in CHAT_METRICS + EMBEDDING_METRICS}
+                    for name, kind, text, _ in CHAT_METRICS + EMBEDDING_METRICS + IMAGE_METRICS}
         for model, runtime in self._models.loaded().items():
             stats: object
             if isinstance(runtime, EmbeddingRuntime):
                 table, stats = EMBEDDING_METRICS, runtime.batcher.stats
+            elif isinstance(runtime, DiffusionRuntime):
+                table, stats = IMAGE_METRICS, runtime.snapshot()
             else:
                 table, stats = CHAT_METRICS, runtime.engine.snapshot()
             for name, _, _, field in table:

@@ -6,10 +6,11 @@ import logging
 import threading
 
 from modelserve.config import ModelSpec
+from modelserve.runtimes.diffusion import DiffusionRuntime
 from modelserve.runtimes.embeddings import EmbeddingRuntime
 from modelserve.runtimes.llama_chat import LlamaChatRuntime
 
-Runtime = LlamaChatRuntime | EmbeddingRuntime
+Runtime = LlamaChatRuntime | EmbeddingRuntime | DiffusionRuntime
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ class ModelRegistry:
             if spec is None:
                 raise ModelNotFound(name)
             runtime: Runtime = (LlamaChatRuntime(spec) if spec.kind == "chat"
+                                else DiffusionRuntime(spec) if spec.kind == "images"
                                 else EmbeddingRuntime(spec))
             self._loaded[name] = runtime
             return runtime

@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelserve import __version__
-from modelserve.api import chat, completions, embeddings, models, tokenize
+from modelserve.api import chat, completions, embeddings, images, models, tokenize
 from modelserve.api.errors import APIError, BodyTooLarge, install_error_handlers
 from modelserve.config import Settings
 from modelserve.metrics import build_registry
@@ -77,7 +77,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.ready = False
     app.state.metrics = build_registry(registry)
     install_error_handlers(app)
-    for module in (chat, completions, embeddings, models, tokenize):
+    for module in (chat, completions, embeddings, images, models, tokenize):
         app.include_router(module.router)
 
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
