@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 import threading
@@ -83,7 +84,8 @@ class MemoryImageStore:
 
 
 class DiskImageStore:
-    """One file per image, `<id>.<format>`; expiry by file age, so it survives restarts."""
+    """One file per image, `<id>.<format>`; expiry by file mtime, so it survives restarts and
+    can be shared by several servers (or cleaned by a cron job)."""
 
     def __init__(self, directory: Path, ttl: float, clock: Clock = time.time) -> None:
         self.directory = directory
@@ -95,6 +97,8 @@ class DiskImageStore:
         image_id = new_id()
         tmp = self.directory / f".{image_id}.tmp"
         tmp.write_bytes(data)
+        now = self._clock()
+        os.utime(tmp, (now, now))  # the file's age is on the store's clock
         tmp.replace(self.directory / f"{image_id}.{format}")  # readers never see half a file
         self._sweep()
         return image_id
