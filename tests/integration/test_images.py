@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -322,3 +323,16 @@ def test_full_queue_is_429(image_server: LiveServer, http: httpx.Client) -> None
     slow.join()
     assert done == [200]
     assert metric(http, "modelserve_image_generations_total", BUSY_MODEL) >= 1
+
+
+def test_bench_images_command(image_server: LiveServer, tiny_sd: Path, tmp_path: Path,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    from modelserve.cli import main
+
+    out = tmp_path / "bench.jsonl"
+    main(["bench", "images", "--url", image_server.url, "--model", MODEL, "--model-dir",
+          str(tiny_sd), "--size", "64x64", "--steps", "2", "--rounds", "2", "--json-out",
+          str(out)])
+    row = json.loads(out.read_text())
+    assert row["rounds"] == 2 and row["server_ms"] > 0 and row["direct_ms"] > 0
+    assert "overhead vs pipeline" in capsys.readouterr().out
