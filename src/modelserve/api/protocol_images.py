@@ -17,7 +17,7 @@ Quality = Literal["standard", "hd", "low", "medium", "high", "xhigh", "max", "au
 class ImageFields(OpenAIModel):
     """Fields shared by generations and edits, plus the diffusers extras."""
 
-    prompt: str
+    prompt: str = Field(max_length=32000)  # OpenAI's limit for its GPT image models
     model: str = Field(min_length=1)
     n: int = Field(1, ge=1)
     size: str | None = None

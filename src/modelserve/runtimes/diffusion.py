@@ -125,6 +125,7 @@ class DiffusionRuntime:
         self.store = make_store(opts.url_storage, opts.url_ttl_seconds, opts.url_memory_bytes)
         self.stats = DiffusionStats()
         self._lock = threading.Lock()
+        self._current: ImageJob | None = None
         self._executor = ThreadPoolExecutor(max_workers=1,
                                             thread_name_prefix=f"diffusion-{spec.name}")
         self.created = int(time.time())
@@ -153,7 +154,12 @@ class DiffusionRuntime:
             if self.stats.waiting + self.stats.running > self.options.max_waiting:
                 raise QueueFull()
             self.stats.waiting += 1
-        future: Future[list[bytes]] = self._executor.submit(self._run, job)
+        try:
+            future: Future[list[bytes]] = self._executor.submit(self._run, job)
+        except RuntimeError:  # shutting down
+            with self._lock:
+                self.stats.waiting -= 1
+            raise
         inner = asyncio.wrap_future(future)
         # Nobody awaits a cancelled job's outcome; fetch it so asyncio does not log it.
         inner.add_done_callback(lambda f: f.cancelled() or f.exception())
@@ -174,6 +180,7 @@ class DiffusionRuntime:
                 self.stats.cancelled += 1
                 raise Cancelled()
             self.stats.running += 1
+            self._current = job
         started = time.monotonic()
         try:
             images = self._call(job)
@@ -188,6 +195,7 @@ class DiffusionRuntime:
             raise
         finally:
             with self._lock:
+                self._current = None
                 self.stats.running -= 1
                 self.stats.seconds += time.monotonic() - started
         with self._lock:
@@ -249,4 +257,7 @@ class DiffusionRuntime:
             return DiffusionStats(**vars(self.stats))
 
     def close(self) -> None:
+        with self._lock:  # stop the running job at its next step rather than wait it out
+            if self._current is not None:
+                self._current.cancel.set()
         self._executor.shutdown(wait=True, cancel_futures=True)
