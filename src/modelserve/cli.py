@@ -103,6 +103,12 @@ def _bench_embeddings(args: argparse.Namespace) -> None:
     run_embeddings_bench(args)
 
 
+def _bench_images(args: argparse.Namespace) -> None:
+    from modelserve.bench.images import run_images_bench
+
+    run_images_bench(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modelserve")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -150,6 +156,21 @@ def build_parser() -> argparse.ArgumentParser:
     emb.add_argument("--label", default=None)
     emb.add_argument("--json-out", type=Path)
     emb.set_defaults(func=_bench_embeddings)
+
+    img = bench_sub.add_parser("images", help="image latency: server vs in-process pipeline")
+    img.add_argument("--model-dir", type=Path, default=None,
+                     help="diffusers directory (default: build a tiny random-weight one)")
+    img.add_argument("--tiny-width", type=int, default=8, help="channels of the tiny UNet")
+    img.add_argument("--url", default=None,
+                     help="a running server serving --model from --model-dir "
+                          "(default: start one)")
+    img.add_argument("--model", default="bench-sd")
+    img.add_argument("--size", default="512x512")
+    img.add_argument("--steps", type=int, default=20)
+    img.add_argument("--rounds", type=int, default=5)
+    img.add_argument("--threads", type=int, default=None)
+    img.add_argument("--json-out", type=Path)
+    img.set_defaults(func=_bench_images)
     return parser
 
 

@@ -124,16 +124,46 @@ class EmbeddingOptions(BaseModel):
     matryoshka: bool = Field(False, description="allow `dimensions` (truncate + renormalize)")
 
 
-RUNTIME_KINDS = {"llama.cpp": "chat", "onnx": "embeddings", "sentence-transformers": "embeddings"}
+class DiffusionOptions(BaseModel):
+    """Runtime options of a diffusers image model (a Stable Diffusion style directory)."""
+
+    model_config = ConfigDict(extra="forbid")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda if present")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "auto", description="auto: float16 on cuda, float32 on cpu")
+    scheduler: str | None = Field(None, description="diffusers scheduler class to swap in")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads; default: all")
+    default_steps: int = Field(20, ge=1, description="num_inference_steps when not sent")
+    max_steps: int = Field(100, ge=1, description="largest num_inference_steps allowed")
+    default_guidance_scale: float | None = Field(
+        None, ge=0, description="when not sent; None: the pipeline's own (0 for *-Turbo)")
+    default_size: str | None = Field(None, pattern=r"^\d+x\d+$",
+                                     description="WxH; default: the model's native size")
+    min_width: int = Field(64, ge=8)
+    min_height: int = Field(64, ge=8)
+    max_width: int = Field(1024, ge=8)
+    max_height: int = Field(1024, ge=8)
+    max_n: int = Field(4, ge=1, le=64, description="images per request")
+    max_waiting: int = Field(16, ge=0, description="queued requests before 429")
+    max_input_pixels: int = Field(4096 * 4096, ge=64, description="largest edit upload")
+    default_response_format: Literal["url", "b64_json"] = "url"
+    url_ttl_seconds: float = Field(3600, gt=0, description="lifetime of a `url` image")
+    url_storage: str = Field("memory", description="`memory` or a directory for url images")
+    url_memory_bytes: int = Field(256 * 1024 * 1024, ge=1024,
+                                  description="memory store cap; oldest images go first")
+
+
+RUNTIME_KINDS = {"llama.cpp": "chat", "onnx": "embeddings", "sentence-transformers": "embeddings",
+                 "diffusers": "images"}
 
 
 class ModelSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:/-]+$")
-    kind: Literal["chat", "embeddings"] = "chat"
-    runtime: Literal["llama.cpp", "onnx", "sentence-transformers"] = "llama.cpp"
+    kind: Literal["chat", "embeddings", "images"] = "chat"
+    runtime: Literal["llama.cpp", "onnx", "sentence-transformers", "diffusers"] = "llama.cpp"
     source: PackageSource | PathSource | str
-    options: LlamaCppOptions | EmbeddingOptions = Field(
+    options: LlamaCppOptions | EmbeddingOptions | DiffusionOptions = Field(
         default_factory=LlamaCppOptions)  # type: ignore[arg-type]
     pinned: bool = Field(False, description="never evicted or unloaded for idleness")
     preload: bool = Field(True, description="load at start-up (else on first request)")
@@ -145,14 +175,15 @@ class ModelSpec(BaseModel):
     def _options_for_runtime(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        runtime = data.get("runtime") or ("onnx" if data.get("kind") == "embeddings"
-                                          else "llama.cpp")
+        runtime = data.get("runtime") or {"embeddings": "onnx", "images": "diffusers"}.get(
+            data.get("kind") or "chat", "llama.cpp")
         kind = data.get("kind") or RUNTIME_KINDS.get(runtime, "chat")
         if RUNTIME_KINDS.get(runtime, kind) != kind:
             raise ValueError(f"runtime {runtime!r} cannot serve kind {kind!r}")
         options = data.get("options") or {}
         if isinstance(options, dict):
-            model = LlamaCppOptions if runtime == "llama.cpp" else EmbeddingOptions
+            model = {"llama.cpp": LlamaCppOptions, "diffusers": DiffusionOptions}.get(
+                runtime, EmbeddingOptions)
             options = model(**options)
         return {**data, "runtime": runtime, "kind": kind, "options": options}
 
@@ -169,6 +200,11 @@ class ModelSpec(BaseModel):
     @property
     def embedding_options(self) -> EmbeddingOptions:
         assert isinstance(self.options, EmbeddingOptions)
+        return self.options
+
+    @property
+    def diffusion_options(self) -> DiffusionOptions:
+        assert isinstance(self.options, DiffusionOptions)
         return self.options
 
     def resolve_source(self) -> Path:

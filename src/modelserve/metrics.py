@@ -12,6 +12,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from modelserve.registry import ModelRegistry, ModelState
+from modelserve.runtimes.diffusion import DiffusionRuntime
 from modelserve.runtimes.embeddings import EmbeddingRuntime
 
 # (metric name, kind, help, stats field) for chat engines (EngineStats) ...
@@ -45,6 +46,20 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
                    120.0, 300.0)
 TOKEN_GAP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56)
 
+# ... and for diffusers image models (DiffusionStats).
+IMAGE_METRICS = [
+    ("modelserve_image_generations", "counter", "Image requests completed", "generations"),
+    ("modelserve_image_images", "counter", "Images generated", "images"),
+    ("modelserve_image_steps", "counter", "Denoising steps run (cancelled work included)",
+     "steps"),
+    ("modelserve_image_cancelled", "counter", "Image requests cancelled (client gone)",
+     "cancelled"),
+    ("modelserve_image_failed", "counter", "Image requests that failed", "failed"),
+    ("modelserve_image_waiting", "gauge", "Image requests queued", "waiting"),
+    ("modelserve_image_running", "gauge", "Image requests running", "running"),
+    ("modelserve_image_seconds", "counter", "Time inside diffusers pipeline calls", "seconds"),
+]
+
 
 def _family(name: str, kind: str, help_text: str,
             labels: tuple[str, ...] = ("model",)) -> GaugeMetricFamily | CounterMetricFamily:
@@ -60,11 +75,13 @@ class ModelsCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         families = {name: _family(name, kind, text)
-                    for name, kind, text, _ in CHAT_METRICS + EMBEDDING_METRICS}
+                    for name, kind, text, _ in CHAT_METRICS + EMBEDDING_METRICS + IMAGE_METRICS}
         for model, runtime in self._models.loaded().items():
             stats: object
             if isinstance(runtime, EmbeddingRuntime):
                 table, stats = EMBEDDING_METRICS, runtime.batcher.stats
+            elif isinstance(runtime, DiffusionRuntime):
+                table, stats = IMAGE_METRICS, runtime.snapshot()
             else:
                 table, stats = CHAT_METRICS, runtime.engine.snapshot()
             for name, _, _, field in table:

@@ -20,10 +20,11 @@ from typing import Any, TypeVar
 from modelserve.config import ConfigError, ModelSpec
 from modelserve.config_sections import LifecycleSettings
 from modelserve.model_files import disk_bytes, release_freed_memory, revision
+from modelserve.runtimes.diffusion import DiffusionRuntime
 from modelserve.runtimes.embeddings import EmbeddingRuntime
 from modelserve.runtimes.llama_chat import LlamaChatRuntime
 
-Runtime = LlamaChatRuntime | EmbeddingRuntime
+Runtime = LlamaChatRuntime | EmbeddingRuntime | DiffusionRuntime
 T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
@@ -57,7 +58,11 @@ class CapacityError(RuntimeError):
 
 
 def build_runtime(spec: ModelSpec) -> Runtime:
-    return LlamaChatRuntime(spec) if spec.kind == "chat" else EmbeddingRuntime(spec)
+    if spec.kind == "chat":
+        return LlamaChatRuntime(spec)
+    if spec.kind == "images":
+        return DiffusionRuntime(spec)
+    return EmbeddingRuntime(spec)
 
 
 @dataclass(eq=False)

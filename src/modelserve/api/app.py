@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelserve import __version__
-from modelserve.api import admin, chat, completions, embeddings, models, tokenize
+from modelserve.api import admin, chat, completions, embeddings, images, models, tokenize
 from modelserve.api.auth import Authenticator
 from modelserve.api.errors import APIError, BodyTooLarge, install_error_handlers
 from modelserve.api.observe import RequestObserver
@@ -106,7 +106,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.cache = None
     app.state.limiter = None
     install_error_handlers(app)
-    for module in (chat, completions, embeddings, models, tokenize, admin):
+    for module in (chat, completions, embeddings, images, models, tokenize, admin):
         app.include_router(module.router)
 
     # Added innermost first: the observer wraps everything, so it sees every response;

@@ -1,0 +1,188 @@
+"""POST /v1/images/generations and /v1/images/edits; GET /v1/images/{id} serves `url` results."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import math
+
+from fastapi import APIRouter, Request, Response
+from fastapi.exceptions import RequestValidationError
+from PIL import Image
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+
+from modelserve.api import generation as g
+from modelserve.api.errors import APIError, bad_request
+from modelserve.api.image_uploads import decode_upload, to_mask
+from modelserve.api.protocol_images import (
+    ImageData,
+    ImageEditRequest,
+    ImageFields,
+    ImageGenerationRequest,
+    ImagesResponse,
+)
+from modelserve.engine.scheduler import QueueFull
+from modelserve.runtimes.diffusion import (
+    Cancelled,
+    DiffusionRuntime,
+    ImageJob,
+    Mode,
+    UnsupportedMode,
+)
+from modelserve.runtimes.image_sizes import SizeError, check_size, resolve_size
+
+router = APIRouter()
+
+# diffusers' own defaults, needed to check that steps x strength leaves at least one step.
+DEFAULT_STRENGTH = {"image": 0.8, "inpaint": 1.0}
+
+
+async def _runtime(request: Request, name: str) -> DiffusionRuntime:
+    runtime = await g.acquire(request, name)
+    if not isinstance(runtime, DiffusionRuntime):
+        raise g.wrong_kind(name, runtime.kind, "image generation")
+    await g.admit(request, 0, 0)  # per-key concurrency (requests per minute counted at auth)
+    return runtime
+
+
+def _size(text: str | None, runtime: DiffusionRuntime) -> tuple[int, int]:
+    try:
+        return resolve_size(text, runtime.limits)
+    except SizeError as exc:
+        raise bad_request(str(exc), param="size", code="invalid_size") from None
+
+
+def _job(req: ImageFields, runtime: DiffusionRuntime, size: tuple[int, int],
+         mode: Mode = "text") -> ImageJob:
+    opts = runtime.options
+    if req.stream:
+        raise bad_request("Streaming partial images is not supported.", param="stream")
+    if req.n > opts.max_n:
+        raise bad_request(f"n must be at most {opts.max_n} for this model.", param="n")
+    steps = req.num_inference_steps or opts.default_steps
+    if steps > opts.max_steps:
+        raise bad_request(f"num_inference_steps must be at most {opts.max_steps}.",
+                          param="num_inference_steps")
+    return ImageJob(prompt=req.prompt, width=size[0], height=size[1], steps=steps, n=req.n,
+                    negative_prompt=req.negative_prompt, guidance_scale=req.guidance_scale,
+                    seed=req.seed, mode=mode, output_format=req.output_format)
+
+
+async def _respond(request: Request, runtime: DiffusionRuntime, job: ImageJob,
+                   req: ImageFields) -> Response:
+    try:
+        blobs = await g.unless_disconnected(request, runtime.generate(job), [])
+    except QueueFull:
+        raise APIError(429, "The server is busy: too many image requests are waiting for this "
+                       "model. Please retry shortly.", type="rate_limit_error",
+                       code="queue_full", headers={"Retry-After": "1"}) from None
+    except Cancelled:
+        raise APIError(499, "client disconnected", code="client_closed_request") from None
+    except UnsupportedMode as exc:
+        raise bad_request(f"The model '{req.model}' cannot edit images: {exc}", param="model",
+                          code="model_not_supported") from None
+    except APIError:
+        raise
+    except Exception as exc:
+        raise APIError(500, f"Image generation failed: {exc}", type="server_error") from exc
+    data = []
+    fmt = req.response_format or runtime.options.default_response_format
+    for blob in blobs:
+        if fmt == "b64_json":
+            data.append(ImageData(b64_json=base64.b64encode(blob).decode()))
+        else:
+            image_id = runtime.store.put(blob, job.output_format)
+            data.append(ImageData(url=f"{str(request.base_url).rstrip('/')}/v1/images/{image_id}"))
+    body = ImagesResponse(data=data, output_format=job.output_format,
+                          size=f"{job.width}x{job.height}")
+    return Response(body.model_dump_json(exclude_none=True), media_type="application/json")
+
+
+@router.post("/v1/images/generations")
+async def create_image(req: ImageGenerationRequest, request: Request) -> Response:
+    runtime = await _runtime(request, req.model)
+    job = _job(req, runtime, _size(req.size, runtime))
+    return await _respond(request, runtime, job, req)
+
+
+async def _upload(request: Request, files: list[UploadFile], param: str,
+                  max_pixels: int) -> Image.Image | None:
+    if not files:
+        return None
+    if len(files) > 1:
+        raise bad_request(f"Send one '{param}' file; this model edits one image at a time.",
+                          param=param)
+    data = await files[0].read()
+    return await asyncio.to_thread(decode_upload, data, param, max_pixels)
+
+
+def _edit_size(req: ImageEditRequest, runtime: DiffusionRuntime,
+               image: Image.Image) -> tuple[int, int]:
+    """`size` when sent (the image is resized to it); otherwise the image's own size."""
+    if req.size is not None and req.size.strip() != "auto":
+        return _size(req.size, runtime)
+    try:
+        return check_size(*image.size, runtime.limits)
+    except SizeError as exc:
+        raise bad_request(f"{exc} (the size of 'image'; send 'size' to resize it)",
+                          param="image", code="invalid_size") from None
+
+
+@router.post("/v1/images/edits")
+async def edit_image(request: Request) -> Response:
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise bad_request("The edits endpoint takes multipart/form-data (an 'image' file and "
+                          "form fields).")
+    form = await request.form()
+    try:
+        fields = {k: v for k, v in form.multi_items()
+                  if isinstance(v, str) and k not in ("image", "image[]", "mask")}
+        try:
+            req = ImageEditRequest.model_validate(fields)
+        except ValidationError as exc:
+            raise RequestValidationError(exc.errors()) from None
+        runtime = await _runtime(request, req.model)
+        max_pixels = runtime.options.max_input_pixels
+
+        def files(*names: str) -> list[UploadFile]:
+            return [v for k, v in form.multi_items() if k in names and isinstance(v, UploadFile)]
+
+        image = await _upload(request, files("image", "image[]"), "image", max_pixels)
+        if image is None:
+            raise bad_request("An 'image' file is required.", param="image")
+        mask = await _upload(request, files("mask"), "mask", max_pixels)
+    finally:
+        await form.close()
+    if mask is not None and mask.size != image.size:
+        raise bad_request(f"The mask is {mask.size[0]}x{mask.size[1]} but the image is "
+                          f"{image.size[0]}x{image.size[1]}; they must be the same size.",
+                          param="mask", code="invalid_mask")
+    size = _edit_size(req, runtime, image)
+    job = _job(req, runtime, size, "inpaint" if mask is not None else "image")
+    strength = req.strength or DEFAULT_STRENGTH[job.mode]
+    if math.floor(job.steps * strength) < 1:
+        raise bad_request(f"num_inference_steps x strength ({job.steps} x {strength}) must be "
+                          "at least 1.", param="strength")
+    job.strength = req.strength
+    job.image = image.convert("RGB")
+    if job.image.size != size:
+        job.image = job.image.resize(size, Image.Resampling.LANCZOS)
+    if mask is not None:
+        job.mask = to_mask(mask)
+        if job.mask.size != size:
+            job.mask = job.mask.resize(size, Image.Resampling.NEAREST)
+    return await _respond(request, runtime, job, req)
+
+
+@router.get("/v1/images/{image_id}")
+async def get_image(image_id: str, request: Request) -> Response:
+    """An image made with `response_format: url`, until its TTL runs out."""
+    for runtime in request.app.state.registry.loaded().values():
+        if isinstance(runtime, DiffusionRuntime):
+            stored = runtime.store.get(image_id)
+            if stored is not None:
+                return Response(stored.data, media_type=stored.media_type,
+                                headers={"Cache-Control": "private, max-age=60"})
+    raise APIError(404, f"No image '{image_id}': unknown, or its URL has expired.",
+                   param="image_id", code="image_not_found")
