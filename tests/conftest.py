@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -69,6 +70,33 @@ def serve(directory: Path, config: dict[str, Any]) -> Iterator[LiveServer]:
     path.write_text(yaml.safe_dump(config))
     with LiveServer(path) as live:
         yield live
+
+
+@contextlib.contextmanager
+def serve_process(directory: Path, config: dict[str, Any]) -> Iterator[str]:
+    """`modelserve serve` in a process of its own; yields its base URL once it is ready."""
+    path = directory / "process.yaml"
+    path.write_text(yaml.safe_dump(config))
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "modelserve.cli", "serve", "--config", str(path), "--port",
+         str(port)], env={**os.environ, "MODELSERVE_LOG_LEVEL": "warning"})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{url}/ready").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("the server process did not become ready")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def rss_bytes() -> int:

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,10 +12,9 @@ from typing import Any
 import httpx
 import openai
 import pytest
-import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import SMOLLM2, LiveServer, free_port, serve
+from tests.conftest import SMOLLM2, LiveServer, serve, serve_process
 
 CHAT = "smollm2"
 EMBED = "minilm"
@@ -183,30 +179,10 @@ def test_metrics_parse_and_move(http: httpx.Client) -> None:
 def test_two_processes_share_redis_cache(tmp_path: Path, redis_url: str,
                                          minilm_onnx: dict[str, Path]) -> None:
     cfg = config(minilm_onnx["fp32"], {"url": redis_url})
-    path = tmp_path / "models.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "modelserve.cli", "serve", "--config", str(path), "--port",
-         str(port)], env={**os.environ, "MODELSERVE_LOG_LEVEL": "warning"})
-    try:
-        with serve(tmp_path, cfg) as here:
-            other = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    if httpx.get(f"{other}/ready").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert time.monotonic() < deadline and proc.poll() is None
-                time.sleep(0.2)
-            body = ask(f"Shared answer {uuid.uuid4().hex}", max_tokens=16)
-            first = httpx.post(f"{here.url}/v1/chat/completions", json=body, timeout=120)
-            second = httpx.post(f"{other}/v1/chat/completions", json=body, timeout=120)
-            assert first.headers["x-modelserve-cache"] == "miss"
-            assert second.headers["x-modelserve-cache"] == "hit"
-            assert second.content == first.content
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    with serve(tmp_path, cfg) as here, serve_process(tmp_path, cfg) as other:
+        body = ask(f"Shared answer {uuid.uuid4().hex}", max_tokens=16)
+        first = httpx.post(f"{here.url}/v1/chat/completions", json=body, timeout=120)
+        second = httpx.post(f"{other}/v1/chat/completions", json=body, timeout=120)
+        assert first.headers["x-modelserve-cache"] == "miss"
+        assert second.headers["x-modelserve-cache"] == "hit"
+        assert second.content == first.content

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import SMOLLM2, LiveServer, serve
+from tests.conftest import SMOLLM2, LiveServer, serve, serve_process
 from tests.integration.test_robustness import NO_EOS, assert_openai_error
 
 ADMIN = "admin-" + secrets.token_hex(12)
@@ -242,40 +242,24 @@ def test_rate_limited_requests_are_counted(http: httpx.Client) -> None:
     assert 'modelserve_rate_limited_requests_total{limit="requests"}' in metrics
 
 
-# -- two servers sharing one real Redis enforce one limit -------------------------------------
+# -- two server processes sharing one real Redis enforce one limit ---------------------------
 
 
-def test_two_servers_share_a_redis_rate_limit(tmp_path: Path, redis_url: str) -> None:
+def test_two_processes_share_a_redis_rate_limit(tmp_path: Path, redis_url: str) -> None:
     key = "shared-" + secrets.token_hex(12)
     config = {"server": {"security": {"api_keys": [
                   {"key": key, "limits": {"requests_per_minute": 4}}]},
                          "rate_limits": {"storage": redis_url}},
               "models": [{"name": "chat", "source": SMOLLM2,
                           "options": {"context_size": 256, "parallel": 1}}]}
-    with _two(tmp_path, config) as (a, b):
+    with serve(tmp_path, config) as here, serve_process(tmp_path, config) as other:
         codes = [httpx.get(f"{url}/v1/models", headers=auth(key)).status_code
-                 for url in (a.url, b.url, a.url, b.url)]
+                 for url in (here.url, other, here.url, other)]
         assert codes == [200] * 4
-        for url in (a.url, b.url):
-            assert_openai_error(httpx.get(f"{url}/v1/models", headers=auth(key)), 429,
-                                code="rate_limit_exceeded")
-
-
-class _two:
-    """Two in-thread servers from one config (each its own app, limiter and Redis client)."""
-
-    def __init__(self, tmp_path: Path, config: dict[str, Any]) -> None:
-        (tmp_path / "a").mkdir()
-        (tmp_path / "b").mkdir()
-        self._a = serve(tmp_path / "a", config)
-        self._b = serve(tmp_path / "b", config)
-
-    def __enter__(self) -> tuple[LiveServer, LiveServer]:
-        return self._a.__enter__(), self._b.__enter__()
-
-    def __exit__(self, *exc: object) -> None:
-        self._b.__exit__(*exc)
-        self._a.__exit__(*exc)
+        for url in (here.url, other):
+            refused = httpx.get(f"{url}/v1/models", headers=auth(key))
+            assert_openai_error(refused, 429, code="rate_limit_exceeded")
+            assert refused.headers["x-ratelimit-remaining-requests"] == "0"
 
 
 def test_concurrent_requests_keep_serving_under_limits(secure: LiveServer) -> None:
