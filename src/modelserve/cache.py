@@ -73,7 +73,9 @@ class RedisBackend:
         except Exception as exc:  # an unreachable cache is a miss, not a failed request
             logger.warning("cache get failed: %s", exc)
             return None
-        return bytes(value) if value is not None else None
+        if value is None:
+            return None
+        return value if isinstance(value, bytes) else str(value).encode()
 
     async def put(self, key: str, value: bytes) -> None:
         try:
