@@ -103,6 +103,12 @@ def _bench_embeddings(args: argparse.Namespace) -> None:
     run_embeddings_bench(args)
 
 
+def _bench_cache(args: argparse.Namespace) -> None:
+    from modelserve.bench.cache import run_cache_bench
+
+    run_cache_bench(args)
+
+
 def _bench_images(args: argparse.Namespace) -> None:
     from modelserve.bench.images import run_images_bench
 
@@ -131,6 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="benchmark an OpenAI-compatible server")
     bench_sub = bench.add_subparsers(dest="target", required=True)
+    cache = bench_sub.add_parser("cache", help="deterministic chat: cache miss vs hit latency")
+    cache.add_argument("--url", default="http://127.0.0.1:8000", help="server base URL")
+    cache.add_argument("--model", required=True)
+    cache.add_argument("--requests", type=int, default=20, help="distinct prompts, each twice")
+    cache.add_argument("--max-tokens", type=int, default=64)
+    cache.add_argument("--api-key", default=None)
+    cache.set_defaults(func=_bench_cache)
     chat = bench_sub.add_parser("chat", help="streaming chat: TTFT, ITL, tok/s, errors")
     chat.add_argument("--url", default="http://127.0.0.1:8000", help="server base URL")
     chat.add_argument("--model", required=True)

@@ -17,7 +17,7 @@ def summarise(path: Path, baseline: str = "modelserve") -> str:
             runs[(row["label"], row["concurrency"])].append(row)
     labels = sorted({label for label, _ in runs}, key=lambda x: (x != baseline, x))
     levels = sorted({level for _, level in runs})
-    out = ["| server | conc | runs | tok/s (median) | vs modelserve | TTFT p50 ms | ITL p50 ms "
+    out = [f"| server | conc | runs | tok/s (median) | vs {baseline} | TTFT p50 ms | ITL p50 ms "
            "| errors |", "|---|---|---|---|---|---|---|---|"]
     for level in levels:
         base = runs.get((baseline, level))
@@ -38,4 +38,4 @@ def summarise(path: Path, baseline: str = "modelserve") -> str:
 
 
 if __name__ == "__main__":
-    print(summarise(Path(sys.argv[1])))
+    print(summarise(Path(sys.argv[1]), *sys.argv[2:3]))
