@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from modelserve.api.errors import APIError, bad_request, model_not_found, validation_message
 from modelserve.api.protocol import UnloadRequest
-from modelserve.config import ConfigError, ModelSpec, PathSource
+from modelserve.config import ConfigError, LlamaCppOptions, ModelSpec, PathSource
 from modelserve.model_files import under_roots
 from modelserve.registry import ModelRegistry, ModelState
 
@@ -48,16 +48,21 @@ def _spec_from(body: Any, registry: ModelRegistry) -> ModelSpec:
     except ValidationError as exc:
         field, message = validation_message(exc.errors())
         raise bad_request(f"Invalid model spec: {message}", param=field) from None
-    if isinstance(spec.source, PathSource):
+    sources: list[tuple[str, Any]] = [("source", spec.source)]
+    if isinstance(spec.options, LlamaCppOptions):
+        sources.append(("options.mmproj", spec.options.mmproj))
+    for param, source in sources:
+        if not isinstance(source, PathSource):
+            continue
         # Roots first, so a refused path tells nothing about what exists outside them.
-        if not under_roots(spec.source.expanded(), registry.policy.model_roots):
-            raise APIError(403, "The model source is outside the configured model roots "
+        if not under_roots(source.expanded(), registry.policy.model_roots):
+            raise APIError(403, "The model file is outside the configured model roots "
                            "(lifecycle.model_roots).", type="permission_error",
-                           param="source", code="path_not_allowed")
+                           param=param, code="path_not_allowed")
         try:
-            spec.resolve_source()
+            source.resolve()
         except ConfigError as exc:
-            raise bad_request(str(exc), param="source") from None
+            raise bad_request(str(exc), param=param) from None
     return spec
 
 
