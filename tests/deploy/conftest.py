@@ -5,10 +5,16 @@ where `make test` builds the environment first and a missing tool is a failure."
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.deploy.helm_chart import Rendered
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -35,3 +41,20 @@ def checkov_env() -> dict[str, str]:
     """checkov offline and quiet: no platform calls, no version check."""
     return {**os.environ, "BC_SKIP_MAPPING": "TRUE", "CKV_SKIP_PACKAGE_UPDATE_CHECK": "true",
             "LOG_LEVEL": "WARNING"}
+
+
+@pytest.fixture(scope="session")
+def render(tools: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Rendered]:
+    """The chart rendered for a values case, once per session."""
+    from tests.deploy.helm_chart import Rendered, case_values, helm_render
+
+    cache: dict[str, Rendered] = {}
+
+    def get(case: str) -> Rendered:
+        if case not in cache:
+            out = helm_render(tools, tmp_path_factory.mktemp(case), *case_values(case))
+            data = json.loads(out.stdout)
+            cache[case] = Rendered(data["manifests"], data["lint"])
+        return cache[case]
+
+    return get

@@ -1,7 +1,4 @@
-"""The Helm chart: rendered and linted by Helm's own library (helm-python-sdk) for the default,
-CPU and GPU values and a case with every option on; every rendered manifest checked against
-the Kubernetes 1.30 schemas (kubernetes-validate, strict) and by checkov; and the rendered
-objects asserted to be what the values ask for, down to the server accepting the env vars,
+"""The rendered chart is what the values ask for, down to the server accepting the env vars,
 the models YAML and the keys file the chart gives it."""
 
 from __future__ import annotations
@@ -10,7 +7,6 @@ import base64
 import json
 import os
 import re
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,176 +16,14 @@ import yaml
 
 from modelserve.config import load_settings
 from modelserve.security import KeyRing
-from tests.deploy.conftest import CHART, checkov_env
-
-KUBE_VERSION = "1.30.0"
-NAMESPACE = "modelserve"
-RELEASE = "ms"
-FULLNAME = "ms-modelserve"
-
-# Every option that changes what is rendered, at once.
-FULL_VALUES: dict[str, Any] = {
-    "image": {"digest": "sha256:" + "ab" * 32},
-    "apiKeys": {"existingSecret": "team-keys", "generateAdminKey": False},
-    "redis": {"builtin": {"enabled": False}, "existingSecret": "redis-credentials"},
-    "models": {"volume": {"type": "existingClaim", "existingClaim": "shared-models"},
-               "fetch": {"enabled": False}},
-    "serviceMonitor": {"enabled": True,
-                       "bearerTokenSecret": {"name": "team-keys", "key": "metrics-key"}},
-    "networkPolicy": {"ingressFrom": [{"namespaceSelector": {"matchLabels": {
-        "kubernetes.io/metadata.name": "gateway"}}}]},
-    "autoscaling": {"enabled": True, "waitingSequences": {"enabled": True}},
-    "rateLimits": {"default": {"requests_per_minute": 60, "concurrent_requests": 4}},
-    "server": {"extraEnv": [{"name": "MODELSERVE_LIMITS__MAX_TOKENS", "value": "512"}]},
-    "priorityClassName": "inference",
-    "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
-                                   "whenUnsatisfiable": "ScheduleAnyway"}],
-}
-
-CASES = ["default", "cpu", "gpu", "full"]
-
-
-class Rendered:
-    def __init__(self, manifests: dict[str, str], lint: dict[str, Any]) -> None:
-        self.manifests = manifests
-        self.lint = lint
-        self.notes = next((text for name, text in manifests.items()
-                           if name.endswith("NOTES.txt")), "")
-        self.docs = [doc for name, text in manifests.items() if not name.endswith(".txt")
-                     for doc in yaml.safe_load_all(text) if doc]
-
-    def find(self, kind: str, name: str | None = None) -> dict[str, Any] | None:
-        for doc in self.docs:
-            if doc["kind"] == kind and (name is None or doc["metadata"]["name"] == name):
-                return doc
-        return None
-
-    def get(self, kind: str, name: str = FULLNAME) -> dict[str, Any]:
-        doc = self.find(kind, name)
-        assert doc is not None, f"no {kind} {name} rendered"
-        return doc
-
-    def container(self) -> dict[str, Any]:
-        spec = self.get("Deployment")["spec"]["template"]["spec"]
-        return next(c for c in spec["containers"] if c["name"] == "modelserve")
-
-
-def helm_render(tools: Path, tmp_path: Path, *values: dict[str, Any] | Path,
-                check: bool = True) -> subprocess.CompletedProcess[str]:
-    files = []
-    for i, item in enumerate(values):
-        if isinstance(item, Path):
-            files.append(str(item))
-        else:
-            path = tmp_path / f"values-{i}.yaml"
-            path.write_text(yaml.safe_dump(item))
-            files.append(str(path))
-    return subprocess.run(
-        [str(tools / "python"), str(CHART.parents[2] / "deploy" / "tools" / "helm_render.py"),
-         str(CHART), RELEASE, NAMESPACE, f"v{KUBE_VERSION}", *files],
-        capture_output=True, text=True, timeout=120, check=check)
-
-
-def case_values(case: str) -> list[dict[str, Any] | Path]:
-    return {"default": [], "cpu": [CHART / "values-cpu.yaml"],
-            "gpu": [CHART / "values-gpu.yaml"], "full": [FULL_VALUES]}[case]
-
-
-@pytest.fixture(scope="module")
-def render(tools: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Rendered]:
-    cache: dict[str, Rendered] = {}
-
-    def get(case: str) -> Rendered:
-        if case not in cache:
-            out = helm_render(tools, tmp_path_factory.mktemp(case), *case_values(case))
-            data = json.loads(out.stdout)
-            cache[case] = Rendered(data["manifests"], data["lint"])
-        return cache[case]
-
-    return get
-
-
-def write_manifests(rendered: Rendered, directory: Path, *, skip_kinds: set[str]) -> list[Path]:
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i, doc in enumerate(rendered.docs):
-        if doc["kind"] in skip_kinds:
-            continue
-        path = directory / f"{i:02d}-{doc['kind'].lower()}-{doc['metadata']['name']}.yaml"
-        path.write_text(yaml.safe_dump(doc))
-        paths.append(path)
-    return paths
-
-
-# ServiceMonitor is a Prometheus Operator CRD: kubernetes-validate only knows the core API,
-# so it is left out of the schema check on purpose and checked by test_service_monitor below.
-CRD_KINDS = {"ServiceMonitor"}
-
-
-# -- Helm lint and Kubernetes schemas --------------------------------------------------------
-
-
-@pytest.mark.parametrize("case", CASES)
-def test_lint_has_no_errors_or_warnings(render: Callable[[str], Rendered], case: str) -> None:
-    report = render(case).lint
-    assert report["total_charts_linted"] == 1
-    assert report["errors"] == []
-    # severity: 1 info (e.g. "icon is recommended"), 2 warning, 3 error; strict lint.
-    assert [m for m in report["messages"] if m["severity"] >= 2] == []
-
-
-@pytest.mark.parametrize("case", CASES)
-def test_manifests_match_kubernetes_schemas(render: Callable[[str], Rendered], tools: Path,
-                                            tmp_path: Path, case: str) -> None:
-    paths = write_manifests(render(case), tmp_path, skip_kinds=CRD_KINDS)
-    assert len(paths) >= 7
-    out = subprocess.run([str(tools / "kubernetes-validate"), "-k", KUBE_VERSION, "--strict",
-                          *map(str, paths)], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert out.stdout.count(" passed for resource ") == len(paths), out.stdout
-
-
-def test_schema_check_rejects_a_broken_manifest(render: Callable[[str], Rendered],
-                                                tools: Path, tmp_path: Path) -> None:
-    """The schema check has teeth: a misspelled field and a wrong type both fail it."""
-    original = render("default").get("Deployment")
-    typo = json.loads(json.dumps(original))
-    typo["spec"]["template"]["spec"]["containers"][0]["livenessprobe"] = {}
-    wrong_type = json.loads(json.dumps(original))
-    wrong_type["spec"]["replicas"] = "two"
-    for broken, expected in [(typo, "livenessprobe"), (wrong_type, "spec.replicas")]:
-        path = tmp_path / "broken.yaml"
-        path.write_text(yaml.safe_dump(broken))
-        out = subprocess.run([str(tools / "kubernetes-validate"), "-k", KUBE_VERSION,
-                              "--strict", str(path)], capture_output=True, text=True,
-                             timeout=120)
-        assert out.returncode != 0
-        assert expected in out.stdout + out.stderr
-
-
-@pytest.mark.parametrize("case", CASES)
-def test_checkov_passes_on_rendered_manifests(render: Callable[[str], Rendered], tools: Path,
-                                              tmp_path: Path, case: str) -> None:
-    write_manifests(render(case), tmp_path, skip_kinds=set())
-    out = subprocess.run([str(tools / "checkov"), "-d", str(tmp_path), "--framework",
-                          "kubernetes", "--skip-download", "-o", "json"],
-                         capture_output=True, text=True, timeout=300, env=checkov_env())
-    report = json.loads(out.stdout)
-    results = report["results"]
-    failed = [(c["check_id"], c["resource"]) for c in results["failed_checks"]]
-    assert failed == [], failed
-    assert report["summary"]["parsing_errors"] == 0
-    assert report["summary"]["passed"] > 50
-    # Each skipped check carries its reason (a `checkov.io/skip` annotation): the digest pin
-    # (the `full` case pins by digest) and, with a Redis URL from a Secret, env secrets.
-    for check in results["skipped_checks"]:
-        assert check["check_id"] in {"CKV_K8S_43", "CKV_K8S_35"}
-        assert len(check["check_result"]["suppress_comment"]) > 20
-    skipped = {c["check_id"] for c in results["skipped_checks"]}
-    assert ("CKV_K8S_43" in skipped) == (case != "full")
-    assert ("CKV_K8S_35" in skipped) == (case == "full")
-    assert out.returncode == 0
-
+from tests.deploy.conftest import CHART
+from tests.deploy.helm_chart import (
+    CASES,
+    FULLNAME,
+    NAMESPACE,
+    Rendered,
+    helm_render,
+)
 
 # -- what the values ask for ------------------------------------------------------------------
 
