@@ -144,15 +144,6 @@ class ModelRegistry:
         return {name: e.current.runtime for name, e in self.entries.items()
                 if e.current is not None and e.state is ModelState.READY}
 
-    def get(self, name: str) -> Runtime:
-        """The loaded runtime, without waiting or counting (tokenize, model cards)."""
-        entry = self.entries.get(name)
-        if entry is None:
-            raise ModelNotFound(name)
-        if entry.current is None or entry.state is not ModelState.READY:
-            raise ModelUnavailable(name, entry.state, self._why(entry))
-        return entry.current.runtime
-
     def readiness(self) -> tuple[bool, dict[str, str]]:
         """Ready once start-up loading finished and every required model is ready."""
         if not self.started:

@@ -113,6 +113,8 @@ class Admission:
     model: str
     headers: dict[str, str] = field(default_factory=dict)
     concurrency_slots: list[str] = field(default_factory=list)
+    # the tokens-per-minute windows this request counts in, charged again on settling
+    token_windows: list[tuple[RateLimitItem, tuple[str, ...]]] = field(default_factory=list)
 
 
 class Concurrency:
@@ -190,13 +192,13 @@ class RateLimiter:
         """Check tokens and concurrency before the work starts; raises RateLimited."""
         admission = Admission(key, model)
         base, per_model = self.limits_for(key, model)
-        scopes: list[tuple[RateLimits, tuple[str, ...]]] = [(base, (key.id,))]
+        scopes: list[tuple[RateLimits, tuple[str, ...], bool]] = [(base, (key.id,), False)]
         if per_model is not None:
-            scopes.append((per_model, (key.id, f"model:{model}")))
+            scopes.append((per_model, (key.id, f"model:{model}"), True))
         try:
-            for limits, ids in scopes:
+            for limits, ids, model_scope in scopes:
                 await self._admit_scope(admission, limits, ids, prompt_tokens, max_new_tokens,
-                                        per_model is not None and limits is per_model)
+                                        model_scope)
         except RateLimited:
             await self.settle(admission, 0)
             raise
@@ -219,6 +221,7 @@ class RateLimiter:
                                   f"({limits.tokens_per_minute}): this request may use {cost} "
                                   "(prompt + max_tokens).", await self._wait(item, *ids, "tokens"))
             await self._window.hit(item, *ids, "tokens", cost=max(prompt, 1))
+            admission.token_windows.append((item, ids))
             if not model_scope:
                 admission.headers.update(await self._headers(item, "tokens", *ids, "tokens"))
         if limits.concurrent_requests:
@@ -236,14 +239,8 @@ class RateLimiter:
         admission.concurrency_slots.clear()
         if completion_tokens <= 0:
             return
-        base, per_model = self.limits_for(admission.key, admission.model)
-        if base.tokens_per_minute:
-            await self._window.hit(RateLimitItemPerMinute(base.tokens_per_minute),
-                                   admission.key.id, "tokens", cost=completion_tokens)
-        if per_model is not None and per_model.tokens_per_minute:
-            await self._window.hit(RateLimitItemPerMinute(per_model.tokens_per_minute),
-                                   admission.key.id, f"model:{admission.model}", "tokens",
-                                   cost=completion_tokens)
+        for item, ids in admission.token_windows:
+            await self._window.hit(item, *ids, "tokens", cost=completion_tokens)
 
     async def _headers(self, item: RateLimitItem, kind: str, *ids: str) -> dict[str, str]:
         stats = await self._window.get_window_stats(item, *ids)

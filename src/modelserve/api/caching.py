@@ -8,14 +8,14 @@ stores what it streamed, so either form can hit the other's entry.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import Request
+from fastapi import Request, Response
 from pydantic import BaseModel
 
-from modelserve.api.generation import sse, sse_json
+from modelserve.api.generation import event_stream, sse, sse_json
 from modelserve.api.observe import RequestContext, context
 from modelserve.cache import ResponseCache
 
@@ -67,6 +67,14 @@ class CachePlan:
         if self.cache is not None and self.key is not None:
             await self.cache.put(self.key, body)
             self.request.app.state.metrics.cache_stores.labels(self.route).inc()
+
+
+def cached_answer(entry: bytes, stream: bool,
+                  replay: Callable[[dict[str, Any]], AsyncIterator[str]]) -> Response:
+    """A hit as the client asked for it: the stored JSON, or `replay` of it as SSE."""
+    if stream:
+        return event_stream(replay(loads(entry)))
+    return Response(entry, media_type="application/json")
 
 
 def _usage_chunk(body: dict[str, Any], obj: str) -> dict[str, Any]:

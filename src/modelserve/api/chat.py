@@ -9,10 +9,9 @@ import uuid
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import StreamingResponse
 
 from modelserve.api import generation as g
-from modelserve.api.caching import CachePlan, loads, replay_chat
+from modelserve.api.caching import CachePlan, cached_answer, replay_chat
 from modelserve.api.chat_prompt import render_chat_prompt
 from modelserve.api.errors import APIError
 from modelserve.api.input_limits import check_messages, check_sampling, limits_of
@@ -55,18 +54,12 @@ async def create_chat_completion(req: ChatCompletionRequest, request: Request) -
     plan = CachePlan.start(request, "chat", req, deterministic)
     hit = await plan.lookup()
     if hit is not None:
-        if req.stream:
-            return StreamingResponse(replay_chat(loads(hit), include_usage),
-                                     media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache"})
-        return Response(hit, media_type="application/json")
+        return cached_answer(hit, req.stream, lambda body: replay_chat(body, include_usage))
     top = (req.top_logprobs or 0) if req.logprobs else None
     jobs = [(prompt, g.sampling_params(req, runtime, max_tokens, i, top)) for i in range(req.n)]
     gens = g.submit_all(runtime, jobs, rendered.images)
     if req.stream:
-        return StreamingResponse(_stream(req, runtime, gens, len(prompt), include_usage, plan),
-                                 media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache"})
+        return g.event_stream(_stream(req, runtime, gens, len(prompt), include_usage, plan))
     results = await g.unless_disconnected(
         request, asyncio.gather(*(g.collect(gen) for gen in gens)), gens)
     choices = [

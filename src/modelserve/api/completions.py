@@ -9,10 +9,9 @@ from collections.abc import AsyncIterator
 from typing import cast
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import StreamingResponse
 
 from modelserve.api import generation as g
-from modelserve.api.caching import CachePlan, loads, replay_completion
+from modelserve.api.caching import CachePlan, cached_answer, replay_completion
 from modelserve.api.errors import APIError, bad_request
 from modelserve.api.input_limits import check_sampling, check_texts, limits_of
 from modelserve.api.observe import context
@@ -89,16 +88,11 @@ async def create_completion(req: CompletionRequest, request: Request) -> Respons
                            req.temperature == 0 or req.seed is not None)
     hit = await plan.lookup()
     if hit is not None:
-        if req.stream:
-            return StreamingResponse(replay_completion(loads(hit), include_usage),
-                                     media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache"})
-        return Response(hit, media_type="application/json")
+        return cached_answer(hit, req.stream,
+                             lambda body: replay_completion(body, include_usage))
     gens = g.submit_all(runtime, jobs)
     if req.stream:
-        return StreamingResponse(_stream(req, runtime, gens, echoes, prompt_tokens, plan),
-                                 media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache"})
+        return g.event_stream(_stream(req, runtime, gens, echoes, prompt_tokens, plan))
     results = await g.unless_disconnected(
         request, asyncio.gather(*(g.collect(gen) for gen in gens)), gens)
     choices = []

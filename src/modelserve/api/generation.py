@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from fastapi import Request
+from fastapi.responses import StreamingResponse
 
 from modelserve.api.errors import APIError, bad_request, model_not_found
 from modelserve.api.observe import RequestContext, context
@@ -239,6 +240,11 @@ def chat_logprob_entry(runtime: LlamaChatRuntime, lp: TokenLogprob) -> TokenLogp
     head = top(lp.token, lp.logprob)
     return TokenLogprobEntry(token=head.token, logprob=head.logprob, bytes=head.bytes,
                              top_logprobs=[top(t, v) for t, v in lp.top])
+
+
+def event_stream(events: AsyncIterator[str]) -> StreamingResponse:
+    return StreamingResponse(events, media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache"})
 
 
 def sse(payload: str) -> str:

@@ -58,10 +58,8 @@ class RequestContext:
 
 
 def context(request: Request) -> RequestContext:
-    ctx = request.scope.get("state", {}).get("ctx")
-    if ctx is None:  # only when a route runs outside the middleware (never in the app)
-        ctx = RequestContext(uuid.uuid4().hex, time.perf_counter())
-        request.scope.setdefault("state", {})["ctx"] = ctx
+    """The request's context, which RequestObserver put in its scope."""
+    ctx = request.scope["state"]["ctx"]
     assert isinstance(ctx, RequestContext)
     return ctx
 

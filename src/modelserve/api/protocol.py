@@ -16,11 +16,23 @@ class OpenAIModel(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
+class NullMeansDefault(OpenAIModel):
+    """Many clients (the openai SDK among them) send `"field": null` for "not set": such
+    fields are dropped before validation, so they take their defaults."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_means_default(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not None}
+        return data
+
+
 class StreamOptions(OpenAIModel):
     include_usage: bool = False
 
 
-class SamplingFields(OpenAIModel):
+class SamplingFields(NullMeansDefault):
     """Sampling fields shared by chat and legacy completions (plus llama.cpp extras)."""
 
     model: str = Field(min_length=1)
@@ -39,14 +51,6 @@ class SamplingFields(OpenAIModel):
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _null_means_default(cls, data: Any) -> Any:
-        # Many clients send `"temperature": null` for "not set"; treat it as absent.
-        if isinstance(data, dict):
-            return {k: v for k, v in data.items() if v is not None}
-        return data
 
     @field_validator("stop")
     @classmethod

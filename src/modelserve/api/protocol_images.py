@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator
 
-from modelserve.api.protocol import OpenAIModel
+from modelserve.api.protocol import NullMeansDefault
 
 # OpenAI's values for dall-e-3 (standard, hd) and the GPT image models (low ... max, auto).
 # A diffusion model has no such knob: they are accepted and ignored.
 Quality = Literal["standard", "hd", "low", "medium", "high", "xhigh", "max", "auto"]
 
 
-class ImageFields(OpenAIModel):
+class ImageFields(NullMeansDefault):
     """Fields shared by generations and edits, plus the diffusers extras."""
 
     prompt: str = Field(max_length=32000)  # OpenAI's limit for its GPT image models
@@ -31,14 +31,6 @@ class ImageFields(OpenAIModel):
     num_inference_steps: int | None = Field(None, ge=1)
     guidance_scale: float | None = Field(None, ge=0, le=100)
     seed: int | None = Field(None, ge=0, lt=2**63)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _null_means_default(cls, data: Any) -> Any:
-        # The openai SDK and many clients send `"size": null` for "not set".
-        if isinstance(data, dict):
-            return {k: v for k, v in data.items() if v is not None}
-        return data
 
     @field_validator("prompt")
     @classmethod
