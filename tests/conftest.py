@@ -62,6 +62,11 @@ class LiveServer:
         self._server.should_exit = True
         self._thread.join(timeout=60)
 
+    def openai(self) -> openai.OpenAI:
+        """The official SDK pointed at this server (no retries: tests see every error)."""
+        return openai.OpenAI(base_url=f"{self.url}/v1", api_key="unused", max_retries=0,
+                             timeout=120)
+
 
 @contextlib.contextmanager
 def serve(directory: Path, config: dict[str, Any]) -> Iterator[LiveServer]:
@@ -188,8 +193,7 @@ def server(tmp_path_factory: pytest.TempPathFactory,
 
 @pytest.fixture(scope="session")
 def client(server: LiveServer) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0,
-                         timeout=120)
+    return server.openai()
 
 
 @pytest.fixture()

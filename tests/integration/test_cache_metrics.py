@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -85,7 +84,7 @@ def test_repeat_is_a_byte_identical_faster_hit(http: httpx.Client) -> None:
 
 
 def test_streaming_replay_is_a_valid_stream(cached: LiveServer) -> None:
-    client = openai.OpenAI(base_url=f"{cached.url}/v1", api_key="unused", max_retries=0)
+    client = cached.openai()
     messages = [{"role": "user", "content": f"Count to five {uuid.uuid4().hex[:6]}."}]
 
     def stream() -> tuple[str, str | None, Any]:

@@ -60,8 +60,7 @@ def image_server(tmp_path_factory: pytest.TempPathFactory, tiny_sd: Path
 
 @pytest.fixture(scope="module")
 def client(image_server: LiveServer) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{image_server.url}/v1", api_key="unused", max_retries=0,
-                         timeout=120)
+    return image_server.openai()
 
 
 @pytest.fixture()

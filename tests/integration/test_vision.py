@@ -75,8 +75,7 @@ def vision_server(tmp_path_factory: pytest.TempPathFactory, mmproj: Path
 
 @pytest.fixture(scope="module")
 def vclient(vision_server: LiveServer) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{vision_server.url}/v1", api_key="unused", max_retries=0,
-                         timeout=120)
+    return vision_server.openai()
 
 
 @pytest.fixture()
@@ -264,8 +263,7 @@ def fetching_server(tmp_path_factory: pytest.TempPathFactory, mmproj: Path
 
 
 def test_remote_image_from_an_allowed_host(fetching_server: LiveServer, image_host: int) -> None:
-    client = openai.OpenAI(base_url=f"{fetching_server.url}/v1", api_key="unused",
-                           max_retries=0, timeout=120)
+    client = fetching_server.openai()
     for path in ("/cat.png", "/to-cat"):
         resp = chat(client, user(text("What is this?"),
                                  image(f"http://localhost:{image_host}{path}")))
