@@ -14,17 +14,49 @@ export MODEL_CACHE
 MINILM_ONNX := $(MODEL_CACHE)/all-minilm-l6-v2-onnx
 GEMMA_GGUF := $(MODEL_CACHE)/gemma-3-270m-q4_k_m.gguf
 
-.PHONY: serve test lint install install-dev models bench-chat clean deploy-tools deploy-check
+# llama.cpp (inside llama-cpp-python) is compiled here, for this machine's CPU features and
+# never AMX, whose kernels crash in this llama.cpp (src/modelserve/llama_build.py says why).
+#   LLAMA_CPU=auto (default) | avx2 | avx512 | native (llama.cpp's -march=native, AMX included)
+#   LLAMA_CMAKE_ARGS="..."   more CMake flags, e.g. -DGGML_CUDA=ON
+# The wheel is cached under a key of version, compiler and flags, and the venv's stamp carries
+# the key: changing any of them builds (or takes from the cache) and installs the matching wheel.
+LLAMA_CPU ?= auto
+LLAMA_CMAKE_ARGS ?=
+WHEEL_CACHE ?= $(HOME)/.cache/modelserve/wheels
+LLAMA_BUILD := $(PYTHON) src/modelserve/llama_build.py --cpu $(LLAMA_CPU) --extra="$(LLAMA_CMAKE_ARGS)"
+LLAMA_VERSION := $(shell $(LLAMA_BUILD) version)
+LLAMA_ARGS := $(shell $(LLAMA_BUILD) cmake-args)
+LLAMA_KEY := $(shell $(LLAMA_BUILD) key)
+$(if $(LLAMA_KEY),,$(error bad LLAMA_CPU=$(LLAMA_CPU): see src/modelserve/llama_build.py))
+LLAMA_WHEELS := $(WHEEL_CACHE)/llama-cpp-python-$(LLAMA_VERSION)-$(LLAMA_KEY)
+LLAMA_STAMP := $(VENV)/.llama-$(LLAMA_KEY)
+
+.PHONY: serve test lint install install-dev llama models bench-chat clean deploy-tools deploy-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip wheel
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+# --no-cache-dir: pip's own wheel cache is keyed by version alone and would hand back a wheel
+# built with other flags (a -march=native one that crashes). Ours is keyed by the flags.
+$(LLAMA_STAMP): | $(BIN)/python
+	@echo "llama.cpp $(LLAMA_VERSION) CMAKE_ARGS: $(LLAMA_ARGS)"
+	if ! ls $(LLAMA_WHEELS)/*.whl >/dev/null 2>&1; then \
+		rm -rf $(LLAMA_WHEELS).tmp && \
+		CMAKE_ARGS="$(LLAMA_ARGS)" $(BIN)/pip wheel --no-cache-dir --no-deps \
+			--no-binary llama-cpp-python -w $(LLAMA_WHEELS).tmp \
+			llama-cpp-python==$(LLAMA_VERSION) && \
+		mv $(LLAMA_WHEELS).tmp $(LLAMA_WHEELS); \
+	fi
+	$(BIN)/pip install --force-reinstall --no-deps $(LLAMA_WHEELS)/*.whl
+	rm -f $(VENV)/.llama-*
+	touch $@
+
+$(VENV)/.installed: pyproject.toml $(LLAMA_STAMP) | $(BIN)/python
 	$(BIN)/pip install -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+$(VENV)/.installed-dev: pyproject.toml $(LLAMA_STAMP) | $(BIN)/python
 	$(BIN)/pip install -e ".[dev]"
 	touch $@ $(VENV)/.installed
 
@@ -51,6 +83,7 @@ $(DEPLOY_VENV)/.installed: deploy/tools/requirements.txt
 	touch $@
 
 install: $(VENV)/.installed
+llama: $(LLAMA_STAMP)
 install-dev: $(VENV)/.installed-dev
 models: $(VENV)/.models $(MINILM_ONNX)/model.onnx $(GEMMA_GGUF)
 

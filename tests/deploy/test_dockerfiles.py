@@ -108,13 +108,16 @@ def test_dockerfile_structure(dockerfile: Path) -> None:
     builder = " ".join(rest for w, rest in steps[:len(steps) - len(runtime)] if w == "RUN")
     assert "llama-cpp-python==0.3.36" in builder
     assert "TORCH_INDEX_URL" in builder
+    # llama.cpp's CPU flags come from the project's one place for them, portable by default
+    # (not the build machine's CPU, never AMX).
+    assert 'llama_build.py cmake-args --cpu "$LLAMA_CPU"' in builder
+    assert defaults["LLAMA_CPU"] == "portable"
     if dockerfile.name.endswith(".cuda"):
         assert "-DGGML_CUDA=on" in builder
         assert "nvidia/cuda:" in froms[1] and "-runtime-" in froms[1]
         assert "/whl/cu" in defaults["TORCH_INDEX_URL"]
     else:
         assert defaults["TORCH_INDEX_URL"] == "https://download.pytorch.org/whl/cpu"
-        assert "-DGGML_NATIVE=off" in defaults["LLAMA_CMAKE_ARGS"]
 
 
 def test_dockerignore_keeps_what_the_images_copy() -> None:
