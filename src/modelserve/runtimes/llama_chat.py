@@ -40,19 +40,25 @@ class LlamaChatRuntime:
         self.spec = spec
         self.model = LlamaModel(path, gpu_layers=opts.gpu_layers)
         self.projector: MtmdProjector | None = None
+        ctx: LlamaContext | None = None
         try:
             mmproj = opts.resolve_mmproj()
             if mmproj is not None:
                 self.projector = MtmdProjector(mmproj, self.model, opts.threads,
                                                use_gpu=opts.gpu_layers != 0)
-            self.ctx = LlamaContext(self.model, n_seq=opts.parallel, ctx_per_seq=opts.context_size,
-                                    batch_size=opts.batch_size, threads=opts.threads)
+            ctx = LlamaContext(self.model, n_seq=opts.parallel, ctx_per_seq=opts.context_size,
+                               batch_size=opts.batch_size, threads=opts.threads)
+            self.engine = LLMEngine(self.model, ctx, max_waiting=opts.max_waiting)
+            logger.info("warm-up decode of %s", spec.name)  # the last line if the build faults
+            self.engine.start()
         except Exception:
+            if ctx is not None:
+                ctx.close()
             if self.projector is not None:
                 self.projector.close()
             self.model.close()
             raise
-        self.engine = LLMEngine(self.model, self.ctx, max_waiting=opts.max_waiting)
+        self.ctx = ctx
         bos = self.model.token_text(self.model.bos_token_id) if self.model.bos_token_id >= 0 else ""
         eos = self.model.token_text(self.model.eos_token_id) if self.model.eos_token_id >= 0 else ""
         self._bos_text = bos
@@ -60,7 +66,6 @@ class LlamaChatRuntime:
             opts.chat_template or self.model.chat_template(), bos, eos,
             lambda pairs: self.model.apply_builtin_template("chatml", pairs),
         )
-        self.engine.start()
         self.created = int(time.time())
         self.timing: TimingSink | None = None  # set by the server to feed its histograms
         self.memory_bytes = self.model.size_bytes + (

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import math
 import os
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +32,20 @@ def _init_backend() -> None:
         if not _backend_ready:
             lc.llama_backend_init()
             _backend_ready = True
+            # What this build runs on is the first thing to know when it faults.
+            logger.info("llama.cpp (llama-cpp-python %s) built for: %s", lc.__version__,
+                        " ".join(sorted(f for f, on in compiled_features().items() if on)))
+
+
+def system_info() -> str:
+    """llama.cpp's own line about its build, e.g. "CPU : SSE3 = 1 | AVX2 = 1 | ..."."""
+    return bytes(lc.llama_print_system_info()).decode("utf-8", errors="replace")
+
+
+def compiled_features() -> dict[str, bool]:
+    """Every "NAME = 0|1" llama.cpp reports: the CPU features its kernels were compiled for."""
+    return {name: value == "1"
+            for name, value in re.findall(r"([A-Z][A-Z0-9_]*) = (\d+)", system_info())}
 
 
 class LlamaError(RuntimeError):
@@ -237,6 +253,22 @@ class LlamaContext:
             lc.llama_batch_free(self._batch)
             lc.llama_free(self._ctx)
             self._ctx = None
+
+    def warm_up(self) -> None:
+        """Decode one real token in slot 0 and check its logits, then forget it.
+
+        Runs at load, before the model is reported ready: a library built for features this
+        CPU lacks, or a broken file, fails here with the model's name in the log instead of at
+        a user's first request.
+        """
+        model = self.model
+        token = model.bos_token_id if 0 <= model.bos_token_id < model.n_vocab else 0
+        self.decode([token], [0], [0], [True])
+        try:
+            if not all(math.isfinite(x) for x in self.logits(0)[:64]):
+                raise LlamaError(f"warm-up decode of {model.path.name} gave non-finite logits")
+        finally:
+            self.forget(0)
 
     def forget(self, seq_id: int, from_pos: int = 0) -> None:
         """Drop a slot's KV cells from `from_pos` on (keeping the reusable prefix)."""
