@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ctypes
 import logging
-import math
 import os
 import re
 import threading
@@ -257,15 +256,15 @@ class LlamaContext:
     def warm_up(self) -> None:
         """Decode one real token in slot 0 and check its logits, then forget it.
 
-        Runs at load, before the model is reported ready: a library built for features this
-        CPU lacks, or a broken file, fails here with the model's name in the log instead of at
-        a user's first request.
+        Runs at load on the engine thread (LLMEngine.start), before the model is reported
+        ready: a library built for features this CPU lacks, or a broken file, fails here with
+        the model's name in the log instead of at a user's first request.
         """
         model = self.model
         token = model.bos_token_id if 0 <= model.bos_token_id < model.n_vocab else 0
         self.decode([token], [0], [0], [True])
         try:
-            if not all(math.isfinite(x) for x in self.logits(0)[:64]):
+            if not np.isfinite(self.logits(0)).all():
                 raise LlamaError(f"warm-up decode of {model.path.name} gave non-finite logits")
         finally:
             self.forget(0)
