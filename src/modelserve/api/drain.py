@@ -57,25 +57,27 @@ class Drain:
         if not self.draining:
             self.draining = True
             self._requested_at = time.monotonic()
-            logger.warning("shutting down: refusing new requests, %d in flight get up to %g s",
-                           self.in_flight, self.timeout)
 
     def cut_short(self) -> None:
         """A second signal: end what is in flight now (cleanly), then exit."""
         self.request()
         self._cut_short_at = time.monotonic()
         self._deadline = None
-        logger.warning("second signal: ending %d requests in flight now", self.in_flight)
 
     def tick(self) -> bool:
         """Called on the event loop every 0.1 s or so: puts the deadline on the requests in
         flight once draining; True when the server may exit (nothing left in flight)."""
         if not self.draining:
             return False
-        if self._deadline is None:
+        if self._deadline is None:  # (logged here, not in the signal handler)
             ends = self._requested_at + self.timeout
             if self._cut_short_at is not None:
                 ends = self._cut_short_at
+                logger.warning("second signal: ending %d requests in flight now",
+                               self.in_flight)
+            else:
+                logger.warning("shutting down: refusing new requests; %d in flight get up to "
+                               "%g s", self.in_flight, self.timeout)
             self._deadline = asyncio.get_running_loop().time() + max(ends - time.monotonic(), 0)
             for request in self._requests:
                 self._bound(request)
@@ -87,6 +89,8 @@ class Drain:
     def _bound(self, request: asyncio.Timeout) -> None:
         assert self._deadline is not None
         when = request.when()
+        if request.expired():  # already being ended
+            return
         if when is None or when > self._deadline:
             request.reschedule(self._deadline)
 
