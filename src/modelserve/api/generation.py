@@ -233,7 +233,9 @@ async def unless_disconnected(request: Request, work: Awaitable[T],
             task.cancel()
             for gen in gens:
                 gen.cancel()
-    if task.cancelled():
+    # Not done: the client went away first; the cancel above is still on its way (so the
+    # task is not `cancelled()` yet, and asking for its result would be an error, a 500).
+    if not task.done() or task.cancelled():
         raise APIError(499, "client disconnected", code="client_closed_request")
     return task.result()
 
