@@ -43,7 +43,9 @@ def config(redis_url: str, policy: str, minilm: Path) -> dict[str, Any]:
             "security": {"api_keys": [{"key": KEY, "scope": "admin", "name": "faults"}]},
         },
         "models": [{"name": "chat", "source": SMOLLM2,
-                    "options": {"context_size": 256, "parallel": 2, "batch_size": 64}},
+                    # one thread: llama.cpp's thread barriers crawl on a busy 2-core box
+                    "options": {"context_size": 256, "parallel": 2, "batch_size": 64,
+                                "threads": 1}},
                    {"name": "embed", "kind": "embeddings", "source": str(minilm)}],
     }
 
