@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import openai
 import pytest
 import uvicorn
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from modelserve.api.app import create_app
 from modelserve.config import load_settings
@@ -94,9 +96,21 @@ def serve(directory: Path, config: dict[str, Any]) -> Iterator[LiveServer]:
         yield live
 
 
+@dataclass
+class ServerProcess:
+    """A `modelserve serve` process: its base URL, and the process to signal or inspect."""
+
+    url: str
+    proc: subprocess.Popen[bytes]
+
+    def open_fds(self) -> int:
+        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+
+
 @contextlib.contextmanager
-def serve_process(directory: Path, config: dict[str, Any]) -> Iterator[str]:
-    """`modelserve serve` in a process of its own; yields its base URL once it is ready."""
+def server_process(directory: Path, config: dict[str, Any]) -> Iterator[ServerProcess]:
+    """`modelserve serve` in a process of its own, once it is ready; stopped (or killed, if
+    it does not stop in time) on exit unless the test ended it."""
     path = directory / "process.yaml"
     path.write_text(yaml.safe_dump(config))
     port = free_port()
@@ -115,10 +129,88 @@ def serve_process(directory: Path, config: dict[str, Any]) -> Iterator[str]:
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise RuntimeError("the server process did not become ready")
             time.sleep(0.2)
-        yield url
+        yield ServerProcess(url, proc)
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        if proc.poll() is None:
+            proc.terminate()
+        try:
+            proc.wait(timeout=45)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def serve_process(directory: Path, config: dict[str, Any]) -> Iterator[str]:
+    """`modelserve serve` in a process of its own; yields its base URL once it is ready."""
+    with server_process(directory, config) as server:
+        yield server.url
+
+
+def redis_binary() -> str:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is not installed (.ci/run installs it)")
+        pytest.skip("redis-server is not installed")
+    return binary
+
+
+class RedisServer:
+    """A private redis-server on a loopback port (no persistence), which a test may kill -9
+    and start again on the same port."""
+
+    def __init__(self) -> None:
+        self.binary = redis_binary()
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> RedisServer:
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no"], stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return self
+            except OSError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise
+                time.sleep(0.05)
+
+    def kill(self) -> None:
+        """SIGKILL: no goodbye to its clients, as when a Redis pod or node dies."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def metric_samples(http: httpx.Client, path: str = "/metrics") -> Samples:
+    """A Prometheus scrape, as {(sample name, labels): value}."""
+    out: Samples = {}
+    for family in text_string_to_metric_families(http.get(path).text):
+        for sample in family.samples:
+            out[(sample.name, frozenset(sample.labels.items()))] = float(sample.value)
+    return out
+
+
+def sample(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
 
 
 def rss_bytes() -> int:
@@ -136,28 +228,8 @@ def redis_url() -> Iterator[str]:
     if url:
         yield url
         return
-    binary = shutil.which("redis-server")
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("redis-server is not installed (.ci/run installs it)")
-        pytest.skip("redis-server is not installed")
-    port = free_port()
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no"], stdout=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with RedisServer() as redis:
+        yield redis.url
 
 
 @pytest.fixture(scope="session")

@@ -10,11 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from cachetools import TTLCache
 
 from modelserve.config_sections import CacheSettings
+from modelserve.dependencies import STORAGE_ERRORS, DependencyHealth, redis_client_options
 
 logger = logging.getLogger(__name__)
 _PREFIX = "modelserve:cache:"
@@ -58,41 +60,45 @@ class MemoryBackend:
 
 
 class RedisBackend:
-    """Entries expire by TTL; size is Redis's to bound (maxmemory + allkeys-lru)."""
+    """Entries expire by TTL; size is Redis's to bound (maxmemory + allkeys-lru). Errors
+    propagate: ResponseCache decides what an unavailable Redis means."""
 
     def __init__(self, settings: CacheSettings) -> None:
         import redis.asyncio as redis
 
-        self._redis = redis.Redis.from_url(settings.url, socket_timeout=2,
-                                           socket_connect_timeout=2)
+        self._redis = redis.Redis.from_url(settings.url, **redis_client_options())
         self._ttl_ms = max(int(settings.ttl_seconds * 1000), 1)
 
     async def get(self, key: str) -> bytes | None:
-        try:
-            value = await self._redis.get(_PREFIX + key)
-        except Exception as exc:  # an unreachable cache is a miss, not a failed request
-            logger.warning("cache get failed: %s", exc)
-            return None
+        value = await self._redis.get(_PREFIX + key)
         if value is None:
             return None
         return value if isinstance(value, bytes) else str(value).encode()
 
     async def put(self, key: str, value: bytes) -> None:
-        try:
-            await self._redis.set(_PREFIX + key, value, px=self._ttl_ms)
-        except Exception as exc:
-            logger.warning("cache put failed: %s", exc)
+        await self._redis.set(_PREFIX + key, value, px=self._ttl_ms)
+
+    async def ping(self) -> None:
+        await self._redis.ping()
 
     async def close(self) -> None:
         await self._redis.aclose()
 
 
 class ResponseCache:
-    def __init__(self, settings: CacheSettings) -> None:
+    def __init__(self, settings: CacheSettings,
+                 on_error: Callable[[], None] = lambda: None) -> None:
         self.settings = settings
-        self.backend: CacheBackend = (MemoryBackend(settings)
-                                      if settings.url.startswith("memory://")
-                                      else RedisBackend(settings))
+        self.backend: CacheBackend
+        # Set for a shared (Redis) cache: an unavailable one is a miss, never a failed request.
+        self.health: DependencyHealth | None = None
+        if settings.url.startswith("memory://"):
+            self.backend = MemoryBackend(settings)
+        else:
+            redis_backend = RedisBackend(settings)
+            self.backend = redis_backend
+            self.health = DependencyHealth("the response cache (Redis)", required=False,
+                                           on_error=on_error, probe=redis_backend.ping)
 
     def key(self, route: str, request: dict[str, Any], revision: str,
             key_id: str | None) -> str:
@@ -103,11 +109,34 @@ class ResponseCache:
         return hashlib.sha256(canonical.encode()).hexdigest()
 
     async def get(self, key: str) -> bytes | None:
-        return await self.backend.get(key)
+        if self.health is None:
+            return await self.backend.get(key)
+        if not self.health.should_try():
+            return None
+        try:
+            found = await self.backend.get(key)
+        except STORAGE_ERRORS as exc:
+            self.health.failed(exc)
+            return None
+        self.health.succeeded()
+        return found
 
-    async def put(self, key: str, value: bytes) -> None:
-        if len(value) <= self.settings.max_entry_bytes:
+    async def put(self, key: str, value: bytes) -> bool:
+        """Store an entry; False when it was not stored (too large, or no cache to store in)."""
+        if len(value) > self.settings.max_entry_bytes:
+            return False
+        if self.health is None:
             await self.backend.put(key, value)
+            return True
+        if not self.health.should_try():
+            return False
+        try:
+            await self.backend.put(key, value)
+        except STORAGE_ERRORS as exc:
+            self.health.failed(exc)
+            return False
+        self.health.succeeded()
+        return True
 
     async def close(self) -> None:
         await self.backend.close()

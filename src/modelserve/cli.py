@@ -24,10 +24,9 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _serve(args: argparse.Namespace) -> None:
-    import uvicorn
-
     from modelserve.api.app import create_app
     from modelserve.security import KeyRing
+    from modelserve.server import run_server
 
     settings = _settings(args)
     _configure_logging(settings)
@@ -44,9 +43,7 @@ def _serve(args: argparse.Namespace) -> None:
             "no API keys are configured, so the server stays on loopback (127.0.0.1) instead "
             "of %s; configure keys, or set security.allow_open_network to expose it open", host)
         host = "127.0.0.1"
-    uvicorn.run(create_app(settings.model_copy(update={"host": host})), host=host,
-                port=settings.port, log_level=settings.log_level, access_log=False,
-                timeout_graceful_shutdown=5)
+    run_server(create_app(settings.model_copy(update={"host": host})), settings, host)
 
 
 def _is_loopback(host: str) -> bool:

@@ -21,6 +21,7 @@ from modelserve.config_sections import (
     LifecycleSettings,
     RateLimitSettings,
     SecuritySettings,
+    ShutdownSettings,
 )
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "default.yaml"
@@ -232,6 +233,7 @@ class Settings(BaseSettings):
     limits: InputLimits = Field(default_factory=InputLimits)
     lifecycle: LifecycleSettings = Field(default_factory=LifecycleSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
     images: ImageSettings = Field(default_factory=lambda: ImageSettings.model_validate({}))
     models: list[ModelSpec] = Field(default_factory=list)
 

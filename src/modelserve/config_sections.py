@@ -86,6 +86,10 @@ class RateLimitSettings(Section):
     default: RateLimits = Field(default_factory=RateLimits)
     models: dict[str, RateLimits] = Field(
         default_factory=dict, description="per-model defaults, over `default`")
+    on_storage_error: Literal["fail_open", "fail_closed"] = Field(
+        "fail_open",
+        description="when the storage (Redis) fails: serve without limits (counted in "
+                    "/metrics), or refuse with 503 service_unavailable")
 
 
 class InputLimits(Section):
@@ -98,6 +102,8 @@ class InputLimits(Section):
     max_tokens: int | None = Field(None, ge=1, description="None: the model's context")
     max_embedding_inputs: int = Field(2048, ge=1)
     request_timeout_seconds: float = Field(600.0, gt=0, description="wall time per request")
+    body_timeout_seconds: float = Field(
+        30.0, gt=0, description="time to receive a request's whole body, then 408")
 
 
 class SecuritySettings(Section):
@@ -108,3 +114,12 @@ class SecuritySettings(Section):
     allow_open_network: bool = Field(
         False, description="with no keys, allow binding beyond loopback anyway")
     cors_origins: list[str] = Field(default_factory=list)
+
+
+class ShutdownSettings(Section):
+    """What SIGTERM does: stop taking work, let work in flight finish, then exit."""
+
+    drain_timeout_seconds: float = Field(
+        30.0, ge=0,
+        description="requests in flight get this long to finish after SIGTERM; what still "
+                    "runs then is ended cleanly (fits the Helm chart's 45 s grace period)")

@@ -4,13 +4,14 @@ model names, status codes; never request ids or keys."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from modelserve.dependencies import DependencyHealth
 from modelserve.registry import ModelRegistry, ModelState
 from modelserve.runtimes.diffusion import DiffusionRuntime
 from modelserve.runtimes.embeddings import EmbeddingRuntime
@@ -109,6 +110,27 @@ class ModelsCollector(Collector):
         yield from (state, memory, in_flight, count)
 
 
+class ServiceCollector(Collector):
+    """Dependency state and the HTTP requests in flight, read at scrape time."""
+
+    def __init__(self, metrics: ServerMetrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("modelserve_dependency_up",
+                               "1 while an external dependency answers, 0 while it is down",
+                               labels=["dependency"])
+        for name, health in self._metrics.dependencies.items():
+            up.add_metric([name], 1.0 if health.up else 0.0)
+        in_flight = GaugeMetricFamily("modelserve_http_requests_in_flight",
+                                      "HTTP requests being served")
+        in_flight.add_metric([], float(self._metrics.in_flight()))
+        draining = GaugeMetricFamily("modelserve_draining",
+                                     "1 once shutdown has begun (new requests get 503)")
+        draining.add_metric([], 1.0 if self._metrics.draining() else 0.0)
+        yield from (up, in_flight, draining)
+
+
 @dataclass
 class ModelTiming:
     """One model's latency histograms, fed by its generations (a TimingSink)."""
@@ -160,6 +182,19 @@ class ServerMetrics:
         self.rate_limited = Counter("modelserve_rate_limited_requests",
                                     "Requests refused by a per-key limit",
                                     ["limit"], registry=reg)
+        self.dependency_errors = Counter(
+            "modelserve_dependency_errors", "Failed operations on an external dependency",
+            ["dependency"], registry=reg)
+        self.unlimited_requests = Counter(
+            "modelserve_rate_limit_unenforced_requests",
+            "Requests served without their rate limits checked: the limits' storage was "
+            "unavailable and the policy is fail_open", registry=reg)
+        # Filled by the app: the dependencies (by label) and the shutdown drain, read at
+        # scrape time.
+        self.dependencies: dict[str, DependencyHealth] = {}
+        self.in_flight: Callable[[], int] = lambda: 0
+        self.draining: Callable[[], bool] = lambda: False
+        self.registry.register(ServiceCollector(self))
 
     def model_label(self, name: str | None) -> str:
         """Only known model names become label values; anything else is one bucket."""

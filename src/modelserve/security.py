@@ -10,18 +10,21 @@ import hashlib
 import hmac
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from limits import RateLimitItem, RateLimitItemPerMinute
+from limits.aio.storage import Storage as AsyncStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.storage import storage_from_string
 from pydantic import TypeAdapter, ValidationError
 
 from modelserve.config import ConfigError, Settings
 from modelserve.config_sections import ApiKey, RateLimits, RateLimitSettings
+from modelserve.dependencies import STORAGE_ERRORS, DependencyHealth, redis_client_options
 
 logger = logging.getLogger(__name__)
 Scope = Literal["user", "admin"]
@@ -97,6 +100,14 @@ class RateLimited(Exception):
         self.retry_after = retry_after
 
 
+class LimitsUnavailable(Exception):
+    """The limits' storage is unavailable and the policy is fail_closed: refuse (503)."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__("rate-limit storage unavailable")
+        self.retry_after = retry_after
+
+
 def _duration(seconds: float) -> str:
     """OpenAI's reset format: `1s`, `6m0s`, `120ms`."""
     if seconds < 1:
@@ -111,6 +122,7 @@ class Admission:
 
     key: KeyInfo
     model: str
+    enforced: bool = True  # False: the storage failed and the policy let it through unlimited
     headers: dict[str, str] = field(default_factory=dict)
     concurrency_slots: list[str] = field(default_factory=list)
     # the tokens-per-minute windows this request counts in, charged again on settling
@@ -126,7 +138,7 @@ class Concurrency:
         if url.startswith(("redis://", "rediss://", "unix://")):
             import redis.asyncio as redis
 
-            self._redis = redis.Redis.from_url(url, socket_timeout=2)
+            self._redis = redis.Redis.from_url(url, **redis_client_options())
 
     async def acquire(self, slot: str, limit: int, ttl: float) -> bool:
         if self._redis is None:
@@ -154,16 +166,29 @@ class Concurrency:
 
 
 class RateLimiter:
-    def __init__(self, settings: RateLimitSettings, request_timeout: float) -> None:
+    """Per-key limits. With a shared (Redis) storage, a storage failure never becomes a 500:
+    `on_storage_error` decides (fail_open: the request goes unlimited; fail_closed:
+    LimitsUnavailable), and `health` backs off from the failing storage."""
+
+    def __init__(self, settings: RateLimitSettings, request_timeout: float,
+                 on_error: Callable[[], None] = lambda: None) -> None:
         self.settings = settings
         url = settings.storage
         options: dict[str, Any] = {}
-        if url.startswith(("redis", "unix")):
-            options["implementation"] = "redispy"  # the redis client we already depend on
-        self._window = SlidingWindowCounterRateLimiter(
-            storage_from_string(f"async+{url}", **options))
+        shared = url.startswith(("redis", "unix"))
+        if shared:
+            # the redis client we already depend on, with the server's timeouts and retry
+            options = {"implementation": "redispy", **redis_client_options()}
+        storage = storage_from_string(f"async+{url}", wrap_exceptions=True, **options)
+        assert isinstance(storage, AsyncStorage)
+        self._window = SlidingWindowCounterRateLimiter(storage)
         self._concurrency = Concurrency(url)
         self._timeout = request_timeout
+        self.health: DependencyHealth | None = None
+        if shared:
+            self.health = DependencyHealth(
+                "the rate-limit storage (Redis)", on_error=on_error, probe=storage.check,
+                required=settings.on_storage_error == "fail_closed")
 
     def limits_for(self, key: KeyInfo, model: str | None) -> tuple[RateLimits, RateLimits | None]:
         base = key.limits or self.settings.default
@@ -171,9 +196,13 @@ class RateLimiter:
             return base, None
         return base, key.model_limits.get(model) or self.settings.models.get(model)
 
-    async def check_request(self, key: KeyInfo, headers: dict[str, str]) -> None:
+    async def check_request(self, key: KeyInfo, headers: dict[str, str]) -> bool:
         """Count one request against the key's requests-per-minute; fills the reply's
-        x-ratelimit-* headers (also when it raises RateLimited)."""
+        x-ratelimit-* headers (also when it raises RateLimited). False: not enforced (the
+        storage is unavailable, fail_open)."""
+        return await self._guarded(lambda: self._check_request(key, headers), enforcing=True)
+
+    async def _check_request(self, key: KeyInfo, headers: dict[str, str]) -> None:
         base, _ = self.limits_for(key, None)
         if base.requests_per_minute:
             item = RateLimitItemPerMinute(base.requests_per_minute)
@@ -191,6 +220,16 @@ class RateLimiter:
                     ) -> Admission:
         """Check tokens and concurrency before the work starts; raises RateLimited."""
         admission = Admission(key, model)
+        if not await self._guarded(
+                lambda: self._admit(admission, prompt_tokens, max_new_tokens), enforcing=True):
+            # What it claimed before the storage failed is not given back (the storage is
+            # failing); a concurrency claim expires with its TTL.
+            return Admission(key, model, enforced=False)
+        return admission
+
+    async def _admit(self, admission: Admission, prompt_tokens: int, max_new_tokens: int
+                     ) -> None:
+        key, model = admission.key, admission.model
         base, per_model = self.limits_for(key, model)
         scopes: list[tuple[RateLimits, tuple[str, ...], bool]] = [(base, (key.id,), False)]
         if per_model is not None:
@@ -200,9 +239,30 @@ class RateLimiter:
                 await self._admit_scope(admission, limits, ids, prompt_tokens, max_new_tokens,
                                         model_scope)
         except RateLimited:
-            await self.settle(admission, 0)
+            await self._settle(admission, 0)
             raise
-        return admission
+
+    async def _guarded(self, work: Callable[[], Awaitable[None]], enforcing: bool) -> bool:
+        """Run storage work under the failure policy; True when it ran to the end. A request
+        the policy lets through unchecked gets False; fail_closed raises LimitsUnavailable."""
+        health = self.health
+        if health is None:  # in memory: nothing to fail
+            await work()
+            return True
+        if health.should_try():
+            try:
+                await work()
+            except RateLimited:
+                health.succeeded()
+                raise
+            except STORAGE_ERRORS as exc:
+                health.failed(exc)
+            else:
+                health.succeeded()
+                return True
+        if enforcing and self.settings.on_storage_error == "fail_closed":
+            raise LimitsUnavailable(health.retry_after())
+        return False
 
     async def _admit_scope(self, admission: Admission, limits: RateLimits, ids: tuple[str, ...],
                            prompt: int, new: int, model_scope: bool) -> None:
@@ -233,10 +293,15 @@ class RateLimiter:
             admission.concurrency_slots.append(slot)
 
     async def settle(self, admission: Admission, completion_tokens: int) -> None:
-        """After the response: charge the tokens really generated, free concurrency slots."""
-        for slot in admission.concurrency_slots:
-            await self._concurrency.release(slot)
-        admission.concurrency_slots.clear()
+        """After the response: charge the tokens really generated, free concurrency slots.
+        Never raises for the storage: the response is already out."""
+        await self._guarded(lambda: self._settle(admission, completion_tokens),
+                            enforcing=False)
+
+    async def _settle(self, admission: Admission, completion_tokens: int) -> None:
+        while admission.concurrency_slots:
+            await self._concurrency.release(admission.concurrency_slots[-1])
+            admission.concurrency_slots.pop()
         if completion_tokens <= 0:
             return
         for item, ids in admission.token_windows:

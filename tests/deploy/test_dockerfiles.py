@@ -229,6 +229,9 @@ def test_compose_stack(monkeypatch: pytest.MonkeyPatch) -> None:
     assert server["read_only"] is True and server["cap_drop"] == ["ALL"]
     assert server["depends_on"]["redis"]["condition"] == "service_healthy"
     assert server["depends_on"]["models"]["condition"] == "service_completed_successfully"
+    # SIGKILL only after the drain (30 s by default) has had its time
+    assert int(server["stop_grace_period"].removesuffix("s")) >= Settings().shutdown \
+        .drain_timeout_seconds + 10
     assert services["models"]["entrypoint"] == ["fetch-models", "/models"]
     assert re.match(r"^redis:\d+\.\d+\.\d+", services["redis"]["image"])
     assert re.match(r"^nginx:\d+\.\d+\.\d+", services["lb"]["image"])

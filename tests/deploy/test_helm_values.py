@@ -41,6 +41,12 @@ def test_default_deployment(render: Callable[[str], Rendered]) -> None:
     # slow model loads: at least 5 minutes before liveness takes over
     assert startup["failureThreshold"] * startup["periodSeconds"] >= 300
     assert container["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
+    # shutdown: out of the endpoints first (preStop), then a drain that fits the grace period
+    assert container["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "5"]
+    assert pod["terminationGracePeriodSeconds"] == 45
+    env = env_of(container)
+    assert env["MODELSERVE_SHUTDOWN__DRAIN_TIMEOUT_SECONDS"] == "30"
+    assert env["MODELSERVE_RATE_LIMITS__ON_STORAGE_ERROR"] == "fail_open"
     # secure context
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -127,6 +133,8 @@ def test_server_accepts_the_config_env_and_keys(render: Callable[[str], Rendered
     assert settings.cache.url.startswith("redis://")
     assert settings.rate_limits.storage != settings.cache.url
     assert KeyRing.from_settings(settings).enabled
+    assert settings.shutdown.drain_timeout_seconds == 30
+    assert settings.rate_limits.on_storage_error == "fail_open"
     if case == "full":
         assert settings.rate_limits.default.requests_per_minute == 60
         assert settings.rate_limits.default.concurrent_requests == 4
@@ -220,6 +228,16 @@ def test_refuses_a_server_without_keys(tools: Path, tmp_path: Path) -> None:
     manifests = json.loads(open_network.stdout)["manifests"]
     assert "MODELSERVE_SECURITY__ALLOW_OPEN_NETWORK\n              value: \"true\"" in \
         manifests["modelserve/templates/deployment.yaml"]
+
+
+def test_refuses_a_grace_period_shorter_than_the_drain(tools: Path, tmp_path: Path) -> None:
+    out = helm_render(tools, tmp_path, {"terminationGracePeriodSeconds": 30}, check=False)
+    assert out.returncode != 0
+    assert "terminationGracePeriodSeconds (30) must be at least" in out.stderr
+    fitted = helm_render(tools, tmp_path, {"terminationGracePeriodSeconds": 30,
+                                           "shutdown": {"drainTimeoutSeconds": 15}})
+    rendered = Rendered(**json.loads(fitted.stdout))
+    assert env_of(rendered.container())["MODELSERVE_SHUTDOWN__DRAIN_TIMEOUT_SECONDS"] == "15"
 
 
 def test_without_redis_warns(tools: Path, tmp_path: Path) -> None:

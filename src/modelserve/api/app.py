@@ -16,7 +16,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from modelserve import __version__
 from modelserve.api import admin, chat, completions, embeddings, images, models, tokenize
 from modelserve.api.auth import Authenticator
-from modelserve.api.errors import APIError, BodyTooLarge, install_error_handlers
+from modelserve.api.drain import Drain, DrainGate
+from modelserve.api.errors import APIError, BodyTimeout, BodyTooLarge, install_error_handlers
 from modelserve.api.observe import RequestObserver
 from modelserve.cache import ResponseCache
 from modelserve.config import Settings
@@ -29,15 +30,17 @@ logger = logging.getLogger(__name__)
 
 
 class BodyLimit:
-    """Refuse bodies over `max_request_bytes` (413), declared or streamed.
+    """Refuse bodies over `max_request_bytes` (413), declared or streamed, and bodies that do
+    not arrive whole within `body_timeout_seconds` (408: a slow sender holds nothing longer).
 
     A plain ASGI middleware: FastAPI's decorator middleware would wrap every streamed
     response in extra task and queue hops, which costs per SSE chunk.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout: float) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout = timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -45,11 +48,20 @@ class BodyLimit:
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
             return await self._refuse(scope, receive, send)
-        seen = 0
+        seen, whole = 0, False
+        deadline = asyncio.get_running_loop().time() + self.timeout
 
         async def counted() -> Message:
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, whole
+            if whole:  # later receives wait for a disconnect: no deadline on those
+                return await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise BodyTimeout(f"The request body did not arrive within {self.timeout:g} s "
+                                  "(body_timeout_seconds).") from None
+            whole = message["type"] != "http.request" or not message.get("more_body", False)
             seen += len(message.get("body", b""))
             if seen > self.max_bytes:  # a chunked body that declared no length
                 raise BodyTooLarge(self._message())
@@ -80,13 +92,24 @@ def create_app(settings: Settings) -> FastAPI:
     if not keys.enabled:
         logger.warning("no API keys configured: every route is open to whoever can connect")
 
+    drain = Drain(settings.shutdown.drain_timeout_seconds)
+    metrics.in_flight = lambda: drain.in_flight
+    metrics.draining = lambda: drain.draining
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Clients that talk to Redis bind to the serving event loop, so they are made here.
-        app.state.cache = ResponseCache(settings.cache) if settings.cache.enabled else None
-        limiter = RateLimiter(settings.rate_limits, settings.limits.request_timeout_seconds) \
+        cache = ResponseCache(settings.cache, metrics.dependency_errors.labels("cache").inc) \
+            if settings.cache.enabled else None
+        app.state.cache = cache
+        limiter = RateLimiter(settings.rate_limits, settings.limits.request_timeout_seconds,
+                              metrics.dependency_errors.labels("rate_limits").inc) \
             if keys.enabled else None
         app.state.limiter = limiter
+        if cache is not None and cache.health is not None:
+            metrics.dependencies["cache"] = cache.health
+        if limiter is not None and limiter.health is not None:
+            metrics.dependencies["rate_limits"] = limiter.health
         await registry.load_startup()
         reaper = asyncio.create_task(registry.reap_forever())
         try:
@@ -103,6 +126,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.registry = registry
     app.state.metrics = metrics
+    app.state.drain = drain
     app.state.cache = None
     app.state.limiter = None
     install_error_handlers(app)
@@ -111,7 +135,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     # Added innermost first: the observer wraps everything, so it sees every response;
     # CORS answers preflights before auth; auth refuses before a body is read.
-    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes,
+                       timeout=settings.limits.body_timeout_seconds)
     app.add_middleware(Authenticator, keys=keys, metrics_scope=settings.security.metrics_scope,
                        metrics=metrics)
     if settings.security.cors_origins:
@@ -126,6 +151,9 @@ def create_app(settings: Settings) -> FastAPI:
                                            "x-ratelimit-limit-tokens",
                                            "x-ratelimit-remaining-tokens",
                                            "x-ratelimit-reset-tokens"])
+    # The drain gate inside the observer: refusals and drain-deadline endings are logged and
+    # counted like any response.
+    app.add_middleware(DrainGate, drain=drain)
     app.add_middleware(RequestObserver, metrics=metrics,
                        timeout=settings.limits.request_timeout_seconds,
                        json_logs=settings.log_format == "json")
@@ -136,11 +164,24 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/ready")
     async def ready() -> JSONResponse:
+        if drain.draining:
+            return JSONResponse({"status": "draining"}, status_code=503)
         ok, detail = registry.readiness()
-        if ok:
-            return JSONResponse({"status": "ready"})
-        status = detail.pop("status", "not_ready")
-        return JSONResponse({"status": status, "models": detail}, status_code=503)
+        if not ok:
+            status = detail.pop("status", "not_ready")
+            return JSONResponse({"status": status, "models": detail}, status_code=503)
+        # Every dependency's state; a required one (fail_closed rate limits) that is down
+        # makes the replica unready, since it could serve nothing.
+        dependencies = {name: "up" if await health.check() else "down"
+                        for name, health in metrics.dependencies.items()}
+        body: dict[str, object] = {"status": "ready"}
+        if dependencies:
+            body["dependencies"] = dependencies
+        if any(metrics.dependencies[name].required and state == "down"
+               for name, state in dependencies.items()):
+            body["status"] = "dependency_unavailable"
+            return JSONResponse(body, status_code=503)
+        return JSONResponse(body)
 
     @app.get("/metrics")
     async def metrics_alias(request: Request) -> Response:

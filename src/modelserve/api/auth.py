@@ -10,10 +10,10 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from modelserve.api.errors import APIError
-from modelserve.api.generation import rate_limited
+from modelserve.api.generation import limits_unavailable, rate_limited
 from modelserve.api.observe import RequestContext
 from modelserve.metrics import ServerMetrics
-from modelserve.security import KeyRing, RateLimited, RateLimiter
+from modelserve.security import KeyRing, LimitsUnavailable, RateLimited, RateLimiter
 
 PUBLIC = {"/health", "/ready"}
 
@@ -58,10 +58,13 @@ class Authenticator:
         limiter: RateLimiter | None = scope["app"].state.limiter
         if limiter is not None and needed == "user":
             try:
-                await limiter.check_request(key, ctx.headers)
+                enforced = await limiter.check_request(key, ctx.headers)
             except RateLimited as exc:
                 self.metrics.rate_limited.labels(exc.limit).inc()
                 return await _refuse(scope, receive, send, rate_limited(exc))
+            except LimitsUnavailable as exc:
+                return await _refuse(scope, receive, send, limits_unavailable(exc))
+            ctx.limits_unenforced |= not enforced
         await self.app(scope, receive, send)
 
 

@@ -64,8 +64,8 @@ class CachePlan:
         return found
 
     async def store(self, body: bytes) -> None:
-        if self.cache is not None and self.key is not None:
-            await self.cache.put(self.key, body)
+        if self.cache is not None and self.key is not None and \
+                await self.cache.put(self.key, body):
             self.request.app.state.metrics.cache_stores.labels(self.route).inc()
 
 

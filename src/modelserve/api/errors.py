@@ -46,6 +46,16 @@ class BodyTooLarge(StarletteHTTPException):
         super().__init__(413, message)
 
 
+class BodyTimeout(StarletteHTTPException):
+    """Raised while reading a body that does not arrive in time; the connection is closed
+    after the answer (the rest of the body may still be on its way)."""
+
+    code = "request_timeout"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(408, message, headers={"Connection": "close"})
+
+
 def bad_request(message: str, param: str | None = None, code: str | None = None) -> APIError:
     return APIError(400, message, param=param, code=code)
 

@@ -26,7 +26,7 @@ from modelserve.registry import (
 )
 from modelserve.runtimes.embeddings import EmbeddingRuntime
 from modelserve.runtimes.llama_chat import Generation, LlamaChatRuntime
-from modelserve.security import RateLimited, RateLimiter
+from modelserve.security import LimitsUnavailable, RateLimited, RateLimiter
 
 T = TypeVar("T")
 
@@ -71,7 +71,10 @@ async def admit(request: Request, prompt_tokens: int, max_new_tokens: int) -> No
     except RateLimited as exc:
         request.app.state.metrics.rate_limited.labels(exc.limit).inc()
         raise rate_limited(exc) from None
+    except LimitsUnavailable as exc:
+        raise limits_unavailable(exc) from None
     ctx.headers.update(admission.headers)
+    ctx.limits_unenforced |= not admission.enforced
 
     async def settle(done: RequestContext) -> None:
         await limiter.settle(admission, done.completion_tokens or 0)
@@ -83,6 +86,15 @@ def rate_limited(exc: RateLimited) -> APIError:
     # OpenAI names the exhausted limit in `type`: "requests" or "tokens".
     kind = exc.limit if exc.limit in ("requests", "tokens") else "rate_limit_error"
     return APIError(429, str(exc), type=kind, code="rate_limit_exceeded",
+                    headers={"Retry-After": str(max(math.ceil(exc.retry_after), 1))})
+
+
+def limits_unavailable(exc: LimitsUnavailable) -> APIError:
+    """fail_closed with the limits' storage down: the request cannot be checked, so it is
+    refused until the storage answers again."""
+    return APIError(503, "Rate limits cannot be checked right now (their storage is "
+                    "unavailable). Please retry shortly.", type="server_error",
+                    code="service_unavailable",
                     headers={"Retry-After": str(max(math.ceil(exc.retry_after), 1))})
 
 
@@ -221,7 +233,9 @@ async def unless_disconnected(request: Request, work: Awaitable[T],
             task.cancel()
             for gen in gens:
                 gen.cancel()
-    if task.cancelled():
+    # Not done: the client went away first; the cancel above is still on its way (so the
+    # task is not `cancelled()` yet, and asking for its result would be an error, a 500).
+    if not task.done() or task.cancelled():
         raise APIError(499, "client disconnected", code="client_closed_request")
     return task.result()
 

@@ -41,6 +41,7 @@ class RequestContext:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     cache: str | None = None
+    limits_unenforced: bool = False  # the limits' storage failed and the policy is fail_open
     leases: list[Lease] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)  # added to the response
     on_finish: list[Callable[[RequestContext], Awaitable[None]]] = field(default_factory=list)
@@ -114,6 +115,8 @@ class RequestObserver:
         model = self.metrics.model_label(ctx.model)
         self.metrics.requests.labels(route, model, str(status)).inc()
         self.metrics.request_seconds.labels(route, model).observe(seconds)
+        if ctx.limits_unenforced:
+            self.metrics.unlimited_requests.inc()
         fields: dict[str, Any] = {
             "request_id": ctx.request_id, "method": scope.get("method"),
             "path": scope.get("path"), "status": status, "latency_ms": round(seconds * 1000, 1),
