@@ -5,10 +5,18 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -154,18 +162,28 @@ class DiffusionOptions(BaseModel):
                                   description="memory store cap; oldest images go first")
 
 
-RUNTIME_KINDS = {"llama.cpp": "chat", "onnx": "embeddings", "sentence-transformers": "embeddings",
-                 "diffusers": "images"}
+# A spec that names neither kind nor runtime is a chat model (the first kind there was).
+DEFAULT_KIND = "chat"
+OptionsT = TypeVar("OptionsT", bound=BaseModel)
+
+
+def _one_of(names: list[str]) -> str:
+    """Names the way pydantic's Literal errors do: 'a', 'b' or 'c'."""
+    quoted = [repr(n) for n in names]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
 
 
 class ModelSpec(BaseModel):
+    """One model of the YAML `models:` list. Its kind (modelserve.kinds) names the runtimes
+    that may serve it and the options model each runtime reads."""
+
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:/-]+$")
-    kind: Literal["chat", "embeddings", "images"] = "chat"
-    runtime: Literal["llama.cpp", "onnx", "sentence-transformers", "diffusers"] = "llama.cpp"
+    kind: str = DEFAULT_KIND
+    runtime: str = "llama.cpp"  # always replaced: the kind's default runtime
     source: PackageSource | PathSource | str
-    options: LlamaCppOptions | EmbeddingOptions | DiffusionOptions = Field(
-        default_factory=LlamaCppOptions)  # type: ignore[arg-type]
+    # Serialized as its real class: the field's type only says "some kind's options".
+    options: SerializeAsAny[BaseModel] = Field(default_factory=BaseModel)
     pinned: bool = Field(False, description="never evicted or unloaded for idleness")
     preload: bool = Field(True, description="load at start-up (else on first request)")
     keep_alive_seconds: float | None = Field(
@@ -174,38 +192,54 @@ class ModelSpec(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _options_for_runtime(cls, data: Any) -> Any:
+        """Default the kind from the runtime and the runtime from the kind, then parse
+        `options` with that runtime's model. Unknown names are left to the field checks."""
+        from modelserve.kinds import KINDS, kind_of_runtime
+
         if not isinstance(data, dict):
             return data
-        runtime = data.get("runtime") or {"embeddings": "onnx", "images": "diffusers"}.get(
-            data.get("kind") or "chat", "llama.cpp")
-        kind = data.get("kind") or RUNTIME_KINDS.get(runtime, "chat")
-        if RUNTIME_KINDS.get(runtime, kind) != kind:
+        named_kind = KINDS.get(data.get("kind") or DEFAULT_KIND) or KINDS[DEFAULT_KIND]
+        runtime = data.get("runtime") or named_kind.default_runtime
+        served_by = kind_of_runtime(runtime) if isinstance(runtime, str) else None
+        kind = data.get("kind") or (served_by.name if served_by else DEFAULT_KIND)
+        if served_by is not None and served_by.name != kind:
             raise ValueError(f"runtime {runtime!r} cannot serve kind {kind!r}")
         options = data.get("options") or {}
-        if isinstance(options, dict):
-            model = {"llama.cpp": LlamaCppOptions, "diffusers": DiffusionOptions}.get(
-                runtime, EmbeddingOptions)
-            options = model(**options)
+        if isinstance(options, dict) and served_by is not None:
+            options = served_by.runtimes[runtime](**options)
         return {**data, "runtime": runtime, "kind": kind, "options": options}
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        from modelserve.kinds import KINDS
+
+        if value not in KINDS:
+            raise PydanticCustomError("literal_error", "Input should be {expected}",
+                                      {"expected": _one_of(list(KINDS))})
+        return value
+
+    @field_validator("runtime")
+    @classmethod
+    def _known_runtime(cls, value: str) -> str:
+        from modelserve.kinds import KINDS
+
+        runtimes = [name for kind in KINDS.values() for name in kind.runtimes]
+        if value not in runtimes:
+            raise PydanticCustomError("literal_error", "Input should be {expected}",
+                                      {"expected": _one_of(runtimes)})
+        return value
 
     @field_validator("source")
     @classmethod
     def _string_is_path(cls, value: Any) -> Any:
         return PathSource(path=value) if isinstance(value, str) else value
 
-    @property
-    def chat_options(self) -> LlamaCppOptions:
-        assert isinstance(self.options, LlamaCppOptions)
-        return self.options
-
-    @property
-    def embedding_options(self) -> EmbeddingOptions:
-        assert isinstance(self.options, EmbeddingOptions)
-        return self.options
-
-    @property
-    def diffusion_options(self) -> DiffusionOptions:
-        assert isinstance(self.options, DiffusionOptions)
+    def options_as(self, options_class: type[OptionsT]) -> OptionsT:
+        """The options, typed as the runtime that reads them expects."""
+        if not isinstance(self.options, options_class):
+            raise TypeError(f"model {self.name!r} has {type(self.options).__name__}, "
+                            f"not {options_class.__name__}")
         return self.options
 
     def resolve_source(self) -> Path:

@@ -12,59 +12,17 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from modelserve.dependencies import DependencyHealth
+from modelserve.kinds import KINDS
 from modelserve.registry import ModelRegistry, ModelState
-from modelserve.runtimes.diffusion import DiffusionRuntime
-from modelserve.runtimes.embeddings import EmbeddingRuntime
 
-# (metric name, kind, help, stats field) for chat engines (EngineStats) ...
-CHAT_METRICS = [
-    ("modelserve_running_sequences", "gauge", "Sequences holding a slot", "running"),
-    ("modelserve_waiting_sequences", "gauge", "Sequences queued for a slot", "waiting"),
-    ("modelserve_prompt_tokens", "counter", "Prompt tokens admitted", "prompt_tokens"),
-    ("modelserve_prompt_tokens_reused", "counter", "Prompt tokens served from a cached prefix",
-     "reused_prompt_tokens"),
-    ("modelserve_completion_tokens", "counter", "Tokens generated", "completion_tokens"),
-    ("modelserve_cancelled_sequences", "counter", "Sequences cancelled (client gone)",
-     "cancelled"),
-    ("modelserve_engine_steps", "counter", "Batched llama_decode calls", "steps"),
-    ("modelserve_engine_decode_seconds", "counter", "Time inside llama_decode",
-     "decode_seconds"),
-    ("modelserve_engine_step_seconds", "counter",
-     "Time in engine steps (decode, sampling, hand-off)", "step_seconds"),
-    ("modelserve_kv_cache_used_tokens", "gauge",
-     "KV cells holding running sequences or reusable prefixes", "kv_used_tokens"),
-    ("modelserve_kv_cache_capacity_tokens", "gauge", "KV cells in all slots",
-     "kv_capacity_tokens"),
-]
-# ... and for embeddings batchers (BatchStats).
-EMBEDDING_METRICS = [
-    ("modelserve_embedding_batches", "counter", "Embedding forward passes", "batches"),
-    ("modelserve_embedding_batch_inputs", "counter", "Inputs embedded (in batches)", "inputs"),
-    ("modelserve_embedding_max_batch_size", "gauge", "Largest embedding batch so far",
-     "max_batch_size"),
-]
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
                    120.0, 300.0)
 TOKEN_GAP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56)
 
-# ... and for diffusers image models (DiffusionStats).
-IMAGE_METRICS = [
-    ("modelserve_image_generations", "counter", "Image requests completed", "generations"),
-    ("modelserve_image_images", "counter", "Images generated", "images"),
-    ("modelserve_image_steps", "counter", "Denoising steps run (cancelled work included)",
-     "steps"),
-    ("modelserve_image_cancelled", "counter", "Image requests cancelled (client gone)",
-     "cancelled"),
-    ("modelserve_image_failed", "counter", "Image requests that failed", "failed"),
-    ("modelserve_image_waiting", "gauge", "Image requests queued", "waiting"),
-    ("modelserve_image_running", "gauge", "Image requests running", "running"),
-    ("modelserve_image_seconds", "counter", "Time inside diffusers pipeline calls", "seconds"),
-]
 
-
-def _family(name: str, kind: str, help_text: str,
+def _family(name: str, metric_type: str, help_text: str,
             labels: tuple[str, ...] = ("model",)) -> GaugeMetricFamily | CounterMetricFamily:
-    cls = GaugeMetricFamily if kind == "gauge" else CounterMetricFamily
+    cls = GaugeMetricFamily if metric_type == "gauge" else CounterMetricFamily
     return cls(name, help_text, labels=list(labels))
 
 
@@ -75,18 +33,16 @@ class ModelsCollector(Collector):
         self._models = models
 
     def collect(self) -> Iterator[Metric]:
-        families = {name: _family(name, kind, text)
-                    for name, kind, text, _ in CHAT_METRICS + EMBEDDING_METRICS + IMAGE_METRICS}
-        for model, runtime in self._models.loaded().items():
-            stats: object
-            if isinstance(runtime, EmbeddingRuntime):
-                table, stats = EMBEDDING_METRICS, runtime.batcher.stats
-            elif isinstance(runtime, DiffusionRuntime):
-                table, stats = IMAGE_METRICS, runtime.snapshot()
-            else:
-                table, stats = CHAT_METRICS, runtime.engine.snapshot()
-            for name, _, _, field in table:
-                families[name].add_metric([model], float(getattr(stats, field)))
+        # Every kind's series, with or without samples: the set of names stays the same
+        # whichever models are loaded. Kinds may share a series (one family per name).
+        families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
+        for kind in KINDS.values():
+            for m in kind.metrics:
+                families.setdefault(m.name, _family(m.name, m.type, m.help))
+            for model, runtime in self._models.loaded_of(kind).items():
+                stats = kind.stats(runtime)
+                for m in kind.metrics:
+                    families[m.name].add_metric([model], float(getattr(stats, m.stats_field)))
         yield from families.values()
         yield from self._lifecycle()
 

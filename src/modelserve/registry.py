@@ -15,17 +15,17 @@ import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from modelserve.config import ConfigError, ModelSpec
 from modelserve.config_sections import LifecycleSettings
+from modelserve.kinds import KINDS, ModelKind, ModelRuntime
 from modelserve.model_files import disk_bytes, release_freed_memory, revision
-from modelserve.runtimes.diffusion import DiffusionRuntime
-from modelserve.runtimes.embeddings import EmbeddingRuntime
-from modelserve.runtimes.llama_chat import LlamaChatRuntime
 
-Runtime = LlamaChatRuntime | EmbeddingRuntime | DiffusionRuntime
+# Kept as the registry's name for "any loaded model's runtime".
+Runtime = ModelRuntime
 T = TypeVar("T")
+R = TypeVar("R", bound=ModelRuntime)
 
 logger = logging.getLogger(__name__)
 
@@ -58,11 +58,8 @@ class CapacityError(RuntimeError):
 
 
 def build_runtime(spec: ModelSpec) -> Runtime:
-    if spec.kind == "chat":
-        return LlamaChatRuntime(spec)
-    if spec.kind == "images":
-        return DiffusionRuntime(spec)
-    return EmbeddingRuntime(spec)
+    built: Runtime = KINDS[spec.kind].build(spec)
+    return built
 
 
 @dataclass(eq=False)
@@ -132,7 +129,7 @@ class ModelRegistry:
         self.started = False
         self._load_lock: asyncio.Lock | None = None
         self._background: set[asyncio.Task[Any]] = set()
-        self.on_loaded: list[Any] = []  # callbacks (name, seconds) for metrics
+        self.on_loaded: list[Any] = []  # callbacks (name, runtime, seconds) for metrics
 
     # -- queries -----------------------------------------------------------------------------
 
@@ -143,6 +140,13 @@ class ModelRegistry:
     def loaded(self) -> dict[str, Runtime]:
         return {name: e.current.runtime for name, e in self.entries.items()
                 if e.current is not None and e.state is ModelState.READY}
+
+    def loaded_of(self, kind: ModelKind[R]) -> dict[str, R]:
+        """The ready models of one kind, typed as that kind's runtime."""
+        # The kind's own `build` made each of these, so each is that kind's runtime class.
+        return {name: cast(R, e.current.runtime) for name, e in self.entries.items()
+                if e.current is not None and e.state is ModelState.READY
+                and e.current.spec.kind == kind.name}
 
     def readiness(self) -> tuple[bool, dict[str, str]]:
         """Ready once start-up loading finished and every required model is ready."""

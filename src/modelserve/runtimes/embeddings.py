@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from modelserve.config import ModelSpec
+from modelserve.config import EmbeddingOptions, ModelSpec
 from modelserve.engine.embed_batcher import EmbeddingBatcher
 from modelserve.runtimes.st_layout import EmbeddingLayout, Floats, LayoutError, pad_batch
 
@@ -105,7 +105,7 @@ class EmbeddingRuntime:
     kind = "embeddings"
 
     def __init__(self, spec: ModelSpec) -> None:
-        opts = spec.embedding_options
+        opts = spec.options_as(EmbeddingOptions)
         started = time.monotonic()
         directory = spec.resolve_source()
         self.spec = spec

@@ -11,7 +11,7 @@ import weakref
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
-from modelserve.config import ModelSpec
+from modelserve.config import LlamaCppOptions, ModelSpec
 from modelserve.engine.llm_engine import LLMEngine
 from modelserve.engine.sequence import (
     ImageSpan,
@@ -34,7 +34,7 @@ class LlamaChatRuntime:
     kind = "chat"
 
     def __init__(self, spec: ModelSpec) -> None:
-        opts = spec.chat_options
+        opts = spec.options_as(LlamaCppOptions)
         path = spec.resolve_source()
         started = time.monotonic()
         self.spec = spec

@@ -1,0 +1,51 @@
+"""The embeddings kind: ONNX or sentence-transformers encoders behind /v1/embeddings."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from modelserve.config import EmbeddingOptions
+from modelserve.kinds.base import MetricDef, ModelKind
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
+
+    from modelserve.config import ModelSpec
+    from modelserve.engine.embed_batcher import BatchStats
+    from modelserve.runtimes.embeddings import EmbeddingRuntime
+
+
+def _build(spec: ModelSpec) -> EmbeddingRuntime:
+    from modelserve.runtimes.embeddings import EmbeddingRuntime
+
+    return EmbeddingRuntime(spec)
+
+
+def _routers() -> Sequence[APIRouter]:
+    from modelserve.api import embeddings
+
+    return (embeddings.router,)
+
+
+def _stats(runtime: EmbeddingRuntime) -> BatchStats:
+    return runtime.batcher.stats
+
+
+EMBEDDINGS: ModelKind[EmbeddingRuntime] = ModelKind(
+    name="embeddings",
+    runtimes={"onnx": EmbeddingOptions, "sentence-transformers": EmbeddingOptions},
+    default_runtime="onnx",
+    build=_build,
+    routers=_routers,
+    metrics=(
+        MetricDef("modelserve_embedding_batches", "counter", "Embedding forward passes",
+                  "batches"),
+        MetricDef("modelserve_embedding_batch_inputs", "counter",
+                  "Inputs embedded (in batches)", "inputs"),
+        MetricDef("modelserve_embedding_max_batch_size", "gauge",
+                  "Largest embedding batch so far", "max_batch_size"),
+    ),
+    stats=_stats,
+    use="embeddings",
+)
