@@ -93,8 +93,6 @@ def encode_image(image: Image.Image, fmt: str) -> bytes:
 
 
 class DiffusionRuntime:
-    kind = "images"
-
     def __init__(self, spec: ModelSpec) -> None:
         import torch
         from diffusers import AutoPipelineForText2Image

@@ -102,8 +102,6 @@ class SentenceTransformersBackend:
 
 
 class EmbeddingRuntime:
-    kind = "embeddings"
-
     def __init__(self, spec: ModelSpec) -> None:
         opts = spec.options_as(EmbeddingOptions)
         started = time.monotonic()

@@ -31,8 +31,6 @@ logging.getLogger("llama-cpp-python").setLevel(logging.WARNING)
 
 
 class LlamaChatRuntime:
-    kind = "chat"
-
     def __init__(self, spec: ModelSpec) -> None:
         opts = spec.options_as(LlamaCppOptions)
         path = spec.resolve_source()
