@@ -24,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from modelserve.api.app import create_app
 from modelserve.config import load_settings
+from modelserve.engine.scheduler import BatchPlan, Scheduler
 
 CHAT_MODEL = "smollm2"
 TINY_QUEUE_MODEL = "smollm2-one-slot"
@@ -50,6 +51,13 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if not report.ok:
         pytest.exit("llama.cpp cannot run on this machine (modelserve check-build):\n"
                     + describe(report), returncode=3)
+
+
+def step(sched: Scheduler) -> BatchPlan:
+    """One engine step as the scheduler sees it: plan, the runner runs it, commit."""
+    plan = sched.schedule()
+    sched.commit(plan)
+    return plan
 
 
 def free_port() -> int:

@@ -7,6 +7,7 @@ import numpy as np
 from modelserve.engine.scheduler import Scheduler
 from modelserve.engine.sequence import ImageSpan, SamplingParams, Sequence
 from modelserve.runtimes.mtmd import pseudo_token
+from tests.conftest import step
 
 
 def span(start: int, n: int, n_pos: int | None = None, non_causal: bool = False) -> ImageSpan:
@@ -32,13 +33,13 @@ def test_text_runs_to_the_image_then_the_image_then_the_rest() -> None:
     sched = Scheduler(n_slots=2, token_budget=64, max_waiting=4)
     seq = image_seq([1, 2, 3], "x", 10, [4, 5])
     sched.add(seq)
-    plan = sched.schedule()
+    plan = step(sched)
     assert plan.tokens == [1, 2, 3] and not plan.images and not plan.sample
-    plan = sched.schedule()
+    plan = step(sched)
     assert not plan.tokens and len(plan.images) == 1
     piece = plan.images[0]
     assert (piece.seq, piece.offset, piece.count) == (seq, 0, 10)
-    plan = sched.schedule()
+    plan = step(sched)
     assert plan.tokens == [4, 5] and plan.positions == [13, 14] and plan.sample == [(seq, 1)]
     assert sched.slots[seq.slot].cached == seq.prompt
 
@@ -49,7 +50,7 @@ def test_image_slices_share_the_budget_with_decode_rows() -> None:
     sched.add(seq)
     counts = []
     while seq.n_computed < 20:
-        plan = sched.schedule()
+        plan = step(sched)
         counts += [(p.offset, p.count) for p in plan.images]
     assert counts == [(0, 8), (8, 8), (16, 4)]
 
@@ -58,8 +59,8 @@ def test_non_causal_image_goes_in_one_slice() -> None:
     sched = Scheduler(n_slots=1, token_budget=8, max_waiting=4)
     seq = image_seq([1], "x", 20, [7], non_causal=True)
     sched.add(seq)
-    sched.schedule()
-    plan = sched.schedule()
+    step(sched)
+    plan = step(sched)
     assert [(p.offset, p.count) for p in plan.images] == [(0, 20)]
 
 
@@ -68,16 +69,16 @@ def test_prefix_reuse_stops_at_a_different_image() -> None:
     first = image_seq([1, 2], "x", 5, [3, 4])
     sched.add(first)
     for _ in range(3):
-        sched.schedule()
+        step(sched)
     sched.remove(first)
     same = image_seq([1, 2], "x", 5, [3, 4])
     sched.add(same)
-    plan = sched.schedule()
+    plan = step(sched)
     assert same.cached_tokens == 8 and plan.tokens == [4]  # all but the last token
     sched.remove(same)
     other = image_seq([1, 2], "y", 5, [3, 4])
     sched.add(other)
-    plan = sched.schedule()
+    plan = step(sched)
     assert other.cached_tokens == 2 and plan.trims == [(0, 2)]
     assert len(plan.images) == 0 or plan.images[0].offset == 0
 
@@ -86,13 +87,13 @@ def test_reuse_inside_an_image_is_cut_back_to_its_start() -> None:
     sched = Scheduler(n_slots=1, token_budget=8, max_waiting=4)
     first = image_seq([1], "x", 20, [3])
     sched.add(first)
-    sched.schedule()
-    sched.schedule()  # the first 8 rows of the image, then the sequence is cancelled
+    step(sched)
+    step(sched)  # the first 8 rows of the image, then the sequence is cancelled
     sched.remove(first)
     assert len(sched.slots[0].cached) == 9
     again = image_seq([1], "x", 20, [3])
     sched.add(again)
-    plan = sched.schedule()
+    plan = step(sched)
     # Part of an image is not reused (a bidirectional image needs all of it in one decode).
     assert again.cached_tokens == 1 and plan.trims == [(0, 1)]
     assert [(p.offset, p.count) for p in plan.images] == [(0, 8)]

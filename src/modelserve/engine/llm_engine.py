@@ -1,28 +1,23 @@
-"""The engine loop: one thread per chat model, ONE llama_decode per step for all sequences."""
+"""The engine loop: one thread per chat model, ONE llama_decode per step for all sequences.
+
+The loop orchestrates, nano-vllm style: under the lock it applies aborts and asks the scheduler
+for a plan; without the lock the runner executes the plan (decode, sample, images); under the
+lock again the scheduler commits the step's progress and the loop turns each sampled token into
+an output (text, stop strings, end of generation, max_tokens) for the sequence's consumer.
+"""
 
 from __future__ import annotations
 
-import logging
-import math
-import os
 import sys
 import threading
 import time
 from dataclasses import dataclass, replace
-
-import numpy as np
+from typing import Protocol
 
 from modelserve.engine.detokenizer import IncrementalText
-from modelserve.engine.scheduler import BatchPlan, ImageSlice, Scheduler
-from modelserve.engine.sequence import (
-    Sequence,
-    SequenceStatus,
-    StepOutput,
-    TokenLogprob,
-)
-from modelserve.runtimes.llama_cpp import LlamaContext, LlamaModel, Sampler, SamplerConfig
-
-logger = logging.getLogger(__name__)
+from modelserve.engine.model_runner import Sampled, StepResult
+from modelserve.engine.scheduler import BatchPlan, Scheduler
+from modelserve.engine.sequence import Sequence, SequenceStatus, StepOutput
 
 
 @dataclass
@@ -40,24 +35,37 @@ class EngineStats:
     kv_capacity_tokens: int = 0
 
 
-@dataclass
-class _Live:
-    """Per-sequence state that lives only while the sequence runs."""
+class Runner(Protocol):
+    """What the loop needs of a runner (engine.model_runner.ModelRunner; fakes in tests)."""
 
-    sampler: Sampler | None  # None: plain greedy, an argmax over the logits
-    text: IncrementalText
+    n_slots: int
+    batch_size: int
+    ctx_per_seq: int
+
+    def warm_up(self) -> None: ...
+
+    def run(self, plan: BatchPlan) -> StepResult: ...
+
+    def release(self, seq_id: int) -> None: ...
+
+
+class Vocab(Protocol):
+    """What turning tokens into outputs needs of the model."""
+
+    def is_eog(self, token: int) -> bool: ...
+
+    def token_bytes(self, token: int, special: bool = False) -> bytes: ...
 
 
 class LLMEngine:
-    def __init__(self, model: LlamaModel, ctx: LlamaContext, max_waiting: int) -> None:
-        self.model = model
-        self.ctx = ctx
-        self.scheduler = Scheduler(ctx.n_seq, ctx.batch_size, max_waiting)
+    def __init__(self, runner: Runner, vocab: Vocab, max_waiting: int) -> None:
+        self.runner = runner
+        self.vocab = vocab
+        self.scheduler = Scheduler(runner.n_slots, runner.batch_size, max_waiting)
         self.stats = EngineStats()
         self._cond = threading.Condition()
-        self._inbox: list[Sequence] = []
         self._aborts: set[int] = set()
-        self._live: dict[int, _Live] = {}
+        self._texts: dict[int, IncrementalText] = {}  # per running sequence
         self._stopping = False
         self._warmed_up = threading.Event()
         self._warm_up_error: Exception | None = None
@@ -95,7 +103,7 @@ class LLMEngine:
             used = sum(s.seq.n_computed if s.seq is not None else len(s.cached) for s in slots)
             return replace(self.stats, running=len(self.scheduler.running),
                            waiting=len(self.scheduler.waiting), kv_used_tokens=used,
-                           kv_capacity_tokens=len(slots) * self.ctx.ctx_per_seq)
+                           kv_capacity_tokens=len(slots) * self.runner.ctx_per_seq)
 
     # -- called from other threads -------------------------------------------------------
 
@@ -117,7 +125,7 @@ class LLMEngine:
 
     def _run(self) -> None:
         try:
-            self.ctx.warm_up()
+            self.runner.warm_up()
         except Exception as exc:
             self._warm_up_error = exc
             return
@@ -131,7 +139,7 @@ class LLMEngine:
                     break
                 self._apply_aborts()
                 plan = self.scheduler.schedule()
-                self._start_new(plan)
+                self._start_new()
             if len(plan) or plan.images:
                 self._step(plan)
         self._fail_all("engine stopped")
@@ -143,112 +151,53 @@ class LLMEngine:
                 self._finish(seq, "cancelled")
         self._aborts.clear()
 
-    def _start_new(self, plan: BatchPlan) -> None:
-        for slot_id, from_pos in plan.trims:
-            self.ctx.forget(slot_id, from_pos)
+    def _start_new(self) -> None:
         for seq in self.scheduler.running:
-            if seq.id not in self._live:
+            if seq.id not in self._texts:
                 seq.admitted_at = time.perf_counter()
-                text = IncrementalText(seq.params.stop)
-                self._live[seq.id] = _Live(self._make_sampler(seq), text)
+                self._texts[seq.id] = IncrementalText(seq.params.stop)
                 self.stats.prompt_tokens += len(seq.prompt)
                 self.stats.reused_prompt_tokens += seq.cached_tokens
 
-    def _make_sampler(self, seq: Sequence) -> Sampler | None:
-        p = seq.params
-        if (p.temperature <= 0 and not p.logit_bias and not p.presence_penalty
-                and not p.frequency_penalty and p.repeat_penalty == 1.0):
-            return None
-        seed = p.seed if p.seed is not None else int.from_bytes(os.urandom(4), "little")
-        return Sampler(self.model, SamplerConfig(
-            temperature=p.temperature, top_p=p.top_p, top_k=p.top_k, min_p=p.min_p, seed=seed,
-            presence_penalty=p.presence_penalty, frequency_penalty=p.frequency_penalty,
-            repeat_penalty=p.repeat_penalty, penalty_last_n=max(p.max_tokens, 64),
-            logit_bias=p.logit_bias))
-
     def _step(self, plan: BatchPlan) -> None:
         started = time.perf_counter()
-        if len(plan):
-            self._eval_tokens(plan, started)
-        for piece in plan.images:
-            self._eval_image(piece)
+        result = self.runner.run(plan)
+        with self._cond:
+            # Progress first (the KV now holds these rows), then the outputs, which may
+            # finish sequences and free their slots.
+            self.scheduler.commit(plan, set(result.failed))
+            for slot_id, message in result.failed.items():
+                seq = self.scheduler.slots[slot_id].seq
+                if seq is not None:
+                    self._finish(seq, "error", error=message)
+            for sampled in result.sampled:
+                if sampled.seq.status is not SequenceStatus.FINISHED:
+                    self._emit(sampled)
+        self.stats.steps += result.decodes
+        self.stats.decode_seconds += result.decode_seconds
         self.stats.step_seconds += time.perf_counter() - started
 
-    def _eval_tokens(self, plan: BatchPlan, started: float) -> None:
-        try:
-            self.ctx.decode(plan.tokens, plan.positions, plan.seq_ids, plan.want_logits)
-        except Exception as exc:  # a decode failure poisons this batch, not the server
-            logger.exception("decode failed")
-            self._fail_slots(set(plan.seq_ids), str(exc))
-            return
-        self.stats.steps += 1
-        self.stats.decode_seconds += time.perf_counter() - started
-        # Sample before any image decode: the next llama_decode overwrites the logits.
-        with self._cond:
-            for seq, row in plan.sample:
-                if seq.status is not SequenceStatus.FINISHED:
-                    self._sample(seq, row)
-
-    def _eval_image(self, piece: ImageSlice) -> None:
-        """One image slice, in its own decode: embeddings cannot share a batch with tokens."""
-        started = time.perf_counter()
-        end = piece.offset + piece.count
-        try:
-            self.ctx.decode_embeddings(piece.span.embd[piece.offset:end],
-                                       piece.span.pos[:, piece.offset:end], piece.seq.slot,
-                                       non_causal=piece.span.non_causal)
-        except Exception as exc:
-            logger.exception("image decode failed")
-            self._fail_slots({piece.seq.slot}, str(exc))
-            return
-        self.stats.steps += 1
-        self.stats.decode_seconds += time.perf_counter() - started
-
-    def _fail_slots(self, slot_ids: set[int], message: str) -> None:
-        with self._cond:
-            for slot_id in slot_ids:
-                slot = self.scheduler.slots[slot_id]
-                if slot.seq is not None:
-                    self._finish(slot.seq, "error", error=message)
-                slot.cached.clear()  # the KV of this batch is unknown: never reuse it
-                self.ctx.forget(slot_id)
-
-    def _sample(self, seq: Sequence, row: int) -> None:
-        live = self._live[seq.id]
-        if live.sampler is None:
-            # The same choice as llama.cpp's greedy sampler (first maximum), without building
-            # its candidate array over the whole vocabulary for every sequence every step.
-            token = int(np.argmax(self.ctx.logits(row)))
-        else:
-            token = live.sampler.sample(self.ctx, row)
+    def _emit(self, sampled: Sampled) -> None:
+        """One sampled token becomes the sequence's next output (call with the lock held)."""
+        seq, token = sampled.seq, sampled.token
+        text = self._texts[seq.id]
         seq.status = SequenceStatus.DECODING
         seq.output.append(token)
         self.stats.completion_tokens += 1
         out = StepOutput(token_ids=[token], prompt_tokens=len(seq.prompt),
                          completion_tokens=len(seq.output), cached_tokens=seq.cached_tokens)
-        if seq.params.logprobs:
-            out.logprobs.append(self._logprob(row, token, seq.params.top_logprobs))
-        if self.model.is_eog(token):
-            out.text = live.text.flush()
+        if sampled.logprob is not None:
+            out.logprobs.append(sampled.logprob)
+        if self.vocab.is_eog(token):
+            out.text = text.flush()
             return self._finish(seq, "stop", out)
-        out.text = live.text.push(self.model.token_bytes(token))
-        if live.text.stopped:
+        out.text = text.push(self.vocab.token_bytes(token))
+        if text.stopped:
             return self._finish(seq, "stop", out)
         if len(seq.output) >= seq.params.max_tokens:
-            out.text += live.text.flush()
-            return self._finish(seq, "stop" if live.text.stopped else "length", out)
+            out.text += text.flush()
+            return self._finish(seq, "stop" if text.stopped else "length", out)
         seq.sink(out)
-
-    def _logprob(self, row: int, token: int, top_n: int) -> TokenLogprob:
-        logits = self.ctx.logits(row).astype(np.float64)
-        shifted = logits - logits.max()
-        logprobs = shifted - math.log(float(np.exp(shifted).sum()))
-        top: tuple[tuple[int, float], ...] = ()
-        if top_n > 0:
-            best = np.argpartition(-logprobs, top_n)[:top_n]
-            best = best[np.argsort(-logprobs[best])]
-            top = tuple((int(t), float(logprobs[t])) for t in best)
-        return TokenLogprob(token, float(logprobs[token]), top)
 
     def _finish(self, seq: Sequence, reason: str, out: StepOutput | None = None,
                 error: str | None = None) -> None:
@@ -258,9 +207,8 @@ class LLMEngine:
         self.scheduler.remove(seq)
         seq.status = SequenceStatus.FINISHED
         seq.finish_reason = reason
-        live = self._live.pop(seq.id, None)
-        if live is not None and live.sampler is not None:
-            live.sampler.close()
+        self._texts.pop(seq.id, None)
+        self.runner.release(seq.id)
         out = out or StepOutput(prompt_tokens=len(seq.prompt), completion_tokens=len(seq.output),
                                 cached_tokens=seq.cached_tokens)
         out.finish_reason = reason

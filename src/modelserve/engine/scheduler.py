@@ -3,6 +3,8 @@
 Each step the scheduler admits waiting sequences into free slots (reusing the longest cached
 token prefix), then plans ONE batch: one row per decoding sequence, then prefill chunks of
 admitted prompts up to the token budget, so a long prompt never stalls running streams.
+Planning records no progress: once the runner has run the plan, `commit` moves each sequence's
+computed count and each slot's cached tokens on, except in the slots whose step failed.
 
 Image chunks of a prompt are embeddings, not tokens, and llama_decode cannot mix the two in
 one batch: the plan lists them apart (`images`), as slices that share the same budget, and the
@@ -55,11 +57,12 @@ class BatchPlan:
     trims: list[tuple[int, int]] = field(default_factory=list)  # (slot, drop KV from pos)
     images: list[ImageSlice] = field(default_factory=list)  # evaluated after the token batch
 
-    def add(self, seq: Sequence, token: int, logits: bool) -> None:
+    def add(self, seq: Sequence, token: int, index: int, logits: bool) -> None:
+        """A row for the token at `index` of the sequence (prompt, then output)."""
         if logits:
             self.sample.append((seq, len(self.tokens)))
         self.tokens.append(token)
-        self.positions.append(seq.position(seq.n_computed))
+        self.positions.append(seq.position(index))
         self.seq_ids.append(seq.slot)
         self.want_logits.append(logits)
 
@@ -134,19 +137,29 @@ class Scheduler:
         # over the weights.
         for seq in running:
             if seq.status is SequenceStatus.DECODING:
-                self._feed(plan, seq, seq.output[-1], logits=True)
-            for token in seq.prompt[seq.n_computed : seq.n_computed + chunk.get(seq.id, 0)]:
-                self._feed(plan, seq, token, logits=seq.n_computed + 1 == len(seq.prompt))
-        for piece in plan.images:
-            cached = self.slots[piece.seq.slot].cached
-            cached += piece.seq.prompt[piece.seq.n_computed : piece.seq.n_computed + piece.count]
-            piece.seq.n_computed += piece.count
+                plan.add(seq, seq.output[-1], seq.n_computed, logits=True)
+            start = seq.n_computed
+            for index in range(start, start + chunk.get(seq.id, 0)):
+                plan.add(seq, seq.prompt[index], index, logits=index + 1 == len(seq.prompt))
         return plan
 
-    def _feed(self, plan: BatchPlan, seq: Sequence, token: int, logits: bool) -> None:
-        plan.add(seq, token, logits)
-        self.slots[seq.slot].cached.append(token)
-        seq.n_computed += 1
+    def commit(self, plan: BatchPlan, failed_slots: set[int] | frozenset[int] = frozenset()
+               ) -> None:
+        """Record what the runner computed: each row's token is in its slot's KV now, and each
+        image slice's rows. A failed slot's KV is unknown, so it keeps nothing to reuse."""
+        for token, slot_id in zip(plan.tokens, plan.seq_ids, strict=True):
+            slot = self.slots[slot_id]
+            if slot_id not in failed_slots and slot.seq is not None:
+                slot.cached.append(token)
+                slot.seq.n_computed += 1
+        for piece in plan.images:
+            if piece.seq.slot in failed_slots:
+                continue
+            start = piece.seq.n_computed
+            self.slots[piece.seq.slot].cached += piece.seq.prompt[start : start + piece.count]
+            piece.seq.n_computed += piece.count
+        for slot_id in failed_slots:
+            self.slots[slot_id].cached.clear()
 
     def _free_slots(self) -> list[Slot]:
         return [s for s in self.slots if s.seq is None]

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 from modelserve.config import LlamaCppOptions, ModelSpec
 from modelserve.engine.llm_engine import LLMEngine
+from modelserve.engine.model_runner import ModelRunner
 from modelserve.engine.sequence import (
     ImageSpan,
     SamplingParams,
@@ -46,7 +47,8 @@ class LlamaChatRuntime:
                                                use_gpu=opts.gpu_layers != 0)
             ctx = LlamaContext(self.model, n_seq=opts.parallel, ctx_per_seq=opts.context_size,
                                batch_size=opts.batch_size, threads=opts.threads)
-            self.engine = LLMEngine(self.model, ctx, max_waiting=opts.max_waiting)
+            self.engine = LLMEngine(ModelRunner(self.model, ctx), self.model,
+                                    max_waiting=opts.max_waiting)
             logger.info("warm-up decode of %s", spec.name)  # the last line if the build faults
             self.engine.start()
         except Exception:

@@ -1,0 +1,137 @@
+"""The model runner: executes one planned step on llama.cpp (nano-vllm's `model_runner`).
+
+It owns the context and the per-sequence samplers. `run(plan)` drops the KV cells the plan
+trims, decodes the token batch in ONE llama_decode, samples every row that wants logits, then
+evaluates the plan's image slices (embeddings cannot share a batch with tokens). It reports
+what it sampled and which slots failed; it records no progress itself (the scheduler commits
+after the step) and knows nothing of outputs, text or finishing.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from modelserve.engine.scheduler import BatchPlan, ImageSlice
+from modelserve.engine.sequence import Sequence, TokenLogprob
+from modelserve.runtimes.llama_cpp import LlamaContext, LlamaModel, Sampler, SamplerConfig
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Sampled:
+    seq: Sequence
+    token: int
+    logprob: TokenLogprob | None = None
+
+
+@dataclass
+class StepResult:
+    sampled: list[Sampled] = field(default_factory=list)
+    failed: dict[int, str] = field(default_factory=dict)  # slot id -> why its step failed
+    decodes: int = 0  # llama_decode calls that succeeded
+    decode_seconds: float = 0.0
+
+
+class ModelRunner:
+    def __init__(self, model: LlamaModel, ctx: LlamaContext) -> None:
+        self.model = model
+        self.ctx = ctx
+        self.n_slots = ctx.n_seq
+        self.batch_size = ctx.batch_size
+        self.ctx_per_seq = ctx.ctx_per_seq
+        # None: plain greedy, an argmax over the logits, no llama.cpp chain to build per step.
+        self._samplers: dict[int, Sampler | None] = {}
+
+    def warm_up(self) -> None:
+        self.ctx.warm_up()
+
+    def run(self, plan: BatchPlan) -> StepResult:
+        result = StepResult()
+        for slot_id, from_pos in plan.trims:
+            self.ctx.forget(slot_id, from_pos)
+        if len(plan):
+            self._eval_tokens(plan, result)
+        for piece in plan.images:
+            if piece.seq.slot not in result.failed:
+                self._eval_image(piece, result)
+        for slot_id in result.failed:
+            self.ctx.forget(slot_id)  # what this step left in the slot's KV is unknown
+        return result
+
+    def release(self, seq_id: int) -> None:
+        """The sequence finished: free its sampler chain."""
+        sampler = self._samplers.pop(seq_id, None)
+        if sampler is not None:
+            sampler.close()
+
+    def _eval_tokens(self, plan: BatchPlan, result: StepResult) -> None:
+        started = time.perf_counter()
+        try:
+            self.ctx.decode(plan.tokens, plan.positions, plan.seq_ids, plan.want_logits)
+        except Exception as exc:  # a decode failure poisons this batch, not the server
+            logger.exception("decode failed")
+            result.failed.update(dict.fromkeys(plan.seq_ids, str(exc)))
+            return
+        result.decodes += 1
+        result.decode_seconds += time.perf_counter() - started
+        # Sample before any image decode: the next llama_decode overwrites the logits.
+        for seq, row in plan.sample:
+            result.sampled.append(self._sample(seq, row))
+
+    def _eval_image(self, piece: ImageSlice, result: StepResult) -> None:
+        started = time.perf_counter()
+        end = piece.offset + piece.count
+        try:
+            self.ctx.decode_embeddings(piece.span.embd[piece.offset:end],
+                                       piece.span.pos[:, piece.offset:end], piece.seq.slot,
+                                       non_causal=piece.span.non_causal)
+        except Exception as exc:
+            logger.exception("image decode failed")
+            result.failed[piece.seq.slot] = str(exc)
+            return
+        result.decodes += 1
+        result.decode_seconds += time.perf_counter() - started
+
+    def _sample(self, seq: Sequence, row: int) -> Sampled:
+        if seq.id not in self._samplers:
+            self._samplers[seq.id] = self._make_sampler(seq)
+        sampler = self._samplers[seq.id]
+        if sampler is None:
+            # The same choice as llama.cpp's greedy sampler (first maximum), without building
+            # its candidate array over the whole vocabulary for every sequence every step.
+            token = int(np.argmax(self.ctx.logits(row)))
+        else:
+            token = sampler.sample(self.ctx, row)
+        logprob = (self._logprob(row, token, seq.params.top_logprobs) if seq.params.logprobs
+                   else None)
+        return Sampled(seq, token, logprob)
+
+    def _make_sampler(self, seq: Sequence) -> Sampler | None:
+        p = seq.params
+        if (p.temperature <= 0 and not p.logit_bias and not p.presence_penalty
+                and not p.frequency_penalty and p.repeat_penalty == 1.0):
+            return None
+        seed = p.seed if p.seed is not None else int.from_bytes(os.urandom(4), "little")
+        return Sampler(self.model, SamplerConfig(
+            temperature=p.temperature, top_p=p.top_p, top_k=p.top_k, min_p=p.min_p, seed=seed,
+            presence_penalty=p.presence_penalty, frequency_penalty=p.frequency_penalty,
+            repeat_penalty=p.repeat_penalty, penalty_last_n=max(p.max_tokens, 64),
+            logit_bias=p.logit_bias))
+
+    def _logprob(self, row: int, token: int, top_n: int) -> TokenLogprob:
+        logits = self.ctx.logits(row).astype(np.float64)
+        shifted = logits - logits.max()
+        logprobs = shifted - math.log(float(np.exp(shifted).sum()))
+        top: tuple[tuple[int, float], ...] = ()
+        if top_n > 0:
+            best = np.argpartition(-logprobs, top_n)[:top_n]
+            best = best[np.argsort(-logprobs[best])]
+            top = tuple((int(t), float(logprobs[t])) for t in best)
+        return TokenLogprob(token, float(logprobs[token]), top)
