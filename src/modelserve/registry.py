@@ -133,10 +133,6 @@ class ModelRegistry:
 
     # -- queries -----------------------------------------------------------------------------
 
-    @property
-    def specs(self) -> dict[str, ModelSpec]:
-        return {name: entry.spec for name, entry in self.entries.items()}
-
     def loaded(self) -> dict[str, Runtime]:
         return {name: e.current.runtime for name, e in self.entries.items()
                 if e.current is not None and e.state is ModelState.READY}

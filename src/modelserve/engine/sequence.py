@@ -108,14 +108,6 @@ class Sequence:
     admitted_at: float | None = None  # perf_counter() when it got a slot
     images: list[ImageSpan] = field(default_factory=list)  # in prompt order
 
-    @property
-    def tokens(self) -> list[int]:
-        return self.prompt + self.output
-
-    @property
-    def prefill_remaining(self) -> int:
-        return len(self.prompt) - self.n_computed
-
     def position(self, index: int) -> int:
         """The KV position of prompt/output index `index` (they differ after M-RoPE images)."""
         if not self.images:

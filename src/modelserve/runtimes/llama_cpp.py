@@ -66,7 +66,6 @@ class LlamaModel:
         self._model = model
         self._vocab = lc.llama_model_get_vocab(model)
         self.n_vocab: int = lc.llama_vocab_n_tokens(self._vocab)
-        self.n_ctx_train: int = lc.llama_model_n_ctx_train(model)
         self.n_embd_inp: int = lc.llama_model_n_embd_inp(model)  # width of input embeddings
         self.bos_token_id: int = lc.llama_vocab_bos(self._vocab)
         self.eos_token_id: int = lc.llama_vocab_eos(self._vocab)
@@ -91,16 +90,6 @@ class LlamaModel:
         m = self._model
         head_dim = lc.llama_model_n_embd(m) // max(lc.llama_model_n_head(m), 1)
         return int(2 * 2 * lc.llama_model_n_layer(m) * lc.llama_model_n_head_kv(m) * head_dim)
-
-    def metadata(self, key: str) -> str | None:
-        buf = ctypes.create_string_buffer(64 * 1024)
-        n = lc.llama_model_meta_val_str(self._model, key.encode(), buf, len(buf))
-        if n < 0:
-            return None
-        if n >= len(buf):
-            buf = ctypes.create_string_buffer(n + 1)
-            lc.llama_model_meta_val_str(self._model, key.encode(), buf, len(buf))
-        return buf.value.decode("utf-8", errors="replace")
 
     def chat_template(self) -> str | None:
         raw = lc.llama_model_chat_template(self._model, None)
