@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request, Response
 
-from modelserve.api import generation as g
+from modelserve.api import admission, leases, sampling, streams
 from modelserve.api.caching import CachePlan, cached_answer, replay_chat
 from modelserve.api.chat_prompt import render_chat_prompt
 from modelserve.api.errors import APIError
@@ -41,14 +41,14 @@ async def create_chat_completion(req: ChatCompletionRequest, request: Request) -
     limits = limits_of(request)
     check_messages(req.messages, limits)
     check_sampling(req, limits, req.max_completion_tokens or req.max_tokens)
-    runtime = await g.acquire_kind(request, req.model, CHAT)
+    runtime = await leases.acquire_kind(request, req.model, CHAT)
     rendered = await render_chat_prompt(runtime, req.messages,
                                         request.app.state.settings.images)
     prompt = rendered.tokens  # image spans count as prompt tokens, in usage too
     requested = req.max_completion_tokens or req.max_tokens
     param = "max_completion_tokens" if req.max_completion_tokens else "messages"
-    max_tokens = g.completion_budget(runtime, len(prompt), requested, param)
-    await g.admit(request, len(prompt), max_tokens * req.n)
+    max_tokens = sampling.completion_budget(runtime, len(prompt), requested, param)
+    await admission.admit(request, len(prompt), max_tokens * req.n)
     include_usage = bool(req.stream_options and req.stream_options.include_usage)
     # A remote image URL may serve other bytes next time: only data: URLs are part of the key.
     deterministic = (req.temperature == 0 or req.seed is not None) and not _remote_images(req)
@@ -57,16 +57,17 @@ async def create_chat_completion(req: ChatCompletionRequest, request: Request) -
     if hit is not None:
         return cached_answer(hit, req.stream, lambda body: replay_chat(body, include_usage))
     top = (req.top_logprobs or 0) if req.logprobs else None
-    jobs = [(prompt, g.sampling_params(req, runtime, max_tokens, i, top)) for i in range(req.n)]
-    gens = g.submit_all(runtime, jobs, rendered.images)
+    jobs = [(prompt, sampling.sampling_params(req, runtime, max_tokens, i, top))
+            for i in range(req.n)]
+    gens = streams.submit_all(runtime, jobs, rendered.images)
     if req.stream:
-        return g.event_stream(_stream(req, runtime, gens, len(prompt), include_usage, plan))
-    results = await g.unless_disconnected(
-        request, asyncio.gather(*(g.collect(gen) for gen in gens)), gens)
+        return streams.event_stream(_stream(req, runtime, gens, len(prompt), include_usage, plan))
+    results = await streams.unless_disconnected(
+        request, asyncio.gather(*(streams.collect(gen) for gen in gens)), gens)
     choices = [
         ChatChoice(
             index=i, message=AssistantMessage(content=r.text), finish_reason=r.finish_reason,
-            logprobs=ChoiceLogprobs(content=[g.chat_logprob_entry(runtime, lp)
+            logprobs=ChoiceLogprobs(content=[sampling.chat_logprob_entry(runtime, lp)
                                              for lp in r.logprobs]) if req.logprobs else None)
         for i, r in enumerate(results)
     ]
@@ -74,7 +75,7 @@ async def create_chat_completion(req: ChatCompletionRequest, request: Request) -
     context(request).completion_tokens = completion
     body = ChatCompletionResponse(
         model=req.model, choices=choices,
-        usage=g.usage(len(prompt), completion, min(r.cached_tokens for r in results)),
+        usage=sampling.usage(len(prompt), completion, min(r.cached_tokens for r in results)),
     ).model_dump_json().encode()
     await plan.store(body)
     return Response(body, media_type="application/json")
@@ -97,7 +98,7 @@ async def _stream(req: ChatCompletionRequest, runtime: LlamaChatRuntime, gens: l
             body["choices"][i]["delta"] = choice.delta.model_dump(exclude_none=True)
         if not include_usage:
             del body["usage"]
-        return g.sse_json(body)
+        return streams.sse_json(body)
 
     # The hot path (one content chunk per token) fills a template made from the wire type
     # once, instead of building and dumping pydantic models for every token.
@@ -109,12 +110,12 @@ async def _stream(req: ChatCompletionRequest, runtime: LlamaChatRuntime, gens: l
     completion, cached = 0, prompt_tokens
     texts, finishes = [""] * len(gens), [""] * len(gens)
     try:
-        async for index, out in g.merge(gens):
-            g.raise_if_failed(out)
+        async for index, out in streams.merge(gens):
+            streams.raise_if_failed(out)
             completion += len(out.token_ids)
             texts[index] += out.text
             if out.logprobs and req.logprobs:
-                logprobs = ChoiceLogprobs(content=[g.chat_logprob_entry(runtime, lp)
+                logprobs = ChoiceLogprobs(content=[sampling.chat_logprob_entry(runtime, lp)
                                                    for lp in out.logprobs])
                 yield chunk([ChatChunkChoice(index=index, delta=DeltaMessage(content=out.text),
                                              logprobs=logprobs)])
@@ -130,12 +131,12 @@ async def _stream(req: ChatCompletionRequest, runtime: LlamaChatRuntime, gens: l
         yield exc.sse()
     finally:
         plan.ctx.completion_tokens = completion
-    usage = g.usage(prompt_tokens, completion, cached)
+    usage = sampling.usage(prompt_tokens, completion, cached)
     if include_usage:
         body = ChatCompletionChunk(id=chunk_id, created=created, model=req.model, choices=[],
                                    usage=usage).model_dump()
-        yield g.sse_json(body)
-    yield g.sse("[DONE]")
+        yield streams.sse_json(body)
+    yield streams.sse("[DONE]")
     if not req.logprobs and all(f in ("stop", "length") for f in finishes):
         await plan.store(ChatCompletionResponse(
             id=chunk_id, created=created, model=req.model, usage=usage,

@@ -10,7 +10,7 @@ from typing import cast
 
 from fastapi import APIRouter, Request, Response
 
-from modelserve.api import generation as g
+from modelserve.api import admission, leases, sampling, streams
 from modelserve.api.caching import CachePlan, cached_answer, replay_completion
 from modelserve.api.errors import APIError, bad_request
 from modelserve.api.input_limits import check_sampling, check_texts, limits_of
@@ -47,7 +47,8 @@ def _prompts(req: CompletionRequest, runtime: LlamaChatRuntime
             raise bad_request("prompt must not be empty", param="prompt")
         return [runtime.tokenize(t) for t in texts], texts
     for i, tokens in enumerate(token_prompts):
-        g.check_token_ids(runtime, tokens, f"prompt[{i}]" if len(token_prompts) > 1 else "prompt")
+        param = f"prompt[{i}]" if len(token_prompts) > 1 else "prompt"
+        sampling.check_token_ids(runtime, tokens, param)
     return token_prompts, [runtime.detokenize(tokens) for tokens in token_prompts]
 
 
@@ -70,7 +71,7 @@ async def create_completion(req: CompletionRequest, request: Request) -> Respons
     check_sampling(req, limits, req.max_tokens)
     texts_in = [req.prompt] if isinstance(req.prompt, str) else req.prompt
     check_texts([t for t in texts_in if isinstance(t, str)], limits, "prompt")
-    runtime = await g.acquire_kind(request, req.model, CHAT)
+    runtime = await leases.acquire_kind(request, req.model, CHAT)
     if req.suffix:
         raise bad_request("suffix is not supported by this model", param="suffix")
     if req.echo and req.logprobs is not None:
@@ -78,12 +79,12 @@ async def create_completion(req: CompletionRequest, request: Request) -> Respons
     prompts, texts = _prompts(req, runtime)
     jobs = []
     for prompt in prompts:
-        max_tokens = g.completion_budget(runtime, len(prompt), req.max_tokens, "max_tokens")
-        jobs += [(prompt, g.sampling_params(req, runtime, max_tokens, i, req.logprobs))
+        max_tokens = sampling.completion_budget(runtime, len(prompt), req.max_tokens, "max_tokens")
+        jobs += [(prompt, sampling.sampling_params(req, runtime, max_tokens, i, req.logprobs))
                  for i in range(req.n)]
     echoes = texts if req.echo else [""] * len(prompts)
     prompt_tokens = sum(len(p) for p in prompts)
-    await g.admit(request, prompt_tokens, sum(params.max_tokens for _, params in jobs))
+    await admission.admit(request, prompt_tokens, sum(params.max_tokens for _, params in jobs))
     include_usage = bool(req.stream_options and req.stream_options.include_usage)
     plan = CachePlan.start(request, "completions", req,
                            req.temperature == 0 or req.seed is not None)
@@ -91,11 +92,11 @@ async def create_completion(req: CompletionRequest, request: Request) -> Respons
     if hit is not None:
         return cached_answer(hit, req.stream,
                              lambda body: replay_completion(body, include_usage))
-    gens = g.submit_all(runtime, jobs)
+    gens = streams.submit_all(runtime, jobs)
     if req.stream:
-        return g.event_stream(_stream(req, runtime, gens, echoes, prompt_tokens, plan))
-    results = await g.unless_disconnected(
-        request, asyncio.gather(*(g.collect(gen) for gen in gens)), gens)
+        return streams.event_stream(_stream(req, runtime, gens, echoes, prompt_tokens, plan))
+    results = await streams.unless_disconnected(
+        request, asyncio.gather(*(streams.collect(gen) for gen in gens)), gens)
     choices = []
     for i, r in enumerate(results):
         echo = echoes[i // req.n]
@@ -107,7 +108,7 @@ async def create_completion(req: CompletionRequest, request: Request) -> Respons
     context(request).completion_tokens = completion
     cached = min(r.cached_tokens for r in results)
     body = CompletionResponse(model=req.model, choices=choices,
-                              usage=g.usage(prompt_tokens, completion, cached)
+                              usage=sampling.usage(prompt_tokens, completion, cached)
                               ).model_dump_json().encode()
     await plan.store(body)
     return Response(body, media_type="application/json")
@@ -126,7 +127,7 @@ async def _stream(req: CompletionRequest, runtime: LlamaChatRuntime, gens: list[
             body["usage"] = extra.get("usage")
         else:
             del body["usage"]
-        return g.sse_json(body)
+        return streams.sse_json(body)
 
     for i, echo in enumerate(echoes):
         for j in range(req.n):
@@ -137,8 +138,8 @@ async def _stream(req: CompletionRequest, runtime: LlamaChatRuntime, gens: list[
     texts = [echoes[i // req.n] for i in range(len(gens))]
     finishes = [""] * len(gens)
     try:
-        async for index, out in g.merge(gens):
-            g.raise_if_failed(out)
+        async for index, out in streams.merge(gens):
+            streams.raise_if_failed(out)
             completion += len(out.token_ids)
             texts[index] += out.text
             if out.finish_reason is not None:
@@ -153,10 +154,10 @@ async def _stream(req: CompletionRequest, runtime: LlamaChatRuntime, gens: list[
         yield exc.sse()
     finally:
         plan.ctx.completion_tokens = completion
-    usage = g.usage(prompt_tokens, completion, 0)
+    usage = sampling.usage(prompt_tokens, completion, 0)
     if include_usage:
         yield chunk([], usage=usage.model_dump())
-    yield g.sse("[DONE]")
+    yield streams.sse("[DONE]")
     if req.logprobs is None and all(f in ("stop", "length") for f in finishes):
         await plan.store(CompletionResponse(
             id=chunk_id, created=created, model=req.model, usage=usage,

@@ -8,7 +8,7 @@ from typing import cast
 import numpy as np
 from fastapi import APIRouter, Request, Response
 
-from modelserve.api import generation as g
+from modelserve.api import admission, leases, sampling
 from modelserve.api.caching import CachePlan
 from modelserve.api.errors import bad_request
 from modelserve.api.input_limits import check_inputs, check_texts, limits_of
@@ -47,7 +47,7 @@ def _inputs(req: EmbeddingRequest, runtime: EmbeddingRuntime) -> list[list[int]]
         else:
             if not item:
                 raise bad_request("Token-id input must not be empty.", param=param)
-            g.check_token_ids(runtime, item, param)
+            sampling.check_token_ids(runtime, item, param)
             tokens = list(item)
         if len(tokens) > runtime.max_tokens:
             if not req.truncate:
@@ -80,7 +80,7 @@ async def create_embeddings(req: EmbeddingRequest, request: Request) -> Response
     check_inputs(len(raw) if many else 1, limits)
     check_texts([raw] if isinstance(raw, str) else [x for x in raw if isinstance(x, str)],
                 limits, "input")
-    runtime = await g.acquire_kind(request, req.model, EMBEDDINGS)
+    runtime = await leases.acquire_kind(request, req.model, EMBEDDINGS)
     if req.dimensions is not None:
         if not runtime.matryoshka:
             raise bad_request(f"The model '{req.model}' does not support 'dimensions'.",
@@ -90,7 +90,7 @@ async def create_embeddings(req: EmbeddingRequest, request: Request) -> Response
                               param="dimensions")
     inputs = _inputs(req, runtime)
     tokens = sum(len(t) for t in inputs)
-    await g.admit(request, tokens, 0)
+    await admission.admit(request, tokens, 0)
     plan = CachePlan.start(request, "embeddings", req, deterministic=True)
     hit = await plan.lookup()
     if hit is not None:
