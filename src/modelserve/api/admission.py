@@ -34,7 +34,10 @@ async def admit(request: Request, prompt_tokens: int, max_new_tokens: int) -> No
     ctx.limits_unenforced |= not admission.enforced
 
     async def settle(done: RequestContext) -> None:
-        await limiter.settle(admission, done.completion_tokens or 0)
+        # Prompt tokens learnt after admission (a vision prompt's image tokens, known only
+        # once encoded) are charged here, with the completion tokens.
+        late = max((done.prompt_tokens or 0) - prompt_tokens, 0)
+        await limiter.settle(admission, (done.completion_tokens or 0) + late)
 
     ctx.on_finish.append(settle)
 
