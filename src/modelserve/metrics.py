@@ -135,6 +135,11 @@ class ServerMetrics:
                                      ["route", "result"], registry=reg)
         self.cache_stores = Counter("modelserve_cache_stores", "Responses stored in the cache",
                                     ["route"], registry=reg)
+        # Counted when the work starts, so a test can show a refused or cached request did none.
+        self.image_inputs = Counter("modelserve_image_inputs",
+                                    "Vision chat images fetched (remote URLs) and encoded "
+                                    "(projector), by model and stage", ["model", "stage"],
+                                    registry=reg)
         self.rate_limited = Counter("modelserve_rate_limited_requests",
                                     "Requests refused by a per-key limit",
                                     ["limit"], registry=reg)

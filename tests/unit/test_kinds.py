@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from modelserve.api import generation as g
+from modelserve.api import leases
 from modelserve.api.app import create_app
 from modelserve.config import ModelSpec, Settings
 from modelserve.kinds import KINDS, MetricDef, ModelKind
@@ -72,7 +72,7 @@ ECHO: ModelKind[EchoRuntime] = ModelKind(
 
 @echo_router.post("/v1/echo")
 async def echo(body: dict[str, str], request: Request) -> dict[str, str]:
-    runtime = await g.acquire_kind(request, body["model"], ECHO)
+    runtime = await leases.acquire_kind(request, body["model"], ECHO)
     return {"text": runtime.reply(body["text"])}
 
 

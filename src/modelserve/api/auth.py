@@ -9,8 +9,8 @@ from __future__ import annotations
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from modelserve.api.admission import limits_unavailable, rate_limited
 from modelserve.api.errors import APIError
-from modelserve.api.generation import limits_unavailable, rate_limited
 from modelserve.api.observe import RequestContext
 from modelserve.metrics import ServerMetrics
 from modelserve.security import KeyRing, LimitsUnavailable, RateLimited, RateLimiter

@@ -15,8 +15,8 @@ from typing import Any
 from fastapi import Request, Response
 from pydantic import BaseModel
 
-from modelserve.api.generation import event_stream, sse, sse_json
 from modelserve.api.observe import RequestContext, context
+from modelserve.api.streams import event_stream, sse, sse_json
 from modelserve.cache import ResponseCache
 
 # Request fields that never change the response body.

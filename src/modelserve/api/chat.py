@@ -10,11 +10,11 @@ from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request, Response
 
-from modelserve.api import generation as g
+from modelserve.api import leases, pipeline, sampling, streams
 from modelserve.api.caching import CachePlan, cached_answer, replay_chat
-from modelserve.api.chat_prompt import render_chat_prompt
+from modelserve.api.chat_prompt import ChatPrompt, load_images, plan_chat_prompt
 from modelserve.api.errors import APIError
-from modelserve.api.input_limits import check_messages, check_sampling, limits_of
+from modelserve.api.input_limits import check_messages, check_sampling
 from modelserve.api.observe import context
 from modelserve.api.protocol import (
     AssistantMessage,
@@ -27,8 +27,11 @@ from modelserve.api.protocol import (
     DeltaMessage,
     ImagePart,
 )
+from modelserve.config import ImageSettings
+from modelserve.config_sections import InputLimits
 from modelserve.kinds.chat import CHAT
 from modelserve.runtimes.llama_chat import Generation, LlamaChatRuntime
+from modelserve.runtimes.mtmd import MultimodalPrompt
 
 router = APIRouter()
 
@@ -38,46 +41,94 @@ _MARK_JSON = json.dumps(_MARK)
 
 @router.post("/v1/chat/completions", response_model=None)
 async def create_chat_completion(req: ChatCompletionRequest, request: Request) -> Response:
-    limits = limits_of(request)
-    check_messages(req.messages, limits)
-    check_sampling(req, limits, req.max_completion_tokens or req.max_tokens)
-    runtime = await g.acquire_kind(request, req.model, CHAT)
-    rendered = await render_chat_prompt(runtime, req.messages,
-                                        request.app.state.settings.images)
-    prompt = rendered.tokens  # image spans count as prompt tokens, in usage too
-    requested = req.max_completion_tokens or req.max_tokens
-    param = "max_completion_tokens" if req.max_completion_tokens else "messages"
-    max_tokens = g.completion_budget(runtime, len(prompt), requested, param)
-    await g.admit(request, len(prompt), max_tokens * req.n)
-    include_usage = bool(req.stream_options and req.stream_options.include_usage)
-    # A remote image URL may serve other bytes next time: only data: URLs are part of the key.
-    deterministic = (req.temperature == 0 or req.seed is not None) and not _remote_images(req)
-    plan = CachePlan.start(request, "chat", req, deterministic)
-    hit = await plan.lookup()
-    if hit is not None:
-        return cached_answer(hit, req.stream, lambda body: replay_chat(body, include_usage))
-    top = (req.top_logprobs or 0) if req.logprobs else None
-    jobs = [(prompt, g.sampling_params(req, runtime, max_tokens, i, top)) for i in range(req.n)]
-    gens = g.submit_all(runtime, jobs, rendered.images)
-    if req.stream:
-        return g.event_stream(_stream(req, runtime, gens, len(prompt), include_usage, plan))
-    results = await g.unless_disconnected(
-        request, asyncio.gather(*(g.collect(gen) for gen in gens)), gens)
-    choices = [
-        ChatChoice(
-            index=i, message=AssistantMessage(content=r.text), finish_reason=r.finish_reason,
-            logprobs=ChoiceLogprobs(content=[g.chat_logprob_entry(runtime, lp)
-                                             for lp in r.logprobs]) if req.logprobs else None)
-        for i, r in enumerate(results)
-    ]
-    completion = sum(len(r.tokens) for r in results)
-    context(request).completion_tokens = completion
-    body = ChatCompletionResponse(
-        model=req.model, choices=choices,
-        usage=g.usage(len(prompt), completion, min(r.cached_tokens for r in results)),
-    ).model_dump_json().encode()
-    await plan.store(body)
-    return Response(body, media_type="application/json")
+    return await pipeline.serve(ChatRoute(req, request))
+
+
+class ChatRoute(pipeline.Route[ChatCompletionRequest, LlamaChatRuntime]):
+    cache_route = "chat"
+    planned: ChatPrompt
+    prompt: MultimodalPrompt
+    max_tokens: int
+
+    def check_limits(self, limits: InputLimits) -> None:
+        check_messages(self.req.messages, limits)
+        check_sampling(self.req, limits, self.req.max_completion_tokens or self.req.max_tokens)
+
+    async def acquire(self) -> LlamaChatRuntime:
+        return await leases.acquire_kind(self.request, self.req.model, CHAT)
+
+    def count(self, runtime: LlamaChatRuntime) -> tuple[int, int]:
+        # Admission counts the text tokens only (a marker stands where each image goes):
+        # an image's token count is known only once encoded, and encoding is the work a
+        # refused request must not cost. The image tokens are charged when the request
+        # settles, as completion tokens are (api/admission.py).
+        self.planned = plan_chat_prompt(runtime, self.req.messages, self._images())
+        self.max_tokens = self._budget(runtime, len(self.planned.text_tokens))
+        return len(self.planned.text_tokens), self.max_tokens * self.req.n
+
+    def deterministic(self) -> bool:
+        # A remote image URL may serve other bytes next time: only data: URLs are part of
+        # the key.
+        req = self.req
+        return (req.temperature == 0 or req.seed is not None) and not _remote_images(req)
+
+    def replay(self, entry: bytes) -> Response:
+        return cached_answer(entry, self.req.stream,
+                             lambda body: replay_chat(body, self._include_usage()))
+
+    async def prepare(self, runtime: LlamaChatRuntime) -> None:
+        counter = self.request.app.state.metrics.image_inputs
+
+        def count(stage: str, n: int) -> None:
+            counter.labels(self.req.model, stage).inc(n)
+
+        self.prompt = await load_images(runtime, self.planned, self._images(), count)
+        if self.prompt.images:  # image spans count as prompt tokens, in usage too
+            self.max_tokens = self._budget(runtime, len(self.prompt.tokens))
+            context(self.request).prompt_tokens = len(self.prompt.tokens)
+
+    async def respond(self, runtime: LlamaChatRuntime, plan: CachePlan) -> Response:
+        req, request, prompt = self.req, self.request, self.prompt.tokens
+        top = (req.top_logprobs or 0) if req.logprobs else None
+        jobs = [(prompt, sampling.sampling_params(req, runtime, self.max_tokens, i, top))
+                for i in range(req.n)]
+        gens = streams.submit_all(runtime, jobs, self.prompt.images)
+        if req.stream:
+            return streams.event_stream(_stream(req, runtime, gens, len(prompt),
+                                                self._include_usage(), plan))
+        results = await streams.unless_disconnected(
+            request, asyncio.gather(*(streams.collect(gen) for gen in gens)), gens)
+        choices = [
+            ChatChoice(
+                index=i, message=AssistantMessage(content=r.text),
+                finish_reason=r.finish_reason,
+                logprobs=ChoiceLogprobs(content=[sampling.chat_logprob_entry(runtime, lp)
+                                                 for lp in r.logprobs])
+                if req.logprobs else None)
+            for i, r in enumerate(results)
+        ]
+        completion = sum(len(r.tokens) for r in results)
+        context(request).completion_tokens = completion
+        body = ChatCompletionResponse(
+            model=req.model, choices=choices,
+            usage=sampling.usage(len(prompt), completion,
+                                 min(r.cached_tokens for r in results)),
+        ).model_dump_json().encode()
+        await plan.store(body)
+        return Response(body, media_type="application/json")
+
+    def _images(self) -> ImageSettings:
+        settings: ImageSettings = self.request.app.state.settings.images
+        return settings
+
+    def _include_usage(self) -> bool:
+        return bool(self.req.stream_options and self.req.stream_options.include_usage)
+
+    def _budget(self, runtime: LlamaChatRuntime, prompt_len: int) -> int:
+        req = self.req
+        requested = req.max_completion_tokens or req.max_tokens
+        param = "max_completion_tokens" if req.max_completion_tokens else "messages"
+        return sampling.completion_budget(runtime, prompt_len, requested, param)
 
 
 def _remote_images(req: ChatCompletionRequest) -> bool:
@@ -97,7 +148,7 @@ async def _stream(req: ChatCompletionRequest, runtime: LlamaChatRuntime, gens: l
             body["choices"][i]["delta"] = choice.delta.model_dump(exclude_none=True)
         if not include_usage:
             del body["usage"]
-        return g.sse_json(body)
+        return streams.sse_json(body)
 
     # The hot path (one content chunk per token) fills a template made from the wire type
     # once, instead of building and dumping pydantic models for every token.
@@ -109,12 +160,12 @@ async def _stream(req: ChatCompletionRequest, runtime: LlamaChatRuntime, gens: l
     completion, cached = 0, prompt_tokens
     texts, finishes = [""] * len(gens), [""] * len(gens)
     try:
-        async for index, out in g.merge(gens):
-            g.raise_if_failed(out)
+        async for index, out in streams.merge(gens):
+            streams.raise_if_failed(out)
             completion += len(out.token_ids)
             texts[index] += out.text
             if out.logprobs and req.logprobs:
-                logprobs = ChoiceLogprobs(content=[g.chat_logprob_entry(runtime, lp)
+                logprobs = ChoiceLogprobs(content=[sampling.chat_logprob_entry(runtime, lp)
                                                    for lp in out.logprobs])
                 yield chunk([ChatChunkChoice(index=index, delta=DeltaMessage(content=out.text),
                                              logprobs=logprobs)])
@@ -130,12 +181,12 @@ async def _stream(req: ChatCompletionRequest, runtime: LlamaChatRuntime, gens: l
         yield exc.sse()
     finally:
         plan.ctx.completion_tokens = completion
-    usage = g.usage(prompt_tokens, completion, cached)
+    usage = sampling.usage(prompt_tokens, completion, cached)
     if include_usage:
         body = ChatCompletionChunk(id=chunk_id, created=created, model=req.model, choices=[],
                                    usage=usage).model_dump()
-        yield g.sse_json(body)
-    yield g.sse("[DONE]")
+        yield streams.sse_json(body)
+    yield streams.sse("[DONE]")
     if not req.logprobs and all(f in ("stop", "length") for f in finishes):
         await plan.store(ChatCompletionResponse(
             id=chunk_id, created=created, model=req.model, usage=usage,

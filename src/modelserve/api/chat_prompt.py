@@ -2,15 +2,19 @@
 
 Image parts become the projector's media marker in the templated text, and their images are
 loaded (data: URL, or fetched when the server allows it), checked, decoded and encoded before
-the prompt reaches the engine; every problem with one is a 400 naming its `param`.
+the prompt reaches the engine; every problem with one is a 400 naming its `param`. The cheap
+part (template, URL checks) and the costly one (fetch, decode, encode) are separate steps of
+the request pipeline (api/pipeline.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-from modelserve.api.errors import bad_request
+from modelserve.api.errors import APIError, bad_request
 from modelserve.api.protocol import ChatMessage, TextPart
 from modelserve.config import ImageSettings
 from modelserve.images.data_url import parse_data_url
@@ -22,6 +26,7 @@ from modelserve.runtimes.llama_chat import LlamaChatRuntime
 from modelserve.runtimes.mtmd import MultimodalPrompt, PromptError
 
 ImageRef = tuple[str, str]  # (param, url)
+Count = Callable[[str, int], None]  # (stage, how many)
 NO_IMAGES = "This model does not accept images (image_url content)."
 
 
@@ -67,36 +72,81 @@ def render_prompt(runtime: LlamaChatRuntime, messages: list[ChatMessage]) -> lis
         raise bad_request(str(exc), param="messages") from None
 
 
-async def render_chat_prompt(runtime: LlamaChatRuntime, messages: list[ChatMessage],
-                             settings: ImageSettings) -> MultimodalPrompt:
+@dataclass
+class ChatPrompt:
+    """A chat request's prompt in two stages. `plan_chat_prompt` (cheap, before admission and
+    the cache lookup) renders the template and checks the image URLs; `load_images` (after
+    them) fetches, decodes and encodes the images, so a refused or cached request does none
+    of that work."""
+
+    templated: list[dict[str, Any]]
+    text_tokens: list[int]  # the whole prompt for text; for vision, markers in place of images
+    images: list[tuple[str, ImageSource]] = field(default_factory=list)  # (param, source)
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    data: bytes | None = None  # a data: URL's bytes
+    url: str | None = None  # or a remote URL, fetched in `load_images`
+
+
+def plan_chat_prompt(runtime: LlamaChatRuntime, messages: list[ChatMessage],
+                     settings: ImageSettings) -> ChatPrompt:
     templated, refs = template_messages(messages, runtime.image_marker)
+    if len(refs) > settings.max_images:
+        raise bad_request(f"A request may carry at most {settings.max_images} images; "
+                          f"this one has {len(refs)}.", param="messages",
+                          code="too_many_images")
     try:
-        if not refs:
-            return MultimodalPrompt(runtime.render_chat(templated))
-        if len(refs) > settings.max_images:
-            raise bad_request(f"A request may carry at most {settings.max_images} images; "
-                              f"this one has {len(refs)}.", param="messages",
-                              code="too_many_images")
-        images = [await load_image(param, url, settings) for param, url in refs]
-        return await asyncio.to_thread(runtime.render_multimodal, templated, images)
-    except (ChatTemplateError, PromptError) as exc:
+        tokens = runtime.render_chat(templated)
+    except ChatTemplateError as exc:
         raise bad_request(str(exc), param="messages") from None
+    return ChatPrompt(templated, tokens, [(param, _source(param, url, settings))
+                                          for param, url in refs])
 
 
-async def load_image(param: str, url: str, settings: ImageSettings) -> DecodedImage:
+def _source(param: str, url: str, settings: ImageSettings) -> ImageSource:
     try:
         if url.startswith("data:"):
-            data = parse_data_url(url, settings.max_bytes).data
-        elif url.partition(":")[0].lower() in ("http", "https"):
+            return ImageSource(data=parse_data_url(url, settings.max_bytes).data)
+        if url.partition(":")[0].lower() in ("http", "https"):
             if not settings.allow_remote:
                 raise ImageError("remote image URLs are disabled on this server "
                                  "(images.allow_remote); send the image as a data: URL",
                                  code="image_url_not_allowed")
-            data = await ImageFetcher(settings).fetch(url)
-        else:
-            raise ImageError("the URL must be a data: URL (base64) or an http(s) URL")
+            return ImageSource(url=url)
+        raise ImageError("the URL must be a data: URL (base64) or an http(s) URL")
+    except ImageError as exc:
+        raise _invalid(param, exc) from None
+
+
+async def load_images(runtime: LlamaChatRuntime, prompt: ChatPrompt, settings: ImageSettings,
+                      counter: Count) -> MultimodalPrompt:
+    """The prompt with its images fetched, decoded and encoded (`counter(stage, n)` counts
+    fetches and encodes as they start)."""
+    if not prompt.images:
+        return MultimodalPrompt(prompt.text_tokens)
+    images = [await _load(param, source, settings, counter) for param, source in prompt.images]
+    counter("encode", len(images))
+    try:
+        return await asyncio.to_thread(runtime.render_multimodal, prompt.templated, images)
+    except (ChatTemplateError, PromptError) as exc:
+        raise bad_request(str(exc), param="messages") from None
+
+
+async def _load(param: str, source: ImageSource, settings: ImageSettings,
+                counter: Count) -> DecodedImage:
+    try:
+        data = source.data
+        if data is None:
+            assert source.url is not None
+            counter("fetch", 1)
+            data = await ImageFetcher(settings).fetch(source.url)
         limits = ImageLimits(settings.max_bytes, settings.max_pixels, settings.max_side)
         return await asyncio.to_thread(decode_image, data, limits)
     except ImageError as exc:
-        raise bad_request(f"Invalid image in {param}: {exc.message}", param=param,
-                          code=exc.code) from None
+        raise _invalid(param, exc) from None
+
+
+def _invalid(param: str, exc: ImageError) -> APIError:
+    return bad_request(f"Invalid image in {param}: {exc.message}", param=param, code=exc.code)

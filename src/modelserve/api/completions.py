@@ -10,10 +10,10 @@ from typing import cast
 
 from fastapi import APIRouter, Request, Response
 
-from modelserve.api import generation as g
+from modelserve.api import leases, pipeline, sampling, streams
 from modelserve.api.caching import CachePlan, cached_answer, replay_completion
 from modelserve.api.errors import APIError, bad_request
-from modelserve.api.input_limits import check_sampling, check_texts, limits_of
+from modelserve.api.input_limits import check_sampling, check_texts
 from modelserve.api.observe import context
 from modelserve.api.protocol import (
     CompletionChoice,
@@ -21,7 +21,8 @@ from modelserve.api.protocol import (
     CompletionRequest,
     CompletionResponse,
 )
-from modelserve.engine.sequence import TokenLogprob
+from modelserve.config_sections import InputLimits
+from modelserve.engine.sequence import SamplingParams, TokenLogprob
 from modelserve.kinds.chat import CHAT
 from modelserve.runtimes.llama_chat import Generation, LlamaChatRuntime
 
@@ -47,7 +48,8 @@ def _prompts(req: CompletionRequest, runtime: LlamaChatRuntime
             raise bad_request("prompt must not be empty", param="prompt")
         return [runtime.tokenize(t) for t in texts], texts
     for i, tokens in enumerate(token_prompts):
-        g.check_token_ids(runtime, tokens, f"prompt[{i}]" if len(token_prompts) > 1 else "prompt")
+        param = f"prompt[{i}]" if len(token_prompts) > 1 else "prompt"
+        sampling.check_token_ids(runtime, tokens, param)
     return token_prompts, [runtime.detokenize(tokens) for tokens in token_prompts]
 
 
@@ -66,51 +68,74 @@ def _logprobs(runtime: LlamaChatRuntime, lps: list[TokenLogprob], offset: int
 
 @router.post("/v1/completions", response_model=None)
 async def create_completion(req: CompletionRequest, request: Request) -> Response:
-    limits = limits_of(request)
-    check_sampling(req, limits, req.max_tokens)
-    texts_in = [req.prompt] if isinstance(req.prompt, str) else req.prompt
-    check_texts([t for t in texts_in if isinstance(t, str)], limits, "prompt")
-    runtime = await g.acquire_kind(request, req.model, CHAT)
-    if req.suffix:
-        raise bad_request("suffix is not supported by this model", param="suffix")
-    if req.echo and req.logprobs is not None:
-        raise bad_request("echo together with logprobs is not supported", param="echo")
-    prompts, texts = _prompts(req, runtime)
-    jobs = []
-    for prompt in prompts:
-        max_tokens = g.completion_budget(runtime, len(prompt), req.max_tokens, "max_tokens")
-        jobs += [(prompt, g.sampling_params(req, runtime, max_tokens, i, req.logprobs))
-                 for i in range(req.n)]
-    echoes = texts if req.echo else [""] * len(prompts)
-    prompt_tokens = sum(len(p) for p in prompts)
-    await g.admit(request, prompt_tokens, sum(params.max_tokens for _, params in jobs))
-    include_usage = bool(req.stream_options and req.stream_options.include_usage)
-    plan = CachePlan.start(request, "completions", req,
-                           req.temperature == 0 or req.seed is not None)
-    hit = await plan.lookup()
-    if hit is not None:
-        return cached_answer(hit, req.stream,
+    return await pipeline.serve(CompletionsRoute(req, request))
+
+
+class CompletionsRoute(pipeline.Route[CompletionRequest, LlamaChatRuntime]):
+    cache_route = "completions"
+    prompts: list[list[int]]
+    echoes: list[str]
+    jobs: list[tuple[list[int], SamplingParams]]
+
+    def check_limits(self, limits: InputLimits) -> None:
+        req = self.req
+        check_sampling(req, limits, req.max_tokens)
+        texts_in = [req.prompt] if isinstance(req.prompt, str) else req.prompt
+        check_texts([t for t in texts_in if isinstance(t, str)], limits, "prompt")
+
+    async def acquire(self) -> LlamaChatRuntime:
+        return await leases.acquire_kind(self.request, self.req.model, CHAT)
+
+    def count(self, runtime: LlamaChatRuntime) -> tuple[int, int]:
+        req = self.req
+        if req.suffix:
+            raise bad_request("suffix is not supported by this model", param="suffix")
+        if req.echo and req.logprobs is not None:
+            raise bad_request("echo together with logprobs is not supported", param="echo")
+        self.prompts, texts = _prompts(req, runtime)
+        self.jobs = []
+        for prompt in self.prompts:
+            max_tokens = sampling.completion_budget(runtime, len(prompt), req.max_tokens,
+                                                    "max_tokens")
+            self.jobs += [(prompt, sampling.sampling_params(req, runtime, max_tokens, i,
+                                                            req.logprobs))
+                          for i in range(req.n)]
+        self.echoes = texts if req.echo else [""] * len(self.prompts)
+        return (sum(len(p) for p in self.prompts),
+                sum(params.max_tokens for _, params in self.jobs))
+
+    def deterministic(self) -> bool:
+        return self.req.temperature == 0 or self.req.seed is not None
+
+    def replay(self, entry: bytes) -> Response:
+        include_usage = bool(self.req.stream_options and self.req.stream_options.include_usage)
+        return cached_answer(entry, self.req.stream,
                              lambda body: replay_completion(body, include_usage))
-    gens = g.submit_all(runtime, jobs)
-    if req.stream:
-        return g.event_stream(_stream(req, runtime, gens, echoes, prompt_tokens, plan))
-    results = await g.unless_disconnected(
-        request, asyncio.gather(*(g.collect(gen) for gen in gens)), gens)
-    choices = []
-    for i, r in enumerate(results):
-        echo = echoes[i // req.n]
-        logprobs = _logprobs(runtime, r.logprobs, len(echo)) if req.logprobs is not None \
-            else None
-        choices.append(CompletionChoice(index=i, text=echo + r.text, logprobs=logprobs,
-                                        finish_reason=r.finish_reason))
-    completion = sum(len(r.tokens) for r in results)
-    context(request).completion_tokens = completion
-    cached = min(r.cached_tokens for r in results)
-    body = CompletionResponse(model=req.model, choices=choices,
-                              usage=g.usage(prompt_tokens, completion, cached)
-                              ).model_dump_json().encode()
-    await plan.store(body)
-    return Response(body, media_type="application/json")
+
+    async def respond(self, runtime: LlamaChatRuntime, plan: CachePlan) -> Response:
+        req, request, echoes = self.req, self.request, self.echoes
+        prompt_tokens = sum(len(p) for p in self.prompts)
+        gens = streams.submit_all(runtime, self.jobs)
+        if req.stream:
+            return streams.event_stream(_stream(req, runtime, gens, echoes, prompt_tokens,
+                                                plan))
+        results = await streams.unless_disconnected(
+            request, asyncio.gather(*(streams.collect(gen) for gen in gens)), gens)
+        choices = []
+        for i, r in enumerate(results):
+            echo = echoes[i // req.n]
+            logprobs = _logprobs(runtime, r.logprobs, len(echo)) \
+                if req.logprobs is not None else None
+            choices.append(CompletionChoice(index=i, text=echo + r.text, logprobs=logprobs,
+                                            finish_reason=r.finish_reason))
+        completion = sum(len(r.tokens) for r in results)
+        context(request).completion_tokens = completion
+        cached = min(r.cached_tokens for r in results)
+        body = CompletionResponse(model=req.model, choices=choices,
+                                  usage=sampling.usage(prompt_tokens, completion, cached)
+                                  ).model_dump_json().encode()
+        await plan.store(body)
+        return Response(body, media_type="application/json")
 
 
 async def _stream(req: CompletionRequest, runtime: LlamaChatRuntime, gens: list[Generation],
@@ -126,7 +151,7 @@ async def _stream(req: CompletionRequest, runtime: LlamaChatRuntime, gens: list[
             body["usage"] = extra.get("usage")
         else:
             del body["usage"]
-        return g.sse_json(body)
+        return streams.sse_json(body)
 
     for i, echo in enumerate(echoes):
         for j in range(req.n):
@@ -137,8 +162,8 @@ async def _stream(req: CompletionRequest, runtime: LlamaChatRuntime, gens: list[
     texts = [echoes[i // req.n] for i in range(len(gens))]
     finishes = [""] * len(gens)
     try:
-        async for index, out in g.merge(gens):
-            g.raise_if_failed(out)
+        async for index, out in streams.merge(gens):
+            streams.raise_if_failed(out)
             completion += len(out.token_ids)
             texts[index] += out.text
             if out.finish_reason is not None:
@@ -153,10 +178,10 @@ async def _stream(req: CompletionRequest, runtime: LlamaChatRuntime, gens: list[
         yield exc.sse()
     finally:
         plan.ctx.completion_tokens = completion
-    usage = g.usage(prompt_tokens, completion, 0)
+    usage = sampling.usage(prompt_tokens, completion, 0)
     if include_usage:
         yield chunk([], usage=usage.model_dump())
-    yield g.sse("[DONE]")
+    yield streams.sse("[DONE]")
     if req.logprobs is None and all(f in ("stop", "length") for f in finishes):
         await plan.store(CompletionResponse(
             id=chunk_id, created=created, model=req.model, usage=usage,

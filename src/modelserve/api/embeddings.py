@@ -8,16 +8,17 @@ from typing import cast
 import numpy as np
 from fastapi import APIRouter, Request, Response
 
-from modelserve.api import generation as g
+from modelserve.api import leases, pipeline, sampling
 from modelserve.api.caching import CachePlan
 from modelserve.api.errors import bad_request
-from modelserve.api.input_limits import check_inputs, check_texts, limits_of
+from modelserve.api.input_limits import check_inputs, check_texts
 from modelserve.api.protocol import (
     EmbeddingData,
     EmbeddingRequest,
     EmbeddingResponse,
     EmbeddingUsage,
 )
+from modelserve.config_sections import InputLimits
 from modelserve.kinds.embeddings import EMBEDDINGS
 from modelserve.runtimes.embeddings import EmbeddingRuntime
 from modelserve.runtimes.st_layout import Floats, normalize
@@ -47,7 +48,7 @@ def _inputs(req: EmbeddingRequest, runtime: EmbeddingRuntime) -> list[list[int]]
         else:
             if not item:
                 raise bad_request("Token-id input must not be empty.", param=param)
-            g.check_token_ids(runtime, item, param)
+            sampling.check_token_ids(runtime, item, param)
             tokens = list(item)
         if len(tokens) > runtime.max_tokens:
             if not req.truncate:
@@ -74,35 +75,48 @@ def _encode(vector: Floats, fmt: str) -> list[float] | str:
 
 @router.post("/v1/embeddings", response_model=EmbeddingResponse)
 async def create_embeddings(req: EmbeddingRequest, request: Request) -> Response:
-    limits = limits_of(request)
-    raw = req.input
-    many = isinstance(raw, list) and not all(isinstance(x, int) for x in raw)
-    check_inputs(len(raw) if many else 1, limits)
-    check_texts([raw] if isinstance(raw, str) else [x for x in raw if isinstance(x, str)],
-                limits, "input")
-    runtime = await g.acquire_kind(request, req.model, EMBEDDINGS)
-    if req.dimensions is not None:
-        if not runtime.matryoshka:
-            raise bad_request(f"The model '{req.model}' does not support 'dimensions'.",
-                              param="dimensions")
-        if req.dimensions > runtime.dimension:
-            raise bad_request(f"dimensions must be at most {runtime.dimension}.",
-                              param="dimensions")
-    inputs = _inputs(req, runtime)
-    tokens = sum(len(t) for t in inputs)
-    await g.admit(request, tokens, 0)
-    plan = CachePlan.start(request, "embeddings", req, deterministic=True)
-    hit = await plan.lookup()
-    if hit is not None:
-        return Response(hit, media_type="application/json")
-    vectors = await runtime.embed(inputs)
-    data = [EmbeddingData(index=i, embedding=_encode(_resize(np.asarray(v), req.dimensions),
-                                                     req.encoding_format))
-            for i, v in enumerate(vectors)]
-    body = EmbeddingResponse(data=data, model=req.model,
-                             usage=EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens))
-    # One pass through pydantic's JSON serializer; thousands of floats per response make the
-    # generic path (to Python objects, then json.dumps) a visible cost.
-    encoded = body.model_dump_json().encode()
-    await plan.store(encoded)
-    return Response(encoded, media_type="application/json")
+    return await pipeline.serve(EmbeddingsRoute(req, request))
+
+
+class EmbeddingsRoute(pipeline.Route[EmbeddingRequest, EmbeddingRuntime]):
+    cache_route = "embeddings"
+    inputs: list[list[int]]
+
+    def check_limits(self, limits: InputLimits) -> None:
+        raw = self.req.input
+        many = isinstance(raw, list) and not all(isinstance(x, int) for x in raw)
+        check_inputs(len(raw) if many else 1, limits)
+        check_texts([raw] if isinstance(raw, str) else [x for x in raw if isinstance(x, str)],
+                    limits, "input")
+
+    async def acquire(self) -> EmbeddingRuntime:
+        return await leases.acquire_kind(self.request, self.req.model, EMBEDDINGS)
+
+    def count(self, runtime: EmbeddingRuntime) -> tuple[int, int]:
+        req = self.req
+        if req.dimensions is not None:
+            if not runtime.matryoshka:
+                raise bad_request(f"The model '{req.model}' does not support 'dimensions'.",
+                                  param="dimensions")
+            if req.dimensions > runtime.dimension:
+                raise bad_request(f"dimensions must be at most {runtime.dimension}.",
+                                  param="dimensions")
+        self.inputs = _inputs(req, runtime)
+        return sum(len(t) for t in self.inputs), 0
+
+    def deterministic(self) -> bool:
+        return True
+
+    async def respond(self, runtime: EmbeddingRuntime, plan: CachePlan) -> Response:
+        req, tokens = self.req, sum(len(t) for t in self.inputs)
+        vectors = await runtime.embed(self.inputs)
+        data = [EmbeddingData(index=i, embedding=_encode(_resize(np.asarray(v), req.dimensions),
+                                                         req.encoding_format))
+                for i, v in enumerate(vectors)]
+        body = EmbeddingResponse(data=data, model=req.model,
+                                 usage=EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens))
+        # One pass through pydantic's JSON serializer; thousands of floats per response make
+        # the generic path (to Python objects, then json.dumps) a visible cost.
+        encoded = body.model_dump_json().encode()
+        await plan.store(encoded)
+        return Response(encoded, media_type="application/json")

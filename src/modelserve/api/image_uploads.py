@@ -1,15 +1,13 @@
-"""Edit uploads: decode the `image` and `mask` files with Pillow, or say which one is bad."""
+"""Edit uploads: decode the `image` and `mask` files (images/decode.py), or say which is bad."""
 
 from __future__ import annotations
 
-import io
-import warnings
+from PIL import Image
 
-from PIL import Image, UnidentifiedImageError
+from modelserve.api.errors import bad_request
+from modelserve.images.decode import Unusable, load_untrusted, open_untrusted
 
-from modelserve.api.errors import APIError, bad_request
-
-FORMATS = {"PNG", "JPEG", "WEBP"}  # what OpenAI's edits endpoint takes
+FORMATS = frozenset({"PNG", "JPEG", "WEBP"})  # what OpenAI's edits endpoint takes
 
 
 def decode_upload(data: bytes, param: str, max_pixels: int) -> Image.Image:
@@ -17,28 +15,22 @@ def decode_upload(data: bytes, param: str, max_pixels: int) -> Image.Image:
     if not data:
         raise bad_request(f"The '{param}' file is empty.", param=param)
     try:
-        with warnings.catch_warnings():
-            # Pillow warns (and past 2x, raises) on decompression bombs; the pixel cap below
-            # is the limit that applies here.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            if image.format not in FORMATS:
-                raise bad_request(f"Unsupported '{param}' format {image.format}: send a PNG, "
-                                  "JPEG or WEBP file.", param=param, code="invalid_image_format")
-            width, height = image.size
-            if width * height > max_pixels:
-                raise bad_request(f"The '{param}' image is {width}x{height}, over the limit of "
-                                  f"{max_pixels} pixels.", param=param, code="image_too_large")
-            image.load()
-    except APIError:
-        raise
-    except UnidentifiedImageError:
-        raise bad_request(f"The '{param}' file is not an image (PNG, JPEG or WEBP).",
+        image = open_untrusted(data, FORMATS)
+        width, height = image.size
+        if width * height > max_pixels:
+            raise bad_request(f"The '{param}' image is {width}x{height}, over the limit of "
+                              f"{max_pixels} pixels.", param=param, code="image_too_large")
+        return load_untrusted(image)
+    except Unusable as exc:
+        if exc.reason == "not_an_image":
+            raise bad_request(f"The '{param}' file is not an image (PNG, JPEG or WEBP).",
+                              param=param, code="invalid_image") from None
+        if exc.reason == "format":
+            raise bad_request(f"Unsupported '{param}' format {exc.detail}: send a PNG, "
+                              "JPEG or WEBP file.", param=param,
+                              code="invalid_image_format") from None
+        raise bad_request(f"The '{param}' image could not be decoded: {exc.detail}",
                           param=param, code="invalid_image") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise bad_request(f"The '{param}' image could not be decoded: {exc}", param=param,
-                          code="invalid_image") from None
-    return image
 
 
 def has_alpha(image: Image.Image) -> bool:

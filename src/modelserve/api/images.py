@@ -12,7 +12,7 @@ from PIL import Image
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
-from modelserve.api import generation as g
+from modelserve.api import admission, leases, streams
 from modelserve.api.errors import APIError, bad_request
 from modelserve.api.image_uploads import decode_upload, to_mask
 from modelserve.api.protocol_images import (
@@ -40,8 +40,9 @@ DEFAULT_STRENGTH = {"image": 0.8, "inpaint": 1.0}
 
 
 async def _runtime(request: Request, name: str) -> DiffusionRuntime:
-    runtime = await g.acquire_kind(request, name, IMAGES)
-    await g.admit(request, 0, 0)  # per-key concurrency (requests per minute counted at auth)
+    runtime = await leases.acquire_kind(request, name, IMAGES)
+    # per-key concurrency (requests per minute were counted at auth)
+    await admission.admit(request, 0, 0)
     return runtime
 
 
@@ -71,7 +72,7 @@ def _job(req: ImageFields, runtime: DiffusionRuntime, size: tuple[int, int],
 async def _respond(request: Request, runtime: DiffusionRuntime, job: ImageJob,
                    req: ImageFields) -> Response:
     try:
-        blobs = await g.unless_disconnected(request, runtime.generate(job), [])
+        blobs = await streams.unless_disconnected(request, runtime.generate(job), [])
     except QueueFull:
         raise APIError(429, "The server is busy: too many image requests are waiting for this "
                        "model. Please retry shortly.", type="rate_limit_error",

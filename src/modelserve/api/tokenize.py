@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from modelserve.api import generation as g
+from modelserve.api import leases, sampling
 from modelserve.api.chat_prompt import render_prompt
 from modelserve.api.protocol import (
     DetokenizeRequest,
@@ -19,7 +19,7 @@ router = APIRouter()
 
 @router.post("/tokenize")
 async def tokenize(req: TokenizeRequest, request: Request) -> TokenizeResponse:
-    runtime = await g.acquire_kind(request, req.model, CHAT, "tokenize")
+    runtime = await leases.acquire_kind(request, req.model, CHAT, "tokenize")
     if req.messages is not None:
         tokens = render_prompt(runtime, req.messages)
     else:
@@ -29,6 +29,6 @@ async def tokenize(req: TokenizeRequest, request: Request) -> TokenizeResponse:
 
 @router.post("/detokenize")
 async def detokenize(req: DetokenizeRequest, request: Request) -> DetokenizeResponse:
-    runtime = await g.acquire_kind(request, req.model, CHAT, "tokenize")
-    g.check_token_ids(runtime, req.tokens, "tokens")
+    runtime = await leases.acquire_kind(request, req.model, CHAT, "tokenize")
+    sampling.check_token_ids(runtime, req.tokens, "tokens")
     return DetokenizeResponse(prompt=runtime.detokenize(req.tokens))
