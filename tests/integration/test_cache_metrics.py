@@ -11,9 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import SMOLLM2, LiveServer, serve, serve_process
+from tests.helpers import samples, value
 
 CHAT = "smollm2"
 EMBED = "minilm"
@@ -49,20 +49,6 @@ def timed(http: httpx.Client, path: str, body: dict[str, Any],
     started = time.perf_counter()
     resp = http.post(path, json=body, **kw)
     return resp, time.perf_counter() - started
-
-
-def samples(http: httpx.Client, path: str = "/admin/metrics") -> dict[tuple[str, frozenset[
-        tuple[str, str]]], float]:
-    out = {}
-    for family in text_string_to_metric_families(http.get(path).text):
-        for s in family.samples:
-            out[(s.name, frozenset(s.labels.items()))] = float(s.value)
-    return out
-
-
-def value(data: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str,
-          **labels: str) -> float:
-    return data.get((name, frozenset(labels.items())), 0.0)
 
 
 def test_repeat_is_a_byte_identical_faster_hit(http: httpx.Client) -> None:

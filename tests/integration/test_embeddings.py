@@ -14,7 +14,7 @@ from sentence_transformers import SentenceTransformer
 
 from modelserve.config import PackageSource
 from tests.conftest import EMBED_INT8, EMBED_MODEL, EMBED_MRL, EMBED_ST, MINILM
-from tests.integration.test_robustness import assert_openai_error, metric
+from tests.helpers import assert_openai_error, metric
 
 SENTENCES = ["A man is eating food.", "A man is eating a piece of bread.",
              "The new movie is awesome.", "A man is riding a horse.",

@@ -18,7 +18,7 @@ from PIL import Image
 
 from modelserve.bench.tiny_diffusion import build_tiny_pipeline
 from tests.conftest import CHAT_MODEL, SMOLLM2, LiveServer
-from tests.integration.test_robustness import assert_openai_error, metric
+from tests.helpers import assert_openai_error, metric
 
 MODEL = "tiny-sd"
 DISK_MODEL = "tiny-sd-disk"

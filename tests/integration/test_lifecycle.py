@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.conftest import MINILM, SMOLLM2, LiveServer, rss_bytes, serve
-from tests.integration.test_robustness import NO_EOS, assert_openai_error
+from tests.helpers import NO_EOS, assert_openai_error
 
 USER = [{"role": "user", "content": "Name three colours."}]
 TINY = {"context_size": 256, "parallel": 1, "batch_size": 64}

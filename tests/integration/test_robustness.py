@@ -9,35 +9,12 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import CHAT_MODEL, TINY_QUEUE_MODEL
+from tests.helpers import NO_EOS, assert_openai_error, metric
 
 USER = [{"role": "user", "content": "Hi"}]
 # SmolLM2's end-of-generation tokens, banned where a test needs a long generation.
-NO_EOS = {"0": -100, "1": -100, "2": -100}
-
-
-def metric(http: httpx.Client, name: str, model: str) -> float:
-    for family in text_string_to_metric_families(http.get("/metrics").text):
-        for sample in family.samples:
-            if sample.name == name and sample.labels.get("model") == model:
-                return float(sample.value)
-    raise AssertionError(f"{name} not found")
-
-
-def assert_openai_error(resp: httpx.Response, status: int, param: str | None = None,
-                        code: str | None = None) -> dict[str, Any]:
-    assert resp.status_code == status, resp.text
-    err = resp.json()["error"]
-    assert set(err) == {"message", "type", "param", "code"} and err["message"]
-    if param is not None:
-        assert err["param"] == param, err
-    if code is not None:
-        assert err["code"] == code, err
-    return dict(err)
-
-
 BAD_CHAT_BODIES = [
     ({"model": CHAT_MODEL, "messages": []}, "messages"),
     ({"model": CHAT_MODEL, "messages": "hi"}, "messages"),

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.conftest import SMOLLM2, LiveServer, serve, serve_process
-from tests.integration.test_robustness import NO_EOS, assert_openai_error
+from tests.helpers import NO_EOS, assert_openai_error
 
 ADMIN = "admin-" + secrets.token_hex(12)
 USER = "user-" + secrets.token_hex(12)

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from tests.conftest import SMOLLM2, ServerProcess, metric_samples, sample, server_process
-from tests.integration.test_robustness import NO_EOS, assert_openai_error
+from tests.helpers import NO_EOS, assert_openai_error
 
 USER = [{"role": "user", "content": "Tell me a long story about a lighthouse."}]
 

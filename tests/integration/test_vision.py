@@ -8,9 +8,8 @@ are clear 400s that leave the server serving.
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ import yaml
 from tests.conftest import SMOLLM2, LiveServer
 from tests.fixtures.images import bomb_png, data_url, image_bytes
 from tests.fixtures.tiny_mmproj import TinyMmproj, write_tiny_mmproj
-from tests.integration.test_robustness import NO_EOS, assert_openai_error
+from tests.helpers import NO_EOS, PNG, assert_openai_error, http_host, image, text, user
 
 VISION = "smollm2-vision"
 TEXT = "smollm2-text"
@@ -30,19 +29,6 @@ IMAGE_TOKENS = TinyMmproj().image_tokens
 MAX_PIXELS = 50_000
 
 
-def user(*parts: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{"role": "user", "content": list(parts)}]
-
-
-def text(t: str) -> dict[str, Any]:
-    return {"type": "text", "text": t}
-
-
-def image(url: str) -> dict[str, Any]:
-    return {"type": "image_url", "image_url": {"url": url, "detail": "low"}}
-
-
-PNG = data_url(image_bytes("PNG", seed=1))
 JPEG = data_url(image_bytes("JPEG", seed=2), "image/jpeg")
 
 
@@ -243,12 +229,8 @@ class _Images(BaseHTTPRequestHandler):
 def image_host() -> Iterator[int]:
     """A local image server; the fetching server reaches it only by the name `localhost`,
     which its config trusts to resolve to a private (loopback) address."""
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Images)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield int(httpd.server_address[1])
-    httpd.shutdown()
-    httpd.server_close()
+    with http_host(_Images) as port:
+        yield port
 
 
 @pytest.fixture(scope="module")

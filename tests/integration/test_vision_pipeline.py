@@ -3,9 +3,8 @@ answered from the cache, costs no image fetch and no encode (the metrics show it
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +14,9 @@ import pytest
 from tests.conftest import SMOLLM2, LiveServer, serve
 from tests.fixtures.images import image_bytes
 from tests.fixtures.tiny_mmproj import write_tiny_mmproj
-from tests.integration.test_cache_metrics import samples, value
-from tests.integration.test_robustness import assert_openai_error
-from tests.integration.test_vision import PNG, VISION, image, text, user
+from tests.helpers import PNG, assert_openai_error, http_host, image, samples, text, user, value
 
+VISION = "smollm2-vision"
 ADMIN, TPM = "sk-admin-pipeline", "sk-tpm-pipeline"
 FETCHES: list[str] = []  # paths the image host served
 
@@ -39,11 +37,8 @@ class _Cat(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def image_host() -> Iterator[int]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Cat)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield int(httpd.server_address[1])
-    httpd.shutdown()
-    httpd.server_close()
+    with http_host(_Cat) as port:
+        yield port
 
 
 @pytest.fixture(scope="module")
