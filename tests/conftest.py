@@ -20,7 +20,6 @@ import openai
 import pytest
 import uvicorn
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
 from modelserve.api.app import create_app
 from modelserve.config import load_settings
@@ -203,22 +202,6 @@ class RedisServer:
             self.proc.terminate()
             self.proc.wait(timeout=10)
             self.proc = None
-
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def metric_samples(http: httpx.Client, path: str = "/metrics") -> Samples:
-    """A Prometheus scrape, as {(sample name, labels): value}."""
-    out: Samples = {}
-    for family in text_string_to_metric_families(http.get(path).text):
-        for sample in family.samples:
-            out[(sample.name, frozenset(sample.labels.items()))] = float(sample.value)
-    return out
-
-
-def sample(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
 
 
 def rss_bytes() -> int:

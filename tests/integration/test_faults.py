@@ -17,14 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import (
-    SMOLLM2,
-    RedisServer,
-    ServerProcess,
-    metric_samples,
-    sample,
-    server_process,
-)
+from tests.conftest import SMOLLM2, RedisServer, ServerProcess, server_process
+from tests.helpers import samples, value
 
 KEY = "faults-" + secrets.token_hex(12)
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -142,12 +136,12 @@ def test_redis_killed_and_restarted_under_traffic(tmp_path: Path, policy: str,
             time.sleep(2.5)
             down = traffic.take()
             ready = http.get("/ready")
-            health, metrics = http.get("/health"), metric_samples(http)
+            health, metrics = http.get("/health"), samples(http, "/metrics")
         assert health.status_code == 200
         assert len(down) >= 5 and {a.path for a in down} == {p for _, p, _ in ROUTES}
         assert max(a.seconds for a in down) < SLOWEST_ANSWER_S
-        assert sample(metrics, "modelserve_dependency_up", dependency="rate_limits") == 0
-        assert sample(metrics, "modelserve_dependency_errors_total",
+        assert value(metrics, "modelserve_dependency_up", dependency="rate_limits") == 0
+        assert value(metrics, "modelserve_dependency_errors_total",
                       dependency="rate_limits") >= 1
         if policy == "fail_open":
             check_fail_open(down, ready, metrics)
@@ -161,9 +155,9 @@ def test_redis_killed_and_restarted_under_traffic(tmp_path: Path, policy: str,
         body = http.get("/ready").json()
         assert body == {"status": "ready",
                         "dependencies": {"cache": "up", "rate_limits": "up"}}, took
-        after = metric_samples(http)
-        assert sample(after, "modelserve_dependency_up", dependency="cache") == 1
-        assert sample(after, "modelserve_requests_total", route="/v1/chat/completions",
+        after = samples(http, "/metrics")
+        assert value(after, "modelserve_dependency_up", dependency="cache") == 1
+        assert value(after, "modelserve_requests_total", route="/v1/chat/completions",
                       model="chat", status="500") == 0
 
 
@@ -174,8 +168,8 @@ def check_fail_open(down: list[Answer], ready: httpx.Response,
     assert {a.cache for a in down if a.cache is not None} <= {"miss", "bypass"}
     assert ready.status_code == 200
     assert ready.json()["dependencies"] == {"cache": "down", "rate_limits": "down"}
-    assert sample(metrics, "modelserve_dependency_errors_total", dependency="cache") >= 1
-    assert sample(metrics, "modelserve_rate_limit_unenforced_requests_total") >= len(down) - 1
+    assert value(metrics, "modelserve_dependency_errors_total", dependency="cache") >= 1
+    assert value(metrics, "modelserve_rate_limit_unenforced_requests_total") >= len(down) - 1
 
 
 def check_fail_closed(down: list[Answer], ready: httpx.Response) -> None:

@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import SMOLLM2, ServerProcess, metric_samples, sample, server_process
-from tests.helpers import NO_EOS, assert_openai_error
+from tests.conftest import SMOLLM2, ServerProcess, server_process
+from tests.helpers import NO_EOS, assert_openai_error, samples, value
 
 USER = [{"role": "user", "content": "Tell me a long story about a lighthouse."}]
 
@@ -201,7 +201,7 @@ def test_slow_body_senders_are_cut_at_the_body_timeout(guarded: ServerProcess) -
         assert b'"code":"request_timeout"' in answer
         assert seconds < BODY_TIMEOUT_S + 2
     with httpx.Client(base_url=guarded.url, timeout=10) as http:
-        assert sample(metric_samples(http), "modelserve_http_requests_in_flight") == 1
+        assert value(samples(http, "/metrics"), "modelserve_http_requests_in_flight") == 1
 
 
 def test_burst_of_500_connections_leaves_nothing_behind(guarded: ServerProcess) -> None:
@@ -226,16 +226,16 @@ def test_burst_of_500_connections_leaves_nothing_behind(guarded: ServerProcess) 
             sock.close()
         deadline = time.monotonic() + 20
         while True:
-            metrics = metric_samples(http)
+            metrics = samples(http, "/metrics")
             settled = (guarded.open_fds() <= baseline + 2
-                       and sample(metrics, "modelserve_http_requests_in_flight") == 1
-                       and sample(metrics, "modelserve_running_sequences", model="chat") == 0
-                       and sample(metrics, "modelserve_waiting_sequences", model="chat") == 0)
+                       and value(metrics, "modelserve_http_requests_in_flight") == 1
+                       and value(metrics, "modelserve_running_sequences", model="chat") == 0
+                       and value(metrics, "modelserve_waiting_sequences", model="chat") == 0)
             if settled:
                 break
             assert time.monotonic() < deadline, (guarded.open_fds(), baseline)
             time.sleep(0.2)
         assert http.post("/v1/chat/completions", json={
             "model": "chat", "messages": USER, "max_tokens": 4}).status_code == 200
-        assert sample(metrics, "modelserve_requests_total", route="/v1/chat/completions",
+        assert value(metrics, "modelserve_requests_total", route="/v1/chat/completions",
                       model="chat", status="500") == 0
