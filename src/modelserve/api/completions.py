@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request, Response
 
 from modelserve.api import leases, pipeline, sampling, streams
 from modelserve.api.caching import CachePlan, cached_answer, replay_completion
+from modelserve.api.chunks import ChunkHead, completion_chunk
 from modelserve.api.errors import APIError, bad_request
 from modelserve.api.input_limits import check_sampling, check_texts
 from modelserve.api.observe import context
@@ -144,15 +145,10 @@ async def _stream(req: CompletionRequest, runtime: LlamaChatRuntime, gens: list[
                   echoes: list[str], prompt_tokens: int, include_usage: bool, plan: CachePlan
                   ) -> AsyncIterator[str]:
     chunk_id, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
+    head = ChunkHead(chunk_id, created, req.model, include_usage)
 
-    def chunk(choices: list[CompletionChoice], **extra: object) -> str:
-        body = CompletionResponse(id=chunk_id, created=created, model=req.model,
-                                  choices=choices).model_dump()
-        if include_usage:
-            body["usage"] = extra.get("usage")
-        else:
-            del body["usage"]
-        return streams.sse_json(body)
+    def chunk(choices: list[CompletionChoice]) -> str:
+        return completion_chunk(head, choices)
 
     for i, echo in enumerate(echoes):
         for j in range(req.n):
@@ -184,7 +180,7 @@ async def _stream(req: CompletionRequest, runtime: LlamaChatRuntime, gens: list[
         plan.ctx.completion_tokens = completion
     usage = sampling.usage(prompt_tokens, completion, cached or 0)
     if include_usage:
-        yield chunk([], usage=usage.model_dump())
+        yield completion_chunk(head, [], usage)
     yield streams.sse("[DONE]")
     if req.logprobs is None and all(f in ("stop", "length") for f in finishes):
         await plan.store(CompletionResponse(
