@@ -98,7 +98,9 @@ class InputLimits(Section):
 
     max_messages: int = Field(512, ge=1)
     max_message_chars: int = Field(200_000, ge=1)
-    max_n: int = Field(16, ge=1, le=128)
+    # 128 is OpenAI's own ceiling on `n`; past it a request is no client's intent.
+    max_n: int = Field(16, ge=1, le=128, description="choices (`n`) per chat/completions "
+                       "request")
     max_tokens: int | None = Field(None, ge=1, description="None: the model's context")
     max_embedding_inputs: int = Field(2048, ge=1)
     request_timeout_seconds: float = Field(600.0, gt=0, description="wall time per request")

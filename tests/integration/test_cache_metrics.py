@@ -92,6 +92,42 @@ def test_streaming_replay_is_a_valid_stream(cached: LiveServer) -> None:
     assert plain.choices[0].message.content == live[0]
 
 
+def sse_chunks(resp: httpx.Response) -> list[Any]:
+    """The stream's chunks less id and created (which differ per response), consecutive
+    content deltas of one choice joined: a live stream sends one per token, a replay one."""
+    out: list[Any] = []
+    for line in resp.text.splitlines():
+        if not line.startswith("data: ") or line == "data: [DONE]":
+            continue
+        chunk = {k: v for k, v in json.loads(line[6:]).items() if k not in ("id", "created")}
+        prev = out[-1] if out else None
+        if prev and len(chunk["choices"]) == len(prev["choices"]) == 1:
+            a, b = prev["choices"][0], chunk["choices"][0]
+            if a["index"] == b["index"] and {**a, "delta": {}} == {**b, "delta": {}} \
+                    and set(a["delta"]) == set(b["delta"]) == {"content"}:
+                a["delta"]["content"] += b["delta"]["content"]
+                continue
+        out.append(chunk)
+    return out
+
+
+@pytest.mark.parametrize("include_usage", [True, False])
+def test_streaming_replay_chunks_are_the_live_streams(http: httpx.Client,
+                                                      include_usage: bool) -> None:
+    body = ask(f"Name three colours {uuid.uuid4().hex[:6]}.", stream=True,
+               stream_options={"include_usage": include_usage})
+    live = http.post("/v1/chat/completions", json=body)
+    replay = http.post("/v1/chat/completions", json=body)
+    assert (live.headers["x-modelserve-cache"], replay.headers["x-modelserve-cache"]) == (
+        "miss", "hit")
+    assert live.text.endswith("data: [DONE]\n\n") and replay.text.endswith("data: [DONE]\n\n")
+    chunks = sse_chunks(live)
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert chunks[1]["choices"][0]["delta"]["content"]
+    assert sse_chunks(replay) == chunks
+    assert all(("usage" in c) == include_usage for c in chunks)
+
+
 def test_only_deterministic_requests_are_cached(http: httpx.Client) -> None:
     body = ask(f"Say hello {uuid.uuid4().hex[:6]}.")
     sampled = ask(body["messages"][0]["content"], temperature=0.8)

@@ -53,6 +53,25 @@ def test_completion_echo_logprobs_stream(client: openai.OpenAI) -> None:
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 3
 
 
+def test_completion_stream_usage_reports_cached_tokens(client: openai.OpenAI) -> None:
+    prompt = "A long and winding road leads past the old mill, over the river and home."
+
+    def streamed_cached() -> int:
+        chunks = list(client.completions.create(
+            model=CHAT_MODEL, prompt=prompt, max_tokens=3, temperature=0, stream=True,
+            stream_options={"include_usage": True}))
+        usage = chunks[-1].usage
+        assert usage is not None and usage.prompt_tokens_details is not None
+        return usage.prompt_tokens_details.cached_tokens or 0
+
+    streamed_cached()  # fills the prefix cache
+    again = streamed_cached()
+    plain = client.completions.create(model=CHAT_MODEL, prompt=prompt, max_tokens=3,
+                                      temperature=0)
+    assert plain.usage is not None and plain.usage.prompt_tokens_details is not None
+    assert again > 0 and again == plain.usage.prompt_tokens_details.cached_tokens
+
+
 def test_models_endpoints(client: openai.OpenAI) -> None:
     ids = [m.id for m in client.models.list()]
     assert CHAT_MODEL in ids

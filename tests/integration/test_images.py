@@ -215,6 +215,18 @@ def test_edits_must_be_multipart(http: httpx.Client) -> None:
     assert_openai_error(resp, 400)
 
 
+def test_variations_are_a_clear_400(client: openai.OpenAI, http: httpx.Client) -> None:
+    for resp in (http.post("/v1/images/variations",
+                           files={"image": ("a.png", png((64, 64)), "image/png")},
+                           data={"model": MODEL}),
+                 http.post("/v1/images/variations", json={"model": MODEL})):
+        err = assert_openai_error(resp, 400)
+        assert err["type"] == "invalid_request_error" and err["param"] is None
+        assert "variations are not supported" in err["message"]
+    with pytest.raises(openai.BadRequestError):
+        client.images.create_variation(model=MODEL, image=("a.png", png((64, 64))))
+
+
 def test_edit_upload_over_body_limit_is_413(http: httpx.Client) -> None:
     blob = b"\x89PNG" + b"\0" * (1024 * 1024 + 10)
     assert_openai_error(edit(http, {"image": ("a.png", blob, "image/png")}), 413)

@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import CHAT_MODEL, TINY_QUEUE_MODEL
+from tests.conftest import CHAT_MODEL, SMOLLM2, TINY_QUEUE_MODEL, serve
 from tests.helpers import NO_EOS, assert_openai_error, metric
 
 USER = [{"role": "user", "content": "Hi"}]
@@ -80,6 +80,30 @@ def test_over_long_prompt_gives_token_counts(client: openai.OpenAI) -> None:
         client.chat.completions.create(model=CHAT_MODEL, messages=USER,  # type: ignore
                                        max_tokens=5000)
     assert info.value.code == "context_length_exceeded"
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions"])
+def test_n_is_bounded_by_the_default_max_n(http: httpx.Client, path: str) -> None:
+    body = {"model": CHAT_MODEL, "messages": USER, "prompt": "Hi", "max_tokens": 1}
+    err = assert_openai_error(http.post(path, json={**body, "n": 17}), 400, param="n",
+                              code="limit_exceeded")
+    assert err["type"] == "invalid_request_error"
+    assert "maximum of 16" in err["message"] and "max_n" in err["message"]
+    assert len(http.post(path, json={**body, "n": 16}).json()["choices"]) == 16
+
+
+def test_n_follows_a_configured_max_n_past_16(tmp_path_factory: pytest.TempPathFactory) -> None:
+    config = {"server": {"limits": {"max_n": 20}},
+              "models": [{"name": "chat", "source": SMOLLM2,
+                          "options": {"context_size": 256, "parallel": 4}}]}
+    with serve(tmp_path_factory.mktemp("max_n"), config) as live, \
+            httpx.Client(base_url=live.url, timeout=120) as http:
+        body = {"model": "chat", "prompt": "Hi", "max_tokens": 1}
+        ok = http.post("/v1/completions", json={**body, "n": 20})
+        assert ok.status_code == 200 and len(ok.json()["choices"]) == 20
+        err = assert_openai_error(http.post("/v1/completions", json={**body, "n": 21}), 400,
+                                  param="n", code="limit_exceeded")
+        assert "maximum of 20" in err["message"]
 
 
 def test_bad_completion_inputs(http: httpx.Client) -> None:

@@ -15,8 +15,15 @@ from typing import Any
 from fastapi import Request, Response
 from pydantic import BaseModel
 
+from modelserve.api.chunks import ChunkHead, chat_chunk, completion_chunk
 from modelserve.api.observe import RequestContext, context
-from modelserve.api.streams import event_stream, sse, sse_json
+from modelserve.api.protocol import (
+    ChatChunkChoice,
+    ChatCompletionResponse,
+    CompletionResponse,
+    DeltaMessage,
+)
+from modelserve.api.streams import event_stream, sse
 from modelserve.cache import ResponseCache
 
 # Request fields that never change the response body.
@@ -77,35 +84,33 @@ def cached_answer(entry: bytes, stream: bool,
     return Response(entry, media_type="application/json")
 
 
-def _usage_chunk(body: dict[str, Any], obj: str) -> dict[str, Any]:
-    return {"id": body["id"], "object": obj, "created": body["created"],
-            "model": body["model"], "choices": [], "usage": body.get("usage")}
-
-
 async def replay_chat(body: dict[str, Any], include_usage: bool) -> AsyncIterator[str]:
-    head = {"id": body["id"], "object": "chat.completion.chunk", "created": body["created"],
-            "model": body["model"]}
-    for choice in body["choices"]:
-        index = choice["index"]
-        yield sse_json({**head, "choices": [{"index": index, "finish_reason": None,
-                                             "delta": {"role": "assistant", "content": ""}}]})
-        yield sse_json({**head, "choices": [{
-            "index": index, "finish_reason": None, "logprobs": choice.get("logprobs"),
-            "delta": {"content": choice["message"]["content"]}}]})
-        yield sse_json({**head, "choices": [{"index": index, "delta": {},
-                                             "finish_reason": choice["finish_reason"]}]})
+    """A stored chat answer as the live stream frames it (api/chat.py): every choice's role
+    chunk, then its content and its finish; logprobs, if stored, ride on the content chunk."""
+    answer = ChatCompletionResponse.model_validate(body)
+    head = ChunkHead(answer.id, answer.created, answer.model, include_usage)
+    for choice in answer.choices:
+        yield chat_chunk(head, [ChatChunkChoice(
+            index=choice.index, delta=DeltaMessage(role="assistant", content=""))])
+    for choice in answer.choices:
+        if choice.message.content or choice.logprobs is not None:
+            yield chat_chunk(head, [ChatChunkChoice(
+                index=choice.index, delta=DeltaMessage(content=choice.message.content),
+                logprobs=choice.logprobs)])
+        yield chat_chunk(head, [ChatChunkChoice(index=choice.index, delta=DeltaMessage(),
+                                                finish_reason=choice.finish_reason)])
     if include_usage:
-        yield sse_json(_usage_chunk(body, "chat.completion.chunk"))
+        yield chat_chunk(head, [], answer.usage)
     yield sse("[DONE]")
 
 
 async def replay_completion(body: dict[str, Any], include_usage: bool) -> AsyncIterator[str]:
-    head = {"id": body["id"], "object": "text_completion", "created": body["created"],
-            "model": body["model"]}
-    for choice in body["choices"]:
-        yield sse_json({**head, "choices": [choice]})
+    answer = CompletionResponse.model_validate(body)
+    head = ChunkHead(answer.id, answer.created, answer.model, include_usage)
+    for choice in answer.choices:
+        yield completion_chunk(head, [choice])
     if include_usage:
-        yield sse_json(_usage_chunk(body, "text_completion"))
+        yield completion_chunk(head, [], answer.usage)
     yield sse("[DONE]")
 
 

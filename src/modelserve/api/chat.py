@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request, Response
 from modelserve.api import leases, pipeline, sampling, streams
 from modelserve.api.caching import CachePlan, cached_answer, replay_chat
 from modelserve.api.chat_prompt import ChatPrompt, load_images, plan_chat_prompt
+from modelserve.api.chunks import ChunkHead, chat_chunk
 from modelserve.api.errors import APIError
 from modelserve.api.input_limits import check_messages, check_sampling
 from modelserve.api.observe import context
@@ -20,7 +21,6 @@ from modelserve.api.protocol import (
     AssistantMessage,
     ChatChoice,
     ChatChunkChoice,
-    ChatCompletionChunk,
     ChatCompletionRequest,
     ChatCompletionResponse,
     ChoiceLogprobs,
@@ -140,15 +140,10 @@ async def _stream(req: ChatCompletionRequest, runtime: LlamaChatRuntime, gens: l
                   prompt_tokens: int, include_usage: bool, plan: CachePlan
                   ) -> AsyncIterator[str]:
     chunk_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+    head = ChunkHead(chunk_id, created, req.model, include_usage)
 
     def chunk(choices: list[ChatChunkChoice]) -> str:
-        body = ChatCompletionChunk(id=chunk_id, created=created, model=req.model,
-                                   choices=choices).model_dump()
-        for i, choice in enumerate(choices):
-            body["choices"][i]["delta"] = choice.delta.model_dump(exclude_none=True)
-        if not include_usage:
-            del body["usage"]
-        return streams.sse_json(body)
+        return chat_chunk(head, choices)
 
     # The hot path (one content chunk per token) fills a template made from the wire type
     # once, instead of building and dumping pydantic models for every token.
@@ -170,8 +165,8 @@ async def _stream(req: ChatCompletionRequest, runtime: LlamaChatRuntime, gens: l
                 yield chunk([ChatChunkChoice(index=index, delta=DeltaMessage(content=out.text),
                                              logprobs=logprobs)])
             elif out.text:
-                head, tail = templates[index]
-                yield head + json.dumps(out.text, ensure_ascii=False) + tail
+                before, after = templates[index]
+                yield before + json.dumps(out.text, ensure_ascii=False) + after
             if out.finish_reason is not None:
                 cached = min(cached, out.cached_tokens)
                 finishes[index] = out.finish_reason
@@ -183,9 +178,7 @@ async def _stream(req: ChatCompletionRequest, runtime: LlamaChatRuntime, gens: l
         plan.ctx.completion_tokens = completion
     usage = sampling.usage(prompt_tokens, completion, cached)
     if include_usage:
-        body = ChatCompletionChunk(id=chunk_id, created=created, model=req.model, choices=[],
-                                   usage=usage).model_dump()
-        yield streams.sse_json(body)
+        yield chat_chunk(head, [], usage)
     yield streams.sse("[DONE]")
     if not req.logprobs and all(f in ("stop", "length") for f in finishes):
         await plan.store(ChatCompletionResponse(

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request, Response
 
 from modelserve.api import leases, pipeline, sampling, streams
 from modelserve.api.caching import CachePlan, cached_answer, replay_completion
+from modelserve.api.chunks import ChunkHead, completion_chunk
 from modelserve.api.errors import APIError, bad_request
 from modelserve.api.input_limits import check_sampling, check_texts
 from modelserve.api.observe import context
@@ -108,9 +109,11 @@ class CompletionsRoute(pipeline.Route[CompletionRequest, LlamaChatRuntime]):
         return self.req.temperature == 0 or self.req.seed is not None
 
     def replay(self, entry: bytes) -> Response:
-        include_usage = bool(self.req.stream_options and self.req.stream_options.include_usage)
         return cached_answer(entry, self.req.stream,
-                             lambda body: replay_completion(body, include_usage))
+                             lambda body: replay_completion(body, self._include_usage()))
+
+    def _include_usage(self) -> bool:
+        return bool(self.req.stream_options and self.req.stream_options.include_usage)
 
     async def respond(self, runtime: LlamaChatRuntime, plan: CachePlan) -> Response:
         req, request, echoes = self.req, self.request, self.echoes
@@ -118,7 +121,7 @@ class CompletionsRoute(pipeline.Route[CompletionRequest, LlamaChatRuntime]):
         gens = streams.submit_all(runtime, self.jobs)
         if req.stream:
             return streams.event_stream(_stream(req, runtime, gens, echoes, prompt_tokens,
-                                                plan))
+                                                self._include_usage(), plan))
         results = await streams.unless_disconnected(
             request, asyncio.gather(*(streams.collect(gen) for gen in gens)), gens)
         choices = []
@@ -139,19 +142,13 @@ class CompletionsRoute(pipeline.Route[CompletionRequest, LlamaChatRuntime]):
 
 
 async def _stream(req: CompletionRequest, runtime: LlamaChatRuntime, gens: list[Generation],
-                  echoes: list[str], prompt_tokens: int, plan: CachePlan
+                  echoes: list[str], prompt_tokens: int, include_usage: bool, plan: CachePlan
                   ) -> AsyncIterator[str]:
     chunk_id, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
-    include_usage = bool(req.stream_options and req.stream_options.include_usage)
+    head = ChunkHead(chunk_id, created, req.model, include_usage)
 
-    def chunk(choices: list[CompletionChoice], **extra: object) -> str:
-        body = CompletionResponse(id=chunk_id, created=created, model=req.model,
-                                  choices=choices).model_dump()
-        if include_usage:
-            body["usage"] = extra.get("usage")
-        else:
-            del body["usage"]
-        return streams.sse_json(body)
+    def chunk(choices: list[CompletionChoice]) -> str:
+        return completion_chunk(head, choices)
 
     for i, echo in enumerate(echoes):
         for j in range(req.n):
@@ -161,6 +158,8 @@ async def _stream(req: CompletionRequest, runtime: LlamaChatRuntime, gens: list[
     completion, offsets = 0, {i: len(echoes[i // req.n]) for i in range(len(gens))}
     texts = [echoes[i // req.n] for i in range(len(gens))]
     finishes = [""] * len(gens)
+    # The prefix-cache hit of the choice that reused least, as the non-streamed answer reports.
+    cached: int | None = None
     try:
         async for index, out in streams.merge(gens):
             streams.raise_if_failed(out)
@@ -168,6 +167,7 @@ async def _stream(req: CompletionRequest, runtime: LlamaChatRuntime, gens: list[
             texts[index] += out.text
             if out.finish_reason is not None:
                 finishes[index] = out.finish_reason
+                cached = out.cached_tokens if cached is None else min(cached, out.cached_tokens)
             if out.text or out.finish_reason is not None or out.logprobs:
                 logprobs = _logprobs(runtime, out.logprobs, offsets[index]) \
                     if req.logprobs is not None else None
@@ -178,9 +178,9 @@ async def _stream(req: CompletionRequest, runtime: LlamaChatRuntime, gens: list[
         yield exc.sse()
     finally:
         plan.ctx.completion_tokens = completion
-    usage = sampling.usage(prompt_tokens, completion, 0)
+    usage = sampling.usage(prompt_tokens, completion, cached or 0)
     if include_usage:
-        yield chunk([], usage=usage.model_dump())
+        yield completion_chunk(head, [], usage)
     yield streams.sse("[DONE]")
     if req.logprobs is None and all(f in ("stop", "length") for f in finishes):
         await plan.store(CompletionResponse(

@@ -21,7 +21,7 @@ from modelserve.api.protocol import (
 from modelserve.config_sections import InputLimits
 from modelserve.kinds.embeddings import EMBEDDINGS
 from modelserve.runtimes.embeddings import EmbeddingRuntime
-from modelserve.runtimes.st_layout import Floats, normalize
+from modelserve.runtimes.st_layout import Floats
 
 router = APIRouter()
 
@@ -59,12 +59,6 @@ def _inputs(req: EmbeddingRequest, runtime: EmbeddingRuntime) -> list[list[int]]
             tokens = tokens[: runtime.max_tokens]
         out.append(tokens)
     return out
-
-
-def _resize(vector: Floats, dimensions: int | None) -> Floats:
-    if dimensions is None:
-        return vector
-    return normalize(vector[:dimensions])
 
 
 def _encode(vector: Floats, fmt: str) -> list[float] | str:
@@ -109,9 +103,8 @@ class EmbeddingsRoute(pipeline.Route[EmbeddingRequest, EmbeddingRuntime]):
 
     async def respond(self, runtime: EmbeddingRuntime, plan: CachePlan) -> Response:
         req, tokens = self.req, sum(len(t) for t in self.inputs)
-        vectors = await runtime.embed(self.inputs)
-        data = [EmbeddingData(index=i, embedding=_encode(_resize(np.asarray(v), req.dimensions),
-                                                         req.encoding_format))
+        vectors = await runtime.embed(self.inputs, req.dimensions)
+        data = [EmbeddingData(index=i, embedding=_encode(np.asarray(v), req.encoding_format))
                 for i, v in enumerate(vectors)]
         body = EmbeddingResponse(data=data, model=req.model,
                                  usage=EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens))

@@ -175,6 +175,14 @@ async def edit_image(request: Request) -> Response:
     return await _respond(request, runtime, job, req)
 
 
+@router.post("/v1/images/variations")
+async def create_variation() -> Response:
+    # Without this route the path matches GET /v1/images/{image_id} and answers 405, which
+    # reads as a client bug rather than a missing feature.
+    raise bad_request("Image variations are not supported by this server; use "
+                      "/v1/images/edits with a prompt instead.")
+
+
 @router.get("/v1/images/{image_id}")
 async def get_image(image_id: str, request: Request) -> Response:
     """An image made with `response_format: url`, until its TTL runs out."""

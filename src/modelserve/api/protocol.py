@@ -43,7 +43,8 @@ class SamplingFields(NullMeansDefault):
     seed: int | None = None
     stop: str | list[str] | None = None
     max_tokens: int | None = Field(None, ge=1)
-    n: int = Field(1, ge=1, le=16)
+    # The upper bound is the server's `limits.max_n` (api/input_limits.py), one place to set it.
+    n: int = Field(1, ge=1)
     presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
     frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
     repeat_penalty: float = Field(1.0, gt=0.0, le=10.0)

@@ -12,7 +12,13 @@ import numpy as np
 
 from modelserve.config import EmbeddingOptions, ModelSpec
 from modelserve.engine.embed_batcher import EmbeddingBatcher
-from modelserve.runtimes.st_layout import EmbeddingLayout, Floats, LayoutError, pad_batch
+from modelserve.runtimes.st_layout import (
+    EmbeddingLayout,
+    Floats,
+    LayoutError,
+    normalize,
+    pad_batch,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +107,12 @@ class SentenceTransformersBackend:
         return np.asarray(out.float().cpu().numpy(), dtype=np.float32)
 
 
+def shorten(vector: Floats, dimensions: int) -> Floats:
+    """A Matryoshka vector cut to its first `dimensions`, back at unit length (a prefix of a
+    unit vector is shorter, and cosine scores assume unit vectors)."""
+    return normalize(np.asarray(vector)[:dimensions])
+
+
 class EmbeddingRuntime:
     def __init__(self, spec: ModelSpec) -> None:
         opts = spec.options_as(EmbeddingOptions)
@@ -131,8 +143,14 @@ class EmbeddingRuntime:
     def tokenize(self, text: str) -> list[int]:
         return self.backend.tokenize(text)
 
-    async def embed(self, inputs: list[list[int]]) -> list[Floats]:
-        return await self.batcher.embed(inputs)
+    async def embed(self, inputs: list[list[int]], dimensions: int | None = None
+                    ) -> list[Floats]:
+        """One vector per input; `dimensions` shortens each (`shorten`). The caller has
+        checked that the model is `matryoshka` and `dimensions` at most `dimension`."""
+        vectors = await self.batcher.embed(inputs)
+        if dimensions is None:
+            return vectors
+        return [shorten(v, dimensions) for v in vectors]
 
     def close(self) -> None:
         self.batcher.close()
