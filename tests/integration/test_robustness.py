@@ -14,7 +14,6 @@ from tests.conftest import CHAT_MODEL, SMOLLM2, TINY_QUEUE_MODEL, serve
 from tests.helpers import NO_EOS, assert_openai_error, metric
 
 USER = [{"role": "user", "content": "Hi"}]
-# SmolLM2's end-of-generation tokens, banned where a test needs a long generation.
 BAD_CHAT_BODIES = [
     ({"model": CHAT_MODEL, "messages": []}, "messages"),
     ({"model": CHAT_MODEL, "messages": "hi"}, "messages"),
@@ -60,6 +59,45 @@ def test_malformed_json_is_400(http: httpx.Client) -> None:
     resp = http.post("/v1/chat/completions", content=b"", headers={"content-type":
                                                                    "application/json"})
     assert_openai_error(resp, 400)
+
+
+TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}}}}}
+SCHEMA = {"type": "json_schema", "json_schema": {"name": "w", "schema": {"type": "object"}}}
+NOT_YET = [
+    ("/v1/chat/completions", {"tools": [TOOL]}, "tools"),
+    ("/v1/chat/completions", {"functions": [TOOL["function"]]}, "functions"),
+    ("/v1/chat/completions", {"tool_choice": "required"}, "tool_choice"),
+    ("/v1/chat/completions", {"response_format": {"type": "json_object"}}, "response_format"),
+    ("/v1/chat/completions", {"response_format": SCHEMA}, "response_format"),
+    ("/v1/chat/completions", {"reasoning_effort": "low"}, "reasoning_effort"),
+    ("/v1/chat/completions", {"modalities": ["text", "audio"]}, "modalities"),
+    ("/v1/chat/completions", {"audio": {"voice": "alloy", "format": "wav"}}, "audio"),
+    ("/v1/chat/completions", {"grammar": "root ::= \"yes\""}, "grammar"),
+    ("/v1/completions", {"response_format": {"type": "json_object"}}, "response_format"),
+    ("/v1/completions", {"json_schema": {"type": "object"}}, "json_schema"),
+]
+
+
+@pytest.mark.parametrize(("route", "extra", "param"), NOT_YET)
+def test_fields_we_cannot_honour_are_refused_by_name(http: httpx.Client, route: str,
+                                                     extra: dict[str, Any], param: str) -> None:
+    """Never free text with a 200 for a client that asked for JSON, a tool call or audio."""
+    base = {"model": CHAT_MODEL, "max_tokens": 4}
+    base |= {"messages": USER} if route == "/v1/chat/completions" else {"prompt": "Hi"}
+    err = assert_openai_error(http.post(route, json=base | extra), 400, param=param)
+    assert "not supported" in err["message"] or "only text" in err["message"]
+
+
+def test_values_that_ask_for_nothing_pass(client: openai.OpenAI) -> None:
+    answer = client.chat.completions.create(
+        model=CHAT_MODEL, messages=USER, max_tokens=4, tools=[], tool_choice="none",
+        response_format={"type": "text"}, parallel_tool_calls=False, modalities=["text"])
+    assert answer.choices[0].message.content is not None
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model=CHAT_MODEL, messages=USER, max_tokens=4,
+                                       tools=[TOOL])  # type: ignore[list-item]
+    assert refused.value.body["param"] == "tools"  # type: ignore[index]
 
 
 def test_unknown_model_is_404(http: httpx.Client) -> None:

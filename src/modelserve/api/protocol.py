@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from modelserve.api.protocol_unsupported import UnsupportedChatFields, UnsupportedOutputControls
+
 # -- shared ---------------------------------------------------------------------------------
 
 
@@ -124,7 +126,7 @@ class ChatMessage(BaseModel):
         return self
 
 
-class ChatCompletionRequest(SamplingFields):
+class ChatCompletionRequest(SamplingFields, UnsupportedChatFields):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     logprobs: bool = False
@@ -204,7 +206,7 @@ class ChatCompletionChunk(BaseModel):
 # -- legacy completions ---------------------------------------------------------------------
 
 
-class CompletionRequest(SamplingFields):
+class CompletionRequest(SamplingFields, UnsupportedOutputControls):
     prompt: str | list[str] | list[int] | list[list[int]]
     max_tokens: int | None = Field(16, ge=1)
     logprobs: int | None = Field(None, ge=0, le=20)
