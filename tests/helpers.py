@@ -64,6 +64,20 @@ def image(url: str) -> dict[str, Any]:
     return {"type": "image_url", "image_url": {"url": url, "detail": "low"}}
 
 
+class QuietHandler(BaseHTTPRequestHandler):
+    """A test HTTP handler: `reply` writes one whole response; nothing is logged."""
+
+    def reply(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.send_response(status)
+        for key, value in {**headers, "Content-Length": str(len(body))}.items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
 @contextlib.contextmanager
 def http_host(handler: type[BaseHTTPRequestHandler]) -> Iterator[int]:
     """A local HTTP server on 127.0.0.1 answering with `handler`; yields its port."""

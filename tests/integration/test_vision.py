@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,16 @@ import yaml
 from tests.conftest import SMOLLM2, LiveServer
 from tests.fixtures.images import bomb_png, data_url, image_bytes
 from tests.fixtures.tiny_mmproj import TinyMmproj, write_tiny_mmproj
-from tests.helpers import NO_EOS, PNG, assert_openai_error, http_host, image, text, user
+from tests.helpers import (
+    NO_EOS,
+    PNG,
+    QuietHandler,
+    assert_openai_error,
+    http_host,
+    image,
+    text,
+    user,
+)
 
 VISION = "smollm2-vision"
 TEXT = "smollm2-text"
@@ -205,7 +213,7 @@ def test_other_bad_vision_requests(vhttp: httpx.Client) -> None:
 # -- remote image URLs, on a second server that allows them -------------------------------
 
 
-class _Images(BaseHTTPRequestHandler):
+class _Images(QuietHandler):
     def do_GET(self) -> None:
         port = self.server.server_address[1]
         routes: dict[str, tuple[int, dict[str, str], bytes]] = {
@@ -214,15 +222,7 @@ class _Images(BaseHTTPRequestHandler):
             "/to-cat": (302, {"Location": "/cat.png"}, b""),
             "/huge.png": (200, {"Content-Type": "image/png"}, b"x" * 300_000),
         }
-        status, headers, body = routes.get(self.path, (404, {}, b"not found"))
-        self.send_response(status)
-        for key, value in {**headers, "Content-Length": str(len(body))}.items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+        self.reply(*routes.get(self.path, (404, {}, b"not found")))
 
 
 @pytest.fixture(scope="module")

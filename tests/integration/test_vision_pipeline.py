@@ -4,7 +4,6 @@ answered from the cache, costs no image fetch and no encode (the metrics show it
 from __future__ import annotations
 
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -14,25 +13,27 @@ import pytest
 from tests.conftest import SMOLLM2, LiveServer, serve
 from tests.fixtures.images import image_bytes
 from tests.fixtures.tiny_mmproj import write_tiny_mmproj
-from tests.helpers import PNG, assert_openai_error, http_host, image, samples, text, user, value
+from tests.helpers import (
+    PNG,
+    QuietHandler,
+    assert_openai_error,
+    http_host,
+    image,
+    samples,
+    text,
+    user,
+    value,
+)
 
 VISION = "smollm2-vision"
 ADMIN, TPM = "sk-admin-pipeline", "sk-tpm-pipeline"
 FETCHES: list[str] = []  # paths the image host served
 
 
-class _Cat(BaseHTTPRequestHandler):
+class _Cat(QuietHandler):
     def do_GET(self) -> None:
         FETCHES.append(self.path)
-        body = image_bytes("PNG", seed=3)
-        self.send_response(200)
-        self.send_header("Content-Type", "image/png")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+        self.reply(200, {"Content-Type": "image/png"}, image_bytes("PNG", seed=3))
 
 
 @pytest.fixture(scope="module")
