@@ -74,7 +74,7 @@ class ChatRoute(pipeline.Route[ChatCompletionRequest, LlamaChatRuntime]):
 
     def replay(self, entry: bytes) -> Response:
         return cached_answer(entry, self.req.stream,
-                             lambda body: replay_chat(body, self._include_usage()))
+                             lambda body: replay_chat(body, self.req.usage_requested))
 
     async def prepare(self, runtime: LlamaChatRuntime) -> None:
         counter = self.request.app.state.metrics.image_inputs
@@ -95,7 +95,7 @@ class ChatRoute(pipeline.Route[ChatCompletionRequest, LlamaChatRuntime]):
         gens = streams.submit_all(runtime, jobs, self.prompt.images)
         if req.stream:
             return streams.event_stream(_stream(req, runtime, gens, len(prompt),
-                                                self._include_usage(), plan))
+                                                self.req.usage_requested, plan))
         results = await streams.unless_disconnected(
             request, asyncio.gather(*(streams.collect(gen) for gen in gens)), gens)
         choices = [
@@ -120,9 +120,6 @@ class ChatRoute(pipeline.Route[ChatCompletionRequest, LlamaChatRuntime]):
     def _images(self) -> ImageSettings:
         settings: ImageSettings = self.request.app.state.settings.images
         return settings
-
-    def _include_usage(self) -> bool:
-        return bool(self.req.stream_options and self.req.stream_options.include_usage)
 
     def _budget(self, runtime: LlamaChatRuntime, prompt_len: int) -> int:
         req = self.req

@@ -77,6 +77,7 @@ class CompletionsRoute(pipeline.Route[CompletionRequest, LlamaChatRuntime]):
     prompts: list[list[int]]
     echoes: list[str]
     jobs: list[tuple[list[int], SamplingParams]]
+    prompt_tokens: int
 
     def check_limits(self, limits: InputLimits) -> None:
         req = self.req
@@ -102,26 +103,23 @@ class CompletionsRoute(pipeline.Route[CompletionRequest, LlamaChatRuntime]):
                                                             req.logprobs))
                           for i in range(req.n)]
         self.echoes = texts if req.echo else [""] * len(self.prompts)
-        return (sum(len(p) for p in self.prompts),
-                sum(params.max_tokens for _, params in self.jobs))
+        self.prompt_tokens = sum(len(p) for p in self.prompts)
+        return self.prompt_tokens, sum(params.max_tokens for _, params in self.jobs)
 
     def deterministic(self) -> bool:
         return self.req.temperature == 0 or self.req.seed is not None
 
     def replay(self, entry: bytes) -> Response:
         return cached_answer(entry, self.req.stream,
-                             lambda body: replay_completion(body, self._include_usage()))
-
-    def _include_usage(self) -> bool:
-        return bool(self.req.stream_options and self.req.stream_options.include_usage)
+                             lambda body: replay_completion(body, self.req.usage_requested))
 
     async def respond(self, runtime: LlamaChatRuntime, plan: CachePlan) -> Response:
-        req, request, echoes = self.req, self.request, self.echoes
-        prompt_tokens = sum(len(p) for p in self.prompts)
+        req, request, echoes, prompt_tokens = self.req, self.request, self.echoes, \
+            self.prompt_tokens
         gens = streams.submit_all(runtime, self.jobs)
         if req.stream:
             return streams.event_stream(_stream(req, runtime, gens, echoes, prompt_tokens,
-                                                self._include_usage(), plan))
+                                                self.req.usage_requested, plan))
         results = await streams.unless_disconnected(
             request, asyncio.gather(*(streams.collect(gen) for gen in gens)), gens)
         choices = []

@@ -55,6 +55,11 @@ class SamplingFields(NullMeansDefault):
     stream_options: StreamOptions | None = None
     user: str | None = None
 
+    @property
+    def usage_requested(self) -> bool:
+        """A stream ends with a usage chunk (`stream_options.include_usage`)."""
+        return bool(self.stream_options and self.stream_options.include_usage)
+
     @field_validator("stop")
     @classmethod
     def _check_stop(cls, value: str | list[str] | None) -> list[str]:
