@@ -32,6 +32,14 @@ class LifecycleSettings(Section):
         30.0, ge=0, description="requests in flight get this long to finish on unload")
     model_roots: list[str] = Field(
         default_factory=list, description="directories admin-loaded model files may come from")
+    isolation: Literal["process", "inline"] = Field(
+        "process", description="process: each model runs in a worker process of its own, so "
+        "a crash ends only that model; inline: in the server process (debugging)")
+    restart_backoff_seconds: float = Field(
+        1.0, gt=0, description="first wait before restarting a crashed worker; doubles per "
+        "crash in a row")
+    restart_backoff_max_seconds: float = Field(
+        60.0, gt=0, description="the longest wait between restarts of a crashing worker")
 
 
 class CacheSettings(Section):

@@ -39,8 +39,7 @@ class ModelsCollector(Collector):
         for kind in KINDS.values():
             for m in kind.metrics:
                 families.setdefault(m.name, _family(m.name, m.type, m.help))
-            for model, runtime in self._models.loaded_of(kind).items():
-                stats = kind.stats(runtime)
+            for model, stats in self._models.stats_of(kind).items():
                 for m in kind.metrics:
                     families[m.name].add_metric([model], float(getattr(stats, m.stats_field)))
         yield from families.values()
@@ -50,7 +49,11 @@ class ModelsCollector(Collector):
         state = GaugeMetricFamily("modelserve_model_state", "1 for the state each model is in",
                                   labels=["model", "state"])
         memory = GaugeMetricFamily("modelserve_model_memory_bytes",
-                                   "Estimated memory of each loaded model", labels=["model"])
+                                   "Resident memory of each loaded model's worker process "
+                                   "(an estimate for inline models)", labels=["model"])
+        restarts = CounterMetricFamily("modelserve_model_restarts",
+                                       "Worker processes restarted after a crash",
+                                       labels=["model"])
         in_flight = GaugeMetricFamily("modelserve_model_requests_in_flight",
                                       "Requests holding each model", labels=["model"])
         loaded = 0
@@ -61,9 +64,10 @@ class ModelsCollector(Collector):
                 loaded += 1
                 memory.add_metric([name], float(entry.current.memory_bytes))
             in_flight.add_metric([name], float(entry.in_flight))
+            restarts.add_metric([name], float(entry.restarts))
         count = GaugeMetricFamily("modelserve_loaded_models", "Models loaded now")
         count.add_metric([], float(loaded))
-        yield from (state, memory, in_flight, count)
+        yield from (state, memory, in_flight, restarts, count)
 
 
 class ServiceCollector(Collector):

@@ -1,8 +1,10 @@
 """Which models exist, their load state, and the policies that load and unload them.
 
 Requests are routed here by their `model` field. Every state change happens on the event
-loop; the slow parts (building and closing runtimes) run in worker threads, so other
-models keep serving while one loads or unloads.
+loop; the slow parts (starting and stopping workers) run off it, so other models keep
+serving while one loads or unloads. Each loaded model runs in a worker process of its own
+(`lifecycle.isolation: process`, see worker/); one that dies is marked failed and restarted
+with backoff while the others keep serving.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from modelserve.config import ConfigError, ModelSpec
 from modelserve.config_sections import LifecycleSettings
 from modelserve.kinds import KINDS, ModelKind, ModelRuntime
 from modelserve.model_files import disk_bytes, release_freed_memory, revision
+from modelserve.worker.handle import WorkerHandle
+from modelserve.worker.memory import available_bytes
 
 # Kept as the registry's name for "any loaded model's runtime".
 Runtime = ModelRuntime
@@ -66,12 +70,19 @@ def build_runtime(spec: ModelSpec) -> Runtime:
 class LoadedModel:
     """One loaded instance of a model; a reload makes a new one while the old drains."""
 
-    runtime: Runtime
+    runtime: Runtime  # in process mode, the kind's front end
     spec: ModelSpec
     revision: str
-    memory_bytes: int
+    estimated_bytes: int  # weights + KV, or the files' size
     loaded_at: float
+    worker: WorkerHandle | None = None  # None in inline mode
+    stats: object | None = None  # the worker's last kind stats (refresh_stats)
     in_flight: int = 0
+
+    @property
+    def memory_bytes(self) -> int:
+        """The worker's resident memory; the estimate when the model runs inline."""
+        return self.worker.rss_bytes() if self.worker is not None else self.estimated_bytes
 
 
 @dataclass(eq=False)
@@ -84,6 +95,9 @@ class ModelEntry:
     last_used: float | None = None
     load_seconds: float | None = None
     task: asyncio.Task[None] | None = field(default=None, repr=False)
+    restart: asyncio.Task[None] | None = field(default=None, repr=False)
+    restarts: int = 0  # worker restarts after a crash, ever
+    crashes_in_a_row: int = 0
 
     @property
     def in_flight(self) -> int:
@@ -100,6 +114,7 @@ class ModelEntry:
             "memory_bytes": cur.memory_bytes if cur else 0,
             "loaded_at": cur.loaded_at if cur else None, "last_used": self.last_used,
             "load_seconds": self.load_seconds, "in_flight": self.in_flight,
+            "pid": cur.worker.pid if cur and cur.worker else None, "restarts": self.restarts,
         }
 
 
@@ -155,6 +170,28 @@ class ModelRegistry:
 
     def memory_in_use(self) -> int:
         return sum(e.current.memory_bytes for e in self.entries.values() if e.current)
+
+    def stats_of(self, kind: ModelKind[Any]) -> dict[str, object]:
+        """Each ready model's kind stats: read now inline, or the worker's last report."""
+        out: dict[str, object] = {}
+        for name, e in self.entries.items():
+            cur = e.current
+            if cur is None or e.state is not ModelState.READY or cur.spec.kind != kind.name:
+                continue
+            stats = cur.stats if cur.worker is not None else kind.stats(cur.runtime)
+            if stats is not None:
+                out[name] = stats
+        return out
+
+    async def refresh_stats(self, timeout: float = 2.0) -> None:
+        """Ask every worker for its kind stats (before a scrape)."""
+        async def one(loaded: LoadedModel) -> None:
+            assert loaded.worker is not None
+            with contextlib.suppress(Exception):
+                loaded.stats = await asyncio.wait_for(loaded.worker.acall("stats"), timeout)
+
+        await asyncio.gather(*(one(e.current) for e in self.entries.values()
+                               if e.current is not None and e.current.worker is not None))
 
     # -- requests ----------------------------------------------------------------------------
 
@@ -218,8 +255,10 @@ class ModelRegistry:
             started = time.monotonic()
             try:
                 path = await asyncio.to_thread(spec.resolve_source)
-                await self._make_room(entry, await asyncio.to_thread(disk_bytes, path))
-                runtime = await _build(spec)
+                size = await asyncio.to_thread(disk_bytes, path)
+                await self._make_room(entry, size)
+                _check_host_memory(size)
+                runtime, worker = await self._launch(spec)
                 rev = await asyncio.to_thread(revision, path)
             except Exception as exc:
                 logger.error("model %s failed to load: %s", spec.name, exc)
@@ -230,8 +269,11 @@ class ModelRegistry:
                     entry.spec = entry.current.spec
                 return
             entry.load_seconds = time.monotonic() - started
-            old, entry.current = entry.current, LoadedModel(
-                runtime, spec, rev, _memory_bytes(runtime, path), time.time())
+            loaded = LoadedModel(runtime, spec, rev, _memory_bytes(runtime, path), time.time(),
+                                 worker)
+            old, entry.current = entry.current, loaded
+            if worker is not None:
+                worker.on_death = lambda reason: self._worker_died(entry, loaded, reason)
             entry.state = ModelState.READY
             entry.last_used = time.time()
             logger.info("model %s ready (revision %s) in %.2fs", spec.name, rev,
@@ -240,6 +282,41 @@ class ModelRegistry:
                 callback(spec.name, runtime, entry.load_seconds)
         if old is not None:
             await self._drain_and_close(spec.name, old)
+
+    async def _launch(self, spec: ModelSpec) -> tuple[Runtime, WorkerHandle | None]:
+        """The model's runtime: its front end over a new worker process, or built inline."""
+        if self.policy.isolation == "inline":
+            return await _build(spec), None
+        worker = WorkerHandle(spec)
+        try:
+            info = await worker.start()
+            front = await asyncio.to_thread(KINDS[spec.kind].front, spec, worker, info)
+        except BaseException:
+            await asyncio.to_thread(worker.kill)
+            raise
+        return front, worker
+
+    def _worker_died(self, entry: ModelEntry, loaded: LoadedModel, reason: str) -> None:
+        """A ready model's worker ended on its own: fail it, restart it after a backoff."""
+        if entry.current is not loaded:
+            return  # already replaced or unloaded
+        entry.current = None
+        entry.state = ModelState.FAILED
+        if time.time() - loaded.loaded_at > self.policy.restart_backoff_max_seconds:
+            entry.crashes_in_a_row = 0  # it had been up a good while: not a crash loop
+        entry.crashes_in_a_row += 1
+        delay = min(self.policy.restart_backoff_seconds * 2 ** (entry.crashes_in_a_row - 1),
+                    self.policy.restart_backoff_max_seconds)
+        entry.error = f"{reason}; restarting in {delay:g}s"
+        self.in_background(asyncio.to_thread(_close, loaded.runtime))
+        entry.restart = self.in_background(self._restart(entry, delay))
+
+    async def _restart(self, entry: ModelEntry, delay: float) -> None:
+        await asyncio.sleep(delay)
+        if entry.state is ModelState.FAILED and entry.current is None:
+            entry.restarts += 1
+            logger.info("restarting model %s", entry.spec.name)
+            await self.start_load(entry.spec.name)
 
     async def _make_room(self, target: ModelEntry, new_bytes: int) -> None:
         """Evict least-recently-used idle models until the new one fits the policy."""
@@ -279,6 +356,8 @@ class ModelRegistry:
         entry = self.entries.get(name)
         if entry is None:
             raise ModelNotFound(name)
+        if entry.restart is not None:
+            entry.restart.cancel()
         if entry.task is not None and not entry.task.done():
             entry.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -332,6 +411,8 @@ class ModelRegistry:
     async def close(self) -> None:
         for name in list(self.entries):
             entry = self.entries[name]
+            if entry.restart is not None:
+                entry.restart.cancel()
             if entry.task is not None and not entry.task.done():
                 entry.task.cancel()
             if entry.current is not None:
@@ -356,6 +437,15 @@ async def _build(spec: ModelSpec) -> Runtime:
 def _close(runtime: Runtime) -> None:
     runtime.close()
     release_freed_memory()
+
+
+def _check_host_memory(needed: int) -> None:
+    """Refuse a load the host cannot hold, before a worker starts and gets OOM-killed."""
+    available = available_bytes()
+    if available is not None and needed > available:
+        raise CapacityError(f"not enough memory to load it: its files take "
+                            f"{needed // 2**20} MiB and the host has {available // 2**20} MiB "
+                            "available")
 
 
 def _memory_bytes(runtime: Runtime, path: Any) -> int:

@@ -101,5 +101,6 @@ async def unload_model(req: UnloadRequest, request: Request, wait: bool = False
 
 @router.get("/admin/metrics")
 async def metrics(request: Request) -> Response:
+    await request.app.state.registry.refresh_stats()
     return Response(generate_latest(request.app.state.metrics.registry),
                     media_type=CONTENT_TYPE_LATEST)

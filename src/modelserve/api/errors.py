@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from modelserve.api.protocol import ErrorBody, ErrorResponse
+from modelserve.worker.errors import WorkerDied
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +119,12 @@ def install_error_handlers(app: FastAPI) -> None:
         return _response(APIError(exc.status_code, str(exc.detail), type=kind,
                                   code=getattr(exc, "code", None),
                                   headers=getattr(exc, "headers", None)))
+
+    @app.exception_handler(WorkerDied)
+    async def _worker_died(request: Request, exc: WorkerDied) -> JSONResponse:
+        return _response(APIError(503, f"The model is not available: {exc}. Please retry "
+                                  "shortly.", type="server_error", code="model_unavailable",
+                                  headers={"Retry-After": "5"}))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

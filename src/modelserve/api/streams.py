@@ -61,6 +61,10 @@ async def collect(gen: Generation) -> ChoiceResult:
 
 
 def raise_if_failed(out: StepOutput) -> None:
+    if out.finish_reason == "error" and out.unavailable:
+        raise APIError(503, f"generation failed: {out.error}. Please retry shortly.",
+                       type="server_error", code="model_unavailable",
+                       headers={"Retry-After": "5"})
     if out.finish_reason == "error":
         raise APIError(500, f"generation failed: {out.error}", type="server_error")
 

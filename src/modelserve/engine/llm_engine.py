@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -70,6 +71,9 @@ class LLMEngine:
         self._warmed_up = threading.Event()
         self._warm_up_error: Exception | None = None
         self._thread = threading.Thread(target=self._run, name="llm-engine", daemon=True)
+        # Called on the engine thread after each step's outputs went to their sinks: a worker
+        # process sends them to the API process as one message.
+        self.after_step: Callable[[], None] | None = None
 
     def start(self) -> None:
         """Start the engine thread; return once its warm-up decode worked, or raise its error.
@@ -142,7 +146,11 @@ class LLMEngine:
                 self._start_new()
             if len(plan) or plan.images:
                 self._step(plan)
+            if self.after_step is not None:
+                self.after_step()
         self._fail_all("engine stopped")
+        if self.after_step is not None:
+            self.after_step()
 
     def _apply_aborts(self) -> None:
         for seq in [*self.scheduler.waiting, *self.scheduler.running]:
@@ -188,6 +196,8 @@ class LLMEngine:
                          completion_tokens=len(seq.output), cached_tokens=seq.cached_tokens)
         if sampled.logprob is not None:
             out.logprobs.append(sampled.logprob)
+        if len(seq.output) == 1 and seq.admitted_at is not None:
+            out.queue_seconds = max(seq.admitted_at - seq.submitted_at, 0.0)
         if self.vocab.is_eog(token):
             out.text = text.flush()
             return self._finish(seq, "stop", out)

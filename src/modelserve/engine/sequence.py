@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -50,6 +51,8 @@ class StepOutput:
     completion_tokens: int = 0
     cached_tokens: int = 0
     error: str | None = None
+    queue_seconds: float | None = None  # on the first token: submit to slot, in the engine
+    unavailable: bool = False  # an error because the model's worker died (503, retryable)
 
 
 class TimingSink(Protocol):
@@ -105,6 +108,7 @@ class Sequence:
     cached_tokens: int = 0  # prompt tokens reused from an earlier request
     output: list[int] = field(default_factory=list)
     finish_reason: str | None = None
+    submitted_at: float = field(default_factory=time.perf_counter)
     admitted_at: float | None = None  # perf_counter() when it got a slot
     images: list[ImageSpan] = field(default_factory=list)  # in prompt order
 

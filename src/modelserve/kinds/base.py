@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
     from modelserve.config import ModelSpec
     from modelserve.metrics import ServerMetrics
+    from modelserve.worker.handle import WorkerHandle
 
 
 class ModelRuntime(Protocol):
@@ -48,10 +49,11 @@ def _no_extra_sources(spec: ModelSpec) -> list[tuple[str, object]]:
 
 @dataclass(frozen=True)
 class ModelKind(Generic[R]):
-    """One model kind. `R` is its runtime class, so a typed lookup hands routes that class.
+    """One model kind. `R` is its runtime class, so a typed lookup hands routes that class
+    (or its front end, which offers the routes the same methods).
 
-    `build`, `routers` and `stats` import their runtime and API modules when called: config
-    parsing reads this declaration, and must not pull in llama.cpp, torch or diffusers.
+    `build`, `front`, `routers` and `stats` import their modules when called: config parsing
+    reads this declaration, and must not pull in llama.cpp, torch or diffusers.
     """
 
     name: str
@@ -59,6 +61,10 @@ class ModelKind(Generic[R]):
     runtimes: dict[str, type[BaseModel]]
     default_runtime: str
     build: Callable[[ModelSpec], R]
+    # In the worker process: what the front end needs to know of the built runtime.
+    describe: Callable[[R], dict[str, Any]]
+    # In the API process: what the routes hold while the runtime runs in its worker.
+    front: Callable[[ModelSpec, WorkerHandle, dict[str, Any]], R]
     routers: Callable[[], Sequence[APIRouter]]
     metrics: tuple[MetricDef, ...]
     stats: Callable[[R], object]

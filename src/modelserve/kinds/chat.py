@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from modelserve.config import LlamaCppOptions
 from modelserve.kinds.base import MetricDef, ModelKind
@@ -15,12 +15,24 @@ if TYPE_CHECKING:
     from modelserve.engine.llm_engine import EngineStats
     from modelserve.metrics import ServerMetrics
     from modelserve.runtimes.llama_chat import LlamaChatRuntime
+    from modelserve.worker.handle import WorkerHandle
 
 
 def _build(spec: ModelSpec) -> LlamaChatRuntime:
     from modelserve.runtimes.llama_chat import LlamaChatRuntime
 
     return LlamaChatRuntime(spec)
+
+
+def _describe(runtime: LlamaChatRuntime) -> dict[str, Any]:
+    return runtime.describe()
+
+
+def _front(spec: ModelSpec, worker: WorkerHandle, info: dict[str, Any]) -> LlamaChatRuntime:
+    from modelserve.worker.chat_front import ChatFront
+
+    # The front end offers the routes this runtime's methods (typed as the runtime).
+    return ChatFront(spec, worker, info)  # type: ignore[return-value]
 
 
 def _routers() -> Sequence[APIRouter]:
@@ -47,6 +59,8 @@ CHAT: ModelKind[LlamaChatRuntime] = ModelKind(
     runtimes={"llama.cpp": LlamaCppOptions},
     default_runtime="llama.cpp",
     build=_build,
+    describe=_describe,
+    front=_front,
     routers=_routers,
     metrics=(
         MetricDef("modelserve_running_sequences", "gauge", "Sequences holding a slot",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from modelserve.config import EmbeddingOptions
 from modelserve.kinds.base import MetricDef, ModelKind
@@ -14,12 +14,24 @@ if TYPE_CHECKING:
     from modelserve.config import ModelSpec
     from modelserve.engine.embed_batcher import BatchStats
     from modelserve.runtimes.embeddings import EmbeddingRuntime
+    from modelserve.worker.handle import WorkerHandle
 
 
 def _build(spec: ModelSpec) -> EmbeddingRuntime:
     from modelserve.runtimes.embeddings import EmbeddingRuntime
 
     return EmbeddingRuntime(spec)
+
+
+def _describe(runtime: EmbeddingRuntime) -> dict[str, Any]:
+    return runtime.describe()
+
+
+def _front(spec: ModelSpec, worker: WorkerHandle, info: dict[str, Any]) -> EmbeddingRuntime:
+    from modelserve.worker.embeddings_front import EmbeddingsFront
+
+    # The front end offers the routes this runtime's methods (typed as the runtime).
+    return EmbeddingsFront(spec, worker, info)  # type: ignore[return-value]
 
 
 def _routers() -> Sequence[APIRouter]:
@@ -37,6 +49,8 @@ EMBEDDINGS: ModelKind[EmbeddingRuntime] = ModelKind(
     runtimes={"onnx": EmbeddingOptions, "sentence-transformers": EmbeddingOptions},
     default_runtime="onnx",
     build=_build,
+    describe=_describe,
+    front=_front,
     routers=_routers,
     metrics=(
         MetricDef("modelserve_embedding_batches", "counter", "Embedding forward passes",

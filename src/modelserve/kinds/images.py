@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from modelserve.config import DiffusionOptions
 from modelserve.kinds.base import MetricDef, ModelKind
@@ -13,12 +13,24 @@ if TYPE_CHECKING:
 
     from modelserve.config import ModelSpec
     from modelserve.runtimes.diffusion import DiffusionRuntime, DiffusionStats
+    from modelserve.worker.handle import WorkerHandle
 
 
 def _build(spec: ModelSpec) -> DiffusionRuntime:
     from modelserve.runtimes.diffusion import DiffusionRuntime
 
     return DiffusionRuntime(spec)
+
+
+def _describe(runtime: DiffusionRuntime) -> dict[str, Any]:
+    return runtime.describe()
+
+
+def _front(spec: ModelSpec, worker: WorkerHandle, info: dict[str, Any]) -> DiffusionRuntime:
+    from modelserve.worker.images_front import ImagesFront
+
+    # The front end offers the routes this runtime's methods (typed as the runtime).
+    return ImagesFront(spec, worker, info)  # type: ignore[return-value]
 
 
 def _routers() -> Sequence[APIRouter]:
@@ -36,6 +48,8 @@ IMAGES: ModelKind[DiffusionRuntime] = ModelKind(
     runtimes={"diffusers": DiffusionOptions},
     default_runtime="diffusers",
     build=_build,
+    describe=_describe,
+    front=_front,
     routers=_routers,
     metrics=(
         MetricDef("modelserve_image_generations", "counter", "Image requests completed",

@@ -54,6 +54,14 @@ class ImageJob:
     output_format: str = "png"
     cancel: threading.Event = field(default_factory=threading.Event)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Sent to a worker process: the cancel flag is that process's own (a Cancel message
+        # cancels the awaiting task there, which sets it).
+        return {k: v for k, v in vars(self).items() if k != "cancel"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        vars(self).update(state, cancel=threading.Event())
+
 
 @dataclass
 class DiffusionStats:
@@ -249,6 +257,10 @@ class DiffusionRuntime:
             variant.set_progress_bar_config(disable=True)
             self._variants[mode] = variant
         return self._variants[mode]
+
+    def describe(self) -> dict[str, Any]:
+        """What the API process's front end needs (see worker/images_front.py)."""
+        return {"limits": self.limits, "created": self.created}
 
     def snapshot(self) -> DiffusionStats:
         with self._lock:

@@ -27,6 +27,9 @@ class EmbeddingBackend(Protocol):
     dimension: int
     vocab_size: int
     max_seq_length: int
+    # a `tokenizers` file that tokenizes exactly as `tokenize`, or None
+    @property
+    def tokenizer_file(self) -> Path | None: ...
 
     def tokenize(self, text: str) -> list[int]: ...
 
@@ -43,7 +46,8 @@ class OnnxBackend:
         if not (directory / "model.onnx").is_file():
             raise LayoutError(f"{directory} has no model.onnx")
         self.layout = EmbeddingLayout.read(directory)
-        self._tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
+        self.tokenizer_file: Path | None = directory / "tokenizer.json"
+        self._tokenizer = Tokenizer.from_file(str(self.tokenizer_file))
         self._tokenizer.no_truncation()
         self._tokenizer.no_padding()
         options = ort.SessionOptions()
@@ -85,6 +89,7 @@ class SentenceTransformersBackend:
         self._model = SentenceTransformer(str(directory), device=device, local_files_only=True)
         self._model.eval()
         self._tokenizer: Any = self._model.tokenizer
+        self.tokenizer_file = None  # transformers' tokenizer: its own rules, so ask the worker
         self.vocab_size = int(self._tokenizer.vocab_size)
         self.max_seq_length = int(self._model.max_seq_length or 512)
         dimension = getattr(self._model, "get_embedding_dimension", None) \
@@ -142,6 +147,14 @@ class EmbeddingRuntime:
 
     def tokenize(self, text: str) -> list[int]:
         return self.backend.tokenize(text)
+
+    def describe(self) -> dict[str, Any]:
+        """What the API process's front end needs (see worker/embeddings_front.py)."""
+        file = self.backend.tokenizer_file
+        return {"dimension": self.dimension, "n_vocab": self.n_vocab,
+                "max_tokens": self.max_tokens, "max_inputs": self.max_inputs,
+                "matryoshka": self.matryoshka, "created": self.created,
+                "tokenizer_file": str(file) if file is not None else None}
 
     async def embed(self, inputs: list[list[int]], dimensions: int | None = None
                     ) -> list[Floats]:

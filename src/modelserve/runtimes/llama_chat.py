@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, ClassVar
 
 from modelserve.config import LlamaCppOptions, ModelSpec
@@ -22,7 +22,7 @@ from modelserve.engine.sequence import (
     TimingSink,
 )
 from modelserve.images.decode import DecodedImage
-from modelserve.runtimes.chat_template import ChatTemplate
+from modelserve.runtimes.chat_vocab import ChatVocabulary
 from modelserve.runtimes.llama_cpp import LlamaContext, LlamaModel
 from modelserve.runtimes.mtmd import MtmdProjector, MultimodalPrompt, PromptError
 
@@ -31,23 +31,24 @@ logger = logging.getLogger(__name__)
 logging.getLogger("llama-cpp-python").setLevel(logging.WARNING)
 
 
-class LlamaChatRuntime:
+class LlamaChatRuntime(ChatVocabulary):
     def __init__(self, spec: ModelSpec) -> None:
         opts = spec.options_as(LlamaCppOptions)
         path = spec.resolve_source()
         started = time.monotonic()
         self.spec = spec
-        self.model = LlamaModel(path, gpu_layers=opts.gpu_layers)
+        self.options = opts
+        model = LlamaModel(path, gpu_layers=opts.gpu_layers)
         self.projector: MtmdProjector | None = None
         ctx: LlamaContext | None = None
         try:
             mmproj = opts.resolve_mmproj()
             if mmproj is not None:
-                self.projector = MtmdProjector(mmproj, self.model, opts.threads,
+                self.projector = MtmdProjector(mmproj, model, opts.threads,
                                                use_gpu=opts.gpu_layers != 0)
-            ctx = LlamaContext(self.model, n_seq=opts.parallel, ctx_per_seq=opts.context_size,
+            ctx = LlamaContext(model, n_seq=opts.parallel, ctx_per_seq=opts.context_size,
                                batch_size=opts.batch_size, threads=opts.threads)
-            self.engine = LLMEngine(ModelRunner(self.model, ctx), self.model,
+            self.engine = LLMEngine(ModelRunner(model, ctx), model,
                                     max_waiting=opts.max_waiting)
             logger.info("warm-up decode of %s", spec.name)  # the last line if the build faults
             self.engine.start()
@@ -56,20 +57,14 @@ class LlamaChatRuntime:
                 ctx.close()
             if self.projector is not None:
                 self.projector.close()
-            self.model.close()
+            model.close()
             raise
         self.ctx = ctx
-        bos = self.model.token_text(self.model.bos_token_id) if self.model.bos_token_id >= 0 else ""
-        eos = self.model.token_text(self.model.eos_token_id) if self.model.eos_token_id >= 0 else ""
-        self._bos_text = bos
-        self.template = ChatTemplate(
-            opts.chat_template or self.model.chat_template(), bos, eos,
-            lambda pairs: self.model.apply_builtin_template("chatml", pairs),
-        )
+        self._init_text(model, opts)
         self.created = int(time.time())
         self.timing: TimingSink | None = None  # set by the server to feed its histograms
-        self.memory_bytes = self.model.size_bytes + (
-            self.model.kv_bytes_per_token() * opts.parallel * self.ctx.ctx_per_seq)
+        self.memory_bytes = model.size_bytes + (
+            model.kv_bytes_per_token() * opts.parallel * self.ctx.ctx_per_seq)
         logger.info("loaded %s from %s in %.2fs (%d slots x %d tokens)", spec.name, path,
                     time.monotonic() - started, opts.parallel, self.ctx.ctx_per_seq)
 
@@ -78,13 +73,15 @@ class LlamaChatRuntime:
         return self.ctx.ctx_per_seq
 
     @property
-    def n_vocab(self) -> int:
-        return self.model.n_vocab
-
-    @property
     def image_marker(self) -> str | None:
         """What stands for an image in template content; None: a text-only model."""
         return self.projector.marker if self.projector is not None else None
+
+    def describe(self) -> dict[str, Any]:
+        """What the API process's front end needs to know (see worker/chat_front.py)."""
+        return {"context_size": self.context_size, "image_marker": self.image_marker,
+                "capacity": self.options.parallel + self.options.max_waiting,
+                "memory_bytes": self.memory_bytes, "created": self.created}
 
     def close(self) -> None:
         self.engine.stop()
@@ -92,11 +89,6 @@ class LlamaChatRuntime:
         if self.projector is not None:
             self.projector.close()
         self.model.close()
-
-    def render_chat(self, messages: list[dict[str, Any]]) -> list[int]:
-        """Chat messages -> prompt tokens, through the model's template."""
-        text = self.template.render(messages)
-        return self.model.tokenize(text, add_special=self._add_bos(text), parse_special=True)
 
     def render_multimodal(self, messages: list[dict[str, Any]], images: list[DecodedImage]
                           ) -> MultimodalPrompt:
@@ -113,27 +105,26 @@ class LlamaChatRuntime:
                               f"this model's batch_size allows ({limit})")
         return prompt
 
-    def _add_bos(self, text: str) -> bool:
-        return self.model.add_bos and not (self._bos_text and text.startswith(self._bos_text))
+    def start_sequence(self, prompt: list[int], params: SamplingParams,
+                       images: list[ImageSpan], sink: Callable[[StepOutput], None]) -> int:
+        """Queue one sequence whose outputs go to `sink` on the engine thread (raises
+        QueueFull at capacity); returns its id for `abort`."""
+        seq = Sequence(prompt=list(prompt), params=params, images=images, sink=sink)
+        self.engine.submit(seq)
+        return seq.id
 
-    def tokenize(self, text: str) -> list[int]:
-        """Plain completion prompts: user text, so special-token syntax is not parsed."""
-        return self.model.tokenize(text, add_special=True, parse_special=False)
-
-    def token_text(self, token: int) -> str:
-        return self.model.token_text(token)
-
-    def detokenize(self, tokens: list[int]) -> str:
-        data = b"".join(self.model.token_bytes(t) for t in tokens)
-        return data.decode("utf-8", errors="replace")
-
-    def token_bytes(self, token: int) -> bytes:
-        return self.model.token_bytes(token, special=True)
+    def abort(self, seq_id: int) -> None:
+        self.engine.abort(seq_id)
 
     def submit(self, prompt: list[int], params: SamplingParams,
                images: list[ImageSpan] | None = None) -> Generation:
         """Queue one sequence (raises QueueFull at capacity); iterate the result for outputs."""
-        return Generation(self.engine, prompt, params, images or [], self.timing)
+        dispatcher = _LoopDispatcher.for_running_loop()
+        gen = Generation(self.timing)
+        seq_id = self.start_sequence(prompt, params, images or [],
+                                     lambda out: dispatcher.send(gen.queue, out))
+        gen.on_cancel = lambda: self.engine.abort(seq_id)
+        return gen
 
 
 class _LoopDispatcher:
@@ -176,21 +167,16 @@ class _LoopDispatcher:
 
 
 class Generation:
-    """The asyncio side of one sequence: an async iterator of its outputs, cancellable."""
+    """The asyncio side of one sequence (in this process or a worker's): an async iterator
+    of its outputs, cancellable."""
 
-    def __init__(self, engine: LLMEngine, prompt: list[int], params: SamplingParams,
-                 images: list[ImageSpan], timing: TimingSink | None = None) -> None:
-        dispatcher = _LoopDispatcher.for_running_loop()
-        queue: asyncio.Queue[StepOutput] = asyncio.Queue()
-        self._queue = queue
-        self._engine = engine
+    def __init__(self, timing: TimingSink | None = None) -> None:
+        self.queue: asyncio.Queue[StepOutput] = asyncio.Queue()
+        self.on_cancel: Callable[[], None] = lambda: None
         self._timing = timing
         self._submitted = time.perf_counter()
         self._last_token_at: float | None = None
         self.finished = False
-        self._seq = Sequence(prompt=list(prompt), params=params, images=images,
-                             sink=lambda out: dispatcher.send(queue, out))
-        engine.submit(self._seq)
 
     def __aiter__(self) -> AsyncIterator[StepOutput]:
         return self._outputs()
@@ -198,27 +184,27 @@ class Generation:
     async def _outputs(self) -> AsyncIterator[StepOutput]:
         try:
             while not self.finished:
-                out = await self._queue.get()
+                out = await self.queue.get()
                 self.finished = out.finish_reason is not None
                 if self._timing is not None and out.token_ids:
-                    self._observe(len(out.token_ids))
+                    self._observe(out)
                 yield out
         finally:
             self.cancel()
 
-    def _observe(self, n_tokens: int) -> None:
+    def _observe(self, out: StepOutput) -> None:
         assert self._timing is not None
         now = time.perf_counter()
         if self._last_token_at is None:
-            admitted = self._seq.admitted_at or now
-            self._timing.queue_wait(max(admitted - self._submitted, 0.0))
+            if out.queue_seconds is not None:
+                self._timing.queue_wait(out.queue_seconds)
             self._timing.first_token(now - self._submitted)
         else:
-            self._timing.inter_token((now - self._last_token_at) / n_tokens)
+            self._timing.inter_token((now - self._last_token_at) / len(out.token_ids))
         self._last_token_at = now
 
     def cancel(self) -> None:
         """Free the sequence's slot at the engine's next step (no-op once finished)."""
         if not self.finished:
             self.finished = True
-            self._engine.abort(self._seq.id)
+            self.on_cancel()

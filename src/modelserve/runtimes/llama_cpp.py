@@ -54,11 +54,14 @@ class LlamaError(RuntimeError):
 class LlamaModel:
     """A loaded GGUF model: weights (mmap'ed) and vocabulary."""
 
-    def __init__(self, path: Path, gpu_layers: int = 0) -> None:
+    def __init__(self, path: Path, gpu_layers: int = 0, vocab_only: bool = False) -> None:
+        """`vocab_only`: the tokenizer and metadata without the weights (an API process's
+        front end tokenizes with it while the model runs in its worker)."""
         _init_backend()
         params = lc.llama_model_default_params()
         params.n_gpu_layers = gpu_layers
         params.use_mmap = True
+        params.vocab_only = vocab_only
         model = lc.llama_model_load_from_file(str(path).encode(), params)
         if not model:
             raise LlamaError(f"llama.cpp could not load {path}")

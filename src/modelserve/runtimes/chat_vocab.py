@@ -1,0 +1,55 @@
+"""A chat model's text side: tokenizer, chat template and token pieces.
+
+Both the runtime in the worker process and its front end in the API process are built on
+this (the front end over a vocabulary-only load of the same GGUF), so a prompt tokenizes the
+same on either side of the process boundary.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelserve.config import LlamaCppOptions
+from modelserve.runtimes.chat_template import ChatTemplate
+from modelserve.runtimes.llama_cpp import LlamaModel
+
+
+class ChatVocabulary:
+    model: LlamaModel
+    template: ChatTemplate
+
+    def _init_text(self, model: LlamaModel, opts: LlamaCppOptions) -> None:
+        self.model = model
+        bos = model.token_text(model.bos_token_id) if model.bos_token_id >= 0 else ""
+        eos = model.token_text(model.eos_token_id) if model.eos_token_id >= 0 else ""
+        self._bos_text = bos
+        self.template = ChatTemplate(
+            opts.chat_template or model.chat_template(), bos, eos,
+            lambda pairs: model.apply_builtin_template("chatml", pairs),
+        )
+
+    @property
+    def n_vocab(self) -> int:
+        return self.model.n_vocab
+
+    def render_chat(self, messages: list[dict[str, Any]]) -> list[int]:
+        """Chat messages -> prompt tokens, through the model's template."""
+        text = self.template.render(messages)
+        return self.model.tokenize(text, add_special=self._add_bos(text), parse_special=True)
+
+    def _add_bos(self, text: str) -> bool:
+        return self.model.add_bos and not (self._bos_text and text.startswith(self._bos_text))
+
+    def tokenize(self, text: str) -> list[int]:
+        """Plain completion prompts: user text, so special-token syntax is not parsed."""
+        return self.model.tokenize(text, add_special=True, parse_special=False)
+
+    def token_text(self, token: int) -> str:
+        return self.model.token_text(token)
+
+    def detokenize(self, tokens: list[int]) -> str:
+        data = b"".join(self.model.token_bytes(t) for t in tokens)
+        return data.decode("utf-8", errors="replace")
+
+    def token_bytes(self, token: int) -> bytes:
+        return self.model.token_bytes(token, special=True)
