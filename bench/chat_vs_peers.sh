@@ -7,6 +7,8 @@
 #   LLAMA_SERVER=/path/to/llama-server   llama.cpp's C++ server (build it from the llama.cpp
 #                                         source inside llama-cpp-python's sdist; see docs)
 #   PEER_PYTHON=/path/to/venv/bin/python  a venv with `llama-cpp-python[server]` installed
+#   INLINE=1                              also modelserve with the model in the server process
+#                                         (lifecycle.isolation: inline): the worker's IPC cost
 # Servers alternate round by round because small machines are noisy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +35,8 @@ models:
     source: {path: "$GGUF"}
     options: {context_size: $CTX_PER_SEQ, parallel: $PARALLEL, threads: $THREADS, max_waiting: 256}
 YAML
+INLINE_CONFIG=$(mktemp --suffix=.yaml)
+{ echo "server: {lifecycle: {isolation: inline}}"; cat "$CONFIG"; } > "$INLINE_CONFIG"
 
 run_one() {  # label, command...
   local label=$1; shift
@@ -48,6 +52,9 @@ run_one() {  # label, command...
 for round in $(seq 1 "$ROUNDS"); do
   echo "== round $round"
   run_one modelserve "$BIN/modelserve" serve --config "$CONFIG" --port "$PORT"
+  if [ -n "${INLINE:-}" ]; then
+    run_one modelserve-inline "$BIN/modelserve" serve --config "$INLINE_CONFIG" --port "$PORT"
+  fi
   if [ -n "${LLAMA_SERVER:-}" ]; then
     run_one llama-server "$LLAMA_SERVER" -m "$GGUF" --host 127.0.0.1 --port "$PORT" \
       -np "$PARALLEL" -c $((PARALLEL * CTX_PER_SEQ)) -t "$THREADS" --no-webui -a "$MODEL_NAME"
@@ -58,5 +65,5 @@ for round in $(seq 1 "$ROUNDS"); do
       --n_threads "$THREADS"
   fi
 done
-rm -f "$CONFIG"
+rm -f "$CONFIG" "$INLINE_CONFIG"
 "$BIN/python" -m modelserve.bench.summary "$OUT"

@@ -204,14 +204,6 @@ class RedisServer:
             self.proc = None
 
 
-def rss_bytes() -> int:
-    """This process's resident memory (in-thread servers share it)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS")
-
-
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """A real redis-server: the one `.ci/run` starts, or a private one on a free port."""

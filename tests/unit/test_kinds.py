@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from modelserve.api import leases
 from modelserve.api.app import create_app
 from modelserve.config import ModelSpec, Settings
+from modelserve.config_sections import LifecycleSettings
 from modelserve.kinds import KINDS, MetricDef, ModelKind
 from modelserve.metrics import ServerMetrics
 
@@ -62,6 +63,8 @@ ECHO: ModelKind[EchoRuntime] = ModelKind(
     runtimes={"echo-rt": EchoOptions},
     default_runtime="echo-rt",
     build=EchoRuntime,
+    describe=lambda runtime: {},
+    front=lambda spec, worker, info: EchoRuntime(spec),  # not used: these tests run inline
     routers=_echo_routers,
     metrics=(MetricDef("modelserve_echo_requests", "counter", "Echo requests", "requests"),),
     stats=lambda runtime: runtime.stats,
@@ -102,7 +105,8 @@ def test_a_new_kind_is_built_routed_and_scraped(echo_kind: ModelKind[EchoRuntime
                                                 tmp_path: Path) -> None:
     (tmp_path / "weights.bin").write_bytes(b"echo")
     spec = ModelSpec.model_validate({"name": "e", "kind": "echo", "source": str(tmp_path)})
-    app = create_app(Settings(models=[spec]))
+    # Inline: this test's kind exists only in this process, not in a spawned worker's.
+    app = create_app(Settings(models=[spec], lifecycle=LifecycleSettings(isolation="inline")))
     with TestClient(app) as client:
         runtime = app.state.registry.loaded_of(ECHO)["e"]
         assert isinstance(runtime, EchoRuntime) and runtime.loaded_as == "e"

@@ -62,7 +62,14 @@ class LlamaModel:
         params.n_gpu_layers = gpu_layers
         params.use_mmap = True
         params.vocab_only = vocab_only
-        model = lc.llama_model_load_from_file(str(path).encode(), params)
+        lc_logger = logging.getLogger("llama-cpp-python")
+        level = lc_logger.level
+        if vocab_only:  # it dumps every metadata key as a warning: not one worth showing
+            lc_logger.setLevel(logging.ERROR)
+        try:
+            model = lc.llama_model_load_from_file(str(path).encode(), params)
+        finally:
+            lc_logger.setLevel(level)
         if not model:
             raise LlamaError(f"llama.cpp could not load {path}")
         self.path = path

@@ -28,6 +28,7 @@ from modelserve.worker.protocol import (
     Call,
     Cancel,
     LoadFailed,
+    Log,
     Outputs,
     Ready,
     Reply,
@@ -41,22 +42,46 @@ from modelserve.worker.protocol import (
 logger = logging.getLogger(__name__)
 
 
-def main(spec: ModelSpec, conn: Connection, log_level: int) -> None:
+def main(spec: ModelSpec, conn: Connection, log_levels: dict[str, int]) -> None:
     """The worker's entry point (multiprocessing's target)."""
     faulthandler.enable()  # a native fault prints the Python stack before the worker dies
-    logging.basicConfig(level=log_level, format=f"%(asctime)s %(levelname)s worker "
-                        f"[{spec.name}] %(name)s: %(message)s")
+    send_lock = threading.Lock()
+    for name, level in log_levels.items():
+        logging.getLogger(name).setLevel(level)
+    logging.getLogger().addHandler(_ForwardLogs(conn, send_lock))
     # Ctrl-C reaches the whole process group; the API process drains, then stops us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     kind = KINDS[spec.kind]
     try:
         runtime = kind.build(spec)
     except BaseException as exc:
-        conn.send_bytes(dumps(LoadFailed(str(exc) or type(exc).__name__)))
+        with send_lock:
+            conn.send_bytes(dumps(LoadFailed(str(exc) or type(exc).__name__)))
         conn.close()
         return
-    Worker(spec, runtime, conn).serve()
+    Worker(spec, runtime, conn, send_lock).serve()
     os._exit(0)  # library threads (ORT, OpenMP) must not keep a stopped worker alive
+
+
+class _ForwardLogs(logging.Handler):
+    """Sends each record to the API process, which logs it as its own."""
+
+    def __init__(self, conn: Connection, lock: threading.Lock) -> None:
+        super().__init__()
+        self._conn = conn
+        self._lock = lock
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            if record.exc_info:
+                record.exc_text = logging.Formatter().formatException(record.exc_info)
+            record.msg, record.args, record.exc_info = record.getMessage(), None, None
+            record.processName = f"worker {record.processName}"
+            data = dumps(Log(record))
+            with self._lock:
+                self._conn.send_bytes(data)
+        except Exception:  # logging must never take the worker down
+            self.handleError(record)
 
 
 class Outbox:
@@ -79,12 +104,13 @@ class Outbox:
 
 
 class Worker:
-    def __init__(self, spec: ModelSpec, runtime: Any, conn: Connection) -> None:
+    def __init__(self, spec: ModelSpec, runtime: Any, conn: Connection,
+                 send_lock: threading.Lock) -> None:
         self.spec = spec
         self.runtime = runtime
         self.kind = KINDS[spec.kind]
         self._conn = conn
-        self._send_lock = threading.Lock()
+        self._send_lock = send_lock
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="worker-call")
         self._tasks: dict[int, asyncio.Task[Any]] = {}
         self._streams: dict[int, int] = {}  # stream id -> engine sequence id

@@ -11,7 +11,6 @@ import logging
 import multiprocessing
 import signal
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +24,7 @@ from modelserve.worker.protocol import (
     Call,
     Cancel,
     LoadFailed,
+    Log,
     Outputs,
     Ready,
     Reply,
@@ -60,7 +60,7 @@ class WorkerHandle:
         parent, child_end = _CONTEXT.Pipe()
         self._conn = parent
         self._process = _CONTEXT.Process(
-            target=child.main, args=(spec, child_end, logging.getLogger().getEffectiveLevel()),
+            target=child.main, args=(spec, child_end, _log_levels()),
             name=f"modelserve-worker-{spec.name}", daemon=True)
         self._child_end = child_end
 
@@ -92,12 +92,16 @@ class WorkerHandle:
         return info
 
     def _wait_ready(self) -> dict[str, Any]:
-        try:
-            message = loads(self._conn.recv_bytes())
-        except (EOFError, OSError):
-            self._process.join(timeout=5)
-            raise WorkerLoadError(f"its worker process died while loading: "
-                                  f"{self._death()}") from None
+        while True:
+            try:
+                message = loads(self._conn.recv_bytes())
+            except (EOFError, OSError):
+                self._process.join(timeout=5)
+                raise WorkerLoadError(f"its worker process died while loading: "
+                                      f"{self._death()}") from None
+            if not isinstance(message, Log):
+                break
+            _log(message)
         if isinstance(message, LoadFailed):
             self._process.join(timeout=5)
             raise WorkerLoadError(message.message)
@@ -195,6 +199,8 @@ class WorkerHandle:
                         future.set_result(message.value)
             elif isinstance(message, Outputs):
                 self._post(self._deliver, message.items)
+            elif isinstance(message, Log):
+                _log(message)
         self._process.join(timeout=5)
         self._died()
 
@@ -242,15 +248,13 @@ class WorkerHandle:
         return f"exited with status {code}"
 
 
-def wait_gone(pid: int, timeout: float) -> bool:
-    """True once no process has `pid` (tests and the RSS measurement use it)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as stat:
-                if stat.read().split(")")[-1].split()[0] == "Z":
-                    return True
-        except FileNotFoundError:
-            return True
-        time.sleep(0.02)
-    return False
+def _log_levels() -> dict[str, int]:
+    """This process's levels for the loggers a worker logs to, so it sends what is shown."""
+    return {name: logging.getLogger(name).getEffectiveLevel() for name in ("", "modelserve")}
+
+
+def _log(message: Log) -> None:
+    record = message.record
+    logger = logging.getLogger(record.name)
+    if logger.isEnabledFor(record.levelno):
+        logger.handle(record)

@@ -8,6 +8,7 @@ worker batches what one engine step produced for all its sequences into one `Out
 
 from __future__ import annotations
 
+import logging
 import pickle
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,6 +74,13 @@ class Reply:
     id: int
     value: Any = None
     error: BaseException | None = None
+
+
+@dataclass(frozen=True)
+class Log:
+    """A log record of the worker, handled by the API process's logging (one log stream)."""
+
+    record: logging.LogRecord
 
 
 @dataclass(frozen=True)
