@@ -14,6 +14,7 @@ from prometheus_client.registry import Collector
 from modelserve.dependencies import DependencyHealth
 from modelserve.kinds import KINDS
 from modelserve.registry import ModelRegistry, ModelState
+from modelserve.worker.memory import available_bytes
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
                    120.0, 300.0)
@@ -89,6 +90,12 @@ class ServiceCollector(Collector):
                                      "1 once shutdown has begun (new requests get 503)")
         draining.add_metric([], 1.0 if self._metrics.draining() else 0.0)
         yield from (up, in_flight, draining)
+        available = available_bytes()
+        if available is not None:
+            host = GaugeMetricFamily("modelserve_host_memory_available_bytes",
+                                     "The host's MemAvailable: what more models can use")
+            host.add_metric([], float(available))
+            yield host
 
 
 @dataclass

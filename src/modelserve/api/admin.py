@@ -16,6 +16,7 @@ from modelserve.config import ConfigError, ModelSpec, PathSource
 from modelserve.kinds import KINDS
 from modelserve.model_files import under_roots
 from modelserve.registry import ModelRegistry, ModelState
+from modelserve.worker.memory import available_bytes
 
 router = APIRouter()
 
@@ -31,6 +32,7 @@ async def list_models(request: Request) -> dict[str, Any]:
     policy = registry.policy
     return {"object": "list", "data": [e.describe() for e in registry.entries.values()],
             "memory_in_use_bytes": registry.memory_in_use(),
+            "host_memory_available_bytes": available_bytes(),
             "policy": policy.model_dump()}
 
 
