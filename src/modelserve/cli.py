@@ -197,6 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     img.add_argument("--rounds", type=int, default=5)
     img.add_argument("--threads", type=int, default=None)
     img.add_argument("--json-out", type=Path)
+    img.add_argument("--isolation", choices=["process", "inline"], default="process",
+                     help="the started server's lifecycle.isolation (its worker's cost)")
     img.set_defaults(func=_bench_images)
     return parser
 

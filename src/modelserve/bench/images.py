@@ -57,15 +57,17 @@ def _free_port() -> int:
 
 
 @contextmanager
-def serve(model_dir: Path, model: str, threads: int | None) -> Iterator[str]:
+def serve(model_dir: Path, model: str, threads: int | None, isolation: str = "process"
+          ) -> Iterator[str]:
     """A `modelserve serve` subprocess for the directory; yields its base URL."""
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "models.yaml"
         options: dict[str, Any] = {"max_steps": 1000, "max_width": 2048, "max_height": 2048}
         if threads:
             options["threads"] = threads
-        config.write_text(yaml.safe_dump({"models": [
-            {"name": model, "kind": "images", "source": str(model_dir), "options": options}]}))
+        spec = {"name": model, "kind": "images", "source": str(model_dir), "options": options}
+        config.write_text(yaml.safe_dump({"server": {"lifecycle": {"isolation": isolation}},
+                                          "models": [spec]}))
         port = _free_port()
         env = {**os.environ, "MODELSERVE_LOG_LEVEL": "warning"}
         proc = subprocess.Popen([sys.executable, "-m", "modelserve.cli", "serve", "--config",
@@ -178,7 +180,7 @@ def run_images_bench(args: argparse.Namespace) -> None:
             result = measure(args.url.rstrip("/"), args.model, model_dir, args.size,
                              args.steps, args.rounds, args.threads)
         else:
-            with serve(model_dir, args.model, args.threads) as url:
+            with serve(model_dir, args.model, args.threads, args.isolation) as url:
                 result = measure(url, args.model, model_dir, args.size, args.steps,
                                  args.rounds, args.threads)
     print(json.dumps(asdict(result)), flush=True)

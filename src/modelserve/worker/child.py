@@ -31,6 +31,7 @@ from modelserve.worker.protocol import (
     Log,
     Outputs,
     Ready,
+    Replies,
     Reply,
     Stop,
     Submit,
@@ -114,6 +115,7 @@ class Worker:
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="worker-call")
         self._tasks: dict[int, asyncio.Task[Any]] = {}
         self._streams: dict[int, int] = {}  # stream id -> engine sequence id
+        self._replies: list[Reply] = []
         self.outbox = Outbox(self.send)
         self._stopped: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -184,8 +186,14 @@ class Worker:
         if done.cancelled():
             return  # the caller cancelled it and does not wait for an answer
         error = done.exception()
-        self.send(Reply(call_id, None, portable_error(error)) if error is not None
-                  else Reply(call_id, done.result()))
+        self._replies.append(Reply(call_id, None, portable_error(error)) if error is not None
+                             else Reply(call_id, done.result()))
+        if len(self._replies) == 1:  # after every reply this turn of the loop settles
+            asyncio.get_running_loop().call_soon(self._send_replies)
+
+    def _send_replies(self) -> None:
+        replies, self._replies = self._replies, []
+        self.send(Replies(replies))
 
     def _submit(self, stream_id: int, prompt: list[int], params: Any, images: Any) -> None:
         def sink(out: StepOutput) -> None:

@@ -27,6 +27,7 @@ from modelserve.worker.protocol import (
     Log,
     Outputs,
     Ready,
+    Replies,
     Reply,
     Stop,
     Submit,
@@ -48,7 +49,9 @@ class WorkerHandle:
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
         self._ids = itertools.count()
-        self._calls: dict[int, concurrent.futures.Future[Any]] = {}
+        # Blocking callers wait on a concurrent future (settled by the reader thread), async
+        # ones on an asyncio future (settled on the loop, one wake-up per message).
+        self._calls: dict[int, concurrent.futures.Future[Any] | asyncio.Future[Any]] = {}
         self._streams: dict[int, StreamSink] = {}
         self._lock = threading.Lock()
         self._send_lock = threading.Lock()
@@ -127,31 +130,33 @@ class WorkerHandle:
 
     # -- calls and streams -------------------------------------------------------------------
 
-    def call(self, method: str, *args: Any) -> concurrent.futures.Future[Any]:
-        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+    def _start_call(self, future: concurrent.futures.Future[Any] | asyncio.Future[Any],
+                    method: str, args: tuple[Any, ...]) -> int:
         call_id = next(self._ids)
         with self._lock:
             if self.exit_reason is not None:
-                future.set_exception(WorkerDied(self.exit_reason))
-                return future
+                raise WorkerDied(self.exit_reason)
             self._calls[call_id] = future
-        future.call_id = call_id  # type: ignore[attr-defined]
         self._send(Call(call_id, method, args))
-        return future
+        return call_id
 
     def call_blocking(self, method: str, *args: Any) -> Any:
-        return self.call(method, *args).result()
+        """Call from any thread but the event loop's, and wait for the answer."""
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._start_call(future, method, args)
+        return future.result()
 
     async def acall(self, method: str, *args: Any) -> Any:
         """Call and await; cancelling the awaiting task cancels the work in the worker."""
-        future = self.call(method, *args)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        call_id = self._start_call(future, method, args)
         try:
-            return await asyncio.wrap_future(future)
+            return await future
         except asyncio.CancelledError:
             with self._lock:
-                self._calls.pop(future.call_id, None)  # type: ignore[attr-defined]
+                self._calls.pop(call_id, None)
             if self.exit_reason is None:
-                self._send(Cancel(future.call_id))  # type: ignore[attr-defined]
+                self._send(Cancel(call_id))
             raise
 
     def open_stream(self, prompt: list[int], params: SamplingParams, images: list[ImageSpan],
@@ -189,20 +194,26 @@ class WorkerHandle:
                 message = loads(self._conn.recv_bytes())
             except (EOFError, OSError, ValueError):
                 break
-            if isinstance(message, Reply):
-                with self._lock:
-                    future = self._calls.pop(message.id, None)
-                if future is not None and not future.done():
-                    if message.error is not None:
-                        future.set_exception(message.error)
-                    else:
-                        future.set_result(message.value)
+            if isinstance(message, Replies):
+                self._settle_replies(message.items)
             elif isinstance(message, Outputs):
                 self._post(self._deliver, message.items)
             elif isinstance(message, Log):
                 _log(message)
         self._process.join(timeout=5)
         self._died()
+
+    def _settle_replies(self, replies: list[Reply]) -> None:
+        on_loop: list[tuple[asyncio.Future[Any], Reply]] = []
+        with self._lock:
+            waiting = [(self._calls.pop(r.id, None), r) for r in replies]
+        for future, reply in waiting:
+            if isinstance(future, asyncio.Future):
+                on_loop.append((future, reply))
+            elif future is not None:
+                _settle(future, reply.value, reply.error)
+        if on_loop:
+            self._post(_settle_all, on_loop)
 
     def _post(self, fn: Callable[..., None], *args: Any) -> None:
         assert self._loop is not None
@@ -222,11 +233,9 @@ class WorkerHandle:
         reason = "its worker process was stopped" if self._stopping else \
             f"its worker process died: {self._death()}"
         with self._lock:
-            self.exit_reason = reason
-            calls, self._calls = self._calls, {}
-        for future in calls.values():
-            if not future.done():
-                future.set_exception(WorkerDied(reason))
+            self.exit_reason = reason  # no call starts from now on
+            calls = list(self._calls)
+        self._settle_replies([Reply(call_id, None, WorkerDied(reason)) for call_id in calls])
         self._post(self._fail_streams, reason)
 
     def _fail_streams(self, reason: str) -> None:
@@ -246,6 +255,21 @@ class WorkerHandle:
             hint = " (out of memory, or killed)" if name == "SIGKILL" else ""
             return f"killed by {name}{hint}"
         return f"exited with status {code}"
+
+
+def _settle(future: concurrent.futures.Future[Any] | asyncio.Future[Any], value: Any,
+            error: BaseException | None) -> None:
+    if future.done():
+        return  # cancelled meanwhile
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(value)
+
+
+def _settle_all(settled: list[tuple[asyncio.Future[Any], Reply]]) -> None:
+    for future, reply in settled:
+        _settle(future, reply.value, reply.error)
 
 
 def _log_levels() -> dict[str, int]:

@@ -77,6 +77,14 @@ class Reply:
 
 
 @dataclass(frozen=True)
+class Replies:
+    """The replies ready at one turn of the worker's loop (a batch of embeddings settles many
+    calls at once: one message, one wake-up of the API process's loop)."""
+
+    items: list[Reply]
+
+
+@dataclass(frozen=True)
 class Log:
     """A log record of the worker, handled by the API process's logging (one log stream)."""
 
