@@ -12,7 +12,8 @@ from PIL import Image
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
-from modelserve.api import admission, leases, streams
+from modelserve.api import leases, pipeline, streams
+from modelserve.api.caching import CachePlan
 from modelserve.api.errors import APIError, bad_request
 from modelserve.api.image_uploads import decode_upload, to_mask
 from modelserve.api.protocol_images import (
@@ -22,6 +23,7 @@ from modelserve.api.protocol_images import (
     ImageGenerationRequest,
     ImagesResponse,
 )
+from modelserve.config_sections import InputLimits
 from modelserve.engine.scheduler import QueueFull
 from modelserve.kinds.images import IMAGES
 from modelserve.runtimes.diffusion import (
@@ -39,13 +41,6 @@ router = APIRouter()
 DEFAULT_STRENGTH = {"image": 0.8, "inpaint": 1.0}
 
 
-async def _runtime(request: Request, name: str) -> DiffusionRuntime:
-    runtime = await leases.acquire_kind(request, name, IMAGES)
-    # per-key concurrency (requests per minute were counted at auth)
-    await admission.admit(request, 0, 0)
-    return runtime
-
-
 def _size(text: str | None, runtime: DiffusionRuntime) -> tuple[int, int]:
     try:
         return resolve_size(text, runtime.limits)
@@ -53,8 +48,8 @@ def _size(text: str | None, runtime: DiffusionRuntime) -> tuple[int, int]:
         raise bad_request(str(exc), param="size", code="invalid_size") from None
 
 
-def _job(req: ImageFields, runtime: DiffusionRuntime, size: tuple[int, int],
-         mode: Mode = "text") -> ImageJob:
+def _steps(req: ImageFields, runtime: DiffusionRuntime) -> int:
+    """The request's fields checked against the model's caps; its denoising steps."""
     opts = runtime.options
     if req.stream:
         raise bad_request("Streaming partial images is not supported.", param="stream")
@@ -64,9 +59,40 @@ def _job(req: ImageFields, runtime: DiffusionRuntime, size: tuple[int, int],
     if steps > opts.max_steps:
         raise bad_request(f"num_inference_steps must be at most {opts.max_steps}.",
                           param="num_inference_steps")
-    return ImageJob(prompt=req.prompt, width=size[0], height=size[1], steps=steps, n=req.n,
-                    negative_prompt=req.negative_prompt, guidance_scale=req.guidance_scale,
-                    seed=req.seed, mode=mode, output_format=req.output_format)
+    return steps
+
+
+def _job(req: ImageFields, runtime: DiffusionRuntime, size: tuple[int, int],
+         mode: Mode = "text") -> ImageJob:
+    return ImageJob(prompt=req.prompt, width=size[0], height=size[1],
+                    steps=_steps(req, runtime), n=req.n, negative_prompt=req.negative_prompt,
+                    guidance_scale=req.guidance_scale, seed=req.seed, mode=mode,
+                    output_format=req.output_format)
+
+
+class _ImageRoute(pipeline.Route[ImageFields, DiffusionRuntime]):
+    """What both image routes share: never cached, admitted for concurrency only (requests
+    per minute were counted at auth)."""
+
+    cache_route = "images"
+
+    def check_limits(self, limits: InputLimits) -> None:
+        pass  # the model's own caps (n, steps, sizes) are checked in `count`
+
+    async def acquire(self) -> DiffusionRuntime:
+        return await leases.acquire_kind(self.request, self.req.model, IMAGES)
+
+    def deterministic(self) -> bool:
+        return False
+
+
+class GenerationRoute(_ImageRoute):
+    def count(self, runtime: DiffusionRuntime) -> tuple[int, int]:
+        self.job = _job(self.req, runtime, _size(self.req.size, runtime))
+        return 0, 0
+
+    async def respond(self, runtime: DiffusionRuntime, plan: CachePlan) -> Response:
+        return await _respond(self.request, runtime, self.job, self.req)
 
 
 async def _respond(request: Request, runtime: DiffusionRuntime, job: ImageJob,
@@ -101,19 +127,20 @@ async def _respond(request: Request, runtime: DiffusionRuntime, job: ImageJob,
 
 @router.post("/v1/images/generations")
 async def create_image(req: ImageGenerationRequest, request: Request) -> Response:
-    runtime = await _runtime(request, req.model)
-    job = _job(req, runtime, _size(req.size, runtime))
-    return await _respond(request, runtime, job, req)
+    return await pipeline.serve(GenerationRoute(req, request))
 
 
-async def _upload(request: Request, files: list[UploadFile], param: str,
-                  max_pixels: int) -> Image.Image | None:
-    if not files:
-        return None
+def _one_file(files: list[UploadFile], param: str) -> UploadFile | None:
     if len(files) > 1:
         raise bad_request(f"Send one '{param}' file; this model edits one image at a time.",
                           param=param)
-    data = await files[0].read()
+    return files[0] if files else None
+
+
+async def _decode(file: UploadFile | None, param: str, max_pixels: int) -> Image.Image | None:
+    if file is None:
+        return None
+    data = await file.read()
     return await asyncio.to_thread(decode_upload, data, param, max_pixels)
 
 
@@ -129,6 +156,48 @@ def _edit_size(req: ImageEditRequest, runtime: DiffusionRuntime,
                           param="image", code="invalid_size") from None
 
 
+class EditRoute(_ImageRoute):
+    """The uploads are decoded in `prepare`: a refused request decodes nothing."""
+
+    def __init__(self, req: ImageEditRequest, request: Request, image: UploadFile,
+                 mask: UploadFile | None) -> None:
+        super().__init__(req, request)
+        self.edit = req
+        self.image_file, self.mask_file = image, mask
+
+    def count(self, runtime: DiffusionRuntime) -> tuple[int, int]:
+        _steps(self.req, runtime)
+        return 0, 0
+
+    async def prepare(self, runtime: DiffusionRuntime) -> None:
+        max_pixels = runtime.options.max_input_pixels
+        image = await _decode(self.image_file, "image", max_pixels)
+        assert image is not None
+        mask = await _decode(self.mask_file, "mask", max_pixels)
+        if mask is not None and mask.size != image.size:
+            raise bad_request(f"The mask is {mask.size[0]}x{mask.size[1]} but the image is "
+                              f"{image.size[0]}x{image.size[1]}; they must be the same size.",
+                              param="mask", code="invalid_mask")
+        size = _edit_size(self.edit, runtime, image)
+        job = _job(self.req, runtime, size, "inpaint" if mask is not None else "image")
+        strength = self.edit.strength or DEFAULT_STRENGTH[job.mode]
+        if math.floor(job.steps * strength) < 1:
+            raise bad_request(f"num_inference_steps x strength ({job.steps} x {strength}) "
+                              "must be at least 1.", param="strength")
+        job.strength = self.edit.strength
+        job.image = image.convert("RGB")
+        if job.image.size != size:
+            job.image = job.image.resize(size, Image.Resampling.LANCZOS)
+        if mask is not None:
+            job.mask = to_mask(mask)
+            if job.mask.size != size:
+                job.mask = job.mask.resize(size, Image.Resampling.NEAREST)
+        self.job = job
+
+    async def respond(self, runtime: DiffusionRuntime, plan: CachePlan) -> Response:
+        return await _respond(self.request, runtime, self.job, self.req)
+
+
 @router.post("/v1/images/edits")
 async def edit_image(request: Request) -> Response:
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
@@ -142,37 +211,17 @@ async def edit_image(request: Request) -> Response:
             req = ImageEditRequest.model_validate(fields)
         except ValidationError as exc:
             raise RequestValidationError(exc.errors()) from None
-        runtime = await _runtime(request, req.model)
-        max_pixels = runtime.options.max_input_pixels
 
         def files(*names: str) -> list[UploadFile]:
             return [v for k, v in form.multi_items() if k in names and isinstance(v, UploadFile)]
 
-        image = await _upload(request, files("image", "image[]"), "image", max_pixels)
+        image = _one_file(files("image", "image[]"), "image")
         if image is None:
             raise bad_request("An 'image' file is required.", param="image")
-        mask = await _upload(request, files("mask"), "mask", max_pixels)
+        mask = _one_file(files("mask"), "mask")
+        return await pipeline.serve(EditRoute(req, request, image, mask))
     finally:
         await form.close()
-    if mask is not None and mask.size != image.size:
-        raise bad_request(f"The mask is {mask.size[0]}x{mask.size[1]} but the image is "
-                          f"{image.size[0]}x{image.size[1]}; they must be the same size.",
-                          param="mask", code="invalid_mask")
-    size = _edit_size(req, runtime, image)
-    job = _job(req, runtime, size, "inpaint" if mask is not None else "image")
-    strength = req.strength or DEFAULT_STRENGTH[job.mode]
-    if math.floor(job.steps * strength) < 1:
-        raise bad_request(f"num_inference_steps x strength ({job.steps} x {strength}) must be "
-                          "at least 1.", param="strength")
-    job.strength = req.strength
-    job.image = image.convert("RGB")
-    if job.image.size != size:
-        job.image = job.image.resize(size, Image.Resampling.LANCZOS)
-    if mask is not None:
-        job.mask = to_mask(mask)
-        if job.mask.size != size:
-            job.mask = job.mask.resize(size, Image.Resampling.NEAREST)
-    return await _respond(request, runtime, job, req)
 
 
 @router.post("/v1/images/variations")
