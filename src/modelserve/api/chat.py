@@ -27,6 +27,7 @@ from modelserve.api.protocol import (
     DeltaMessage,
     ImagePart,
 )
+from modelserve.api.structured import output_grammar
 from modelserve.config import ImageSettings
 from modelserve.config_sections import InputLimits
 from modelserve.kinds.chat import CHAT
@@ -53,6 +54,7 @@ class ChatRoute(pipeline.Route[ChatCompletionRequest, LlamaChatRuntime]):
     def check_limits(self, limits: InputLimits) -> None:
         check_messages(self.req.messages, limits)
         check_sampling(self.req, limits, self.req.max_completion_tokens or self.req.max_tokens)
+        self.grammar = output_grammar(self.req)
 
     async def acquire(self) -> LlamaChatRuntime:
         return await leases.acquire_kind(self.request, self.req.model, CHAT)
@@ -90,7 +92,8 @@ class ChatRoute(pipeline.Route[ChatCompletionRequest, LlamaChatRuntime]):
     async def respond(self, runtime: LlamaChatRuntime, plan: CachePlan) -> Response:
         req, request, prompt = self.req, self.request, self.prompt.tokens
         top = (req.top_logprobs or 0) if req.logprobs else None
-        jobs = [(prompt, sampling.sampling_params(req, runtime, self.max_tokens, i, top))
+        jobs = [(prompt, sampling.sampling_params(req, runtime, self.max_tokens, i, top,
+                                                  self.grammar))
                 for i in range(req.n)]
         gens = streams.submit_all(runtime, jobs, self.prompt.images)
         if req.stream:

@@ -22,6 +22,7 @@ from modelserve.api.protocol import (
     CompletionRequest,
     CompletionResponse,
 )
+from modelserve.api.structured import output_grammar
 from modelserve.config_sections import InputLimits
 from modelserve.engine.sequence import SamplingParams, TokenLogprob
 from modelserve.kinds.chat import CHAT
@@ -84,6 +85,7 @@ class CompletionsRoute(pipeline.Route[CompletionRequest, LlamaChatRuntime]):
         check_sampling(req, limits, req.max_tokens)
         texts_in = [req.prompt] if isinstance(req.prompt, str) else req.prompt
         check_texts([t for t in texts_in if isinstance(t, str)], limits, "prompt")
+        self.grammar = output_grammar(req)
 
     async def acquire(self) -> LlamaChatRuntime:
         return await leases.acquire_kind(self.request, self.req.model, CHAT)
@@ -100,7 +102,7 @@ class CompletionsRoute(pipeline.Route[CompletionRequest, LlamaChatRuntime]):
             max_tokens = sampling.completion_budget(runtime, len(prompt), req.max_tokens,
                                                     "max_tokens")
             self.jobs += [(prompt, sampling.sampling_params(req, runtime, max_tokens, i,
-                                                            req.logprobs))
+                                                            req.logprobs, self.grammar))
                           for i in range(req.n)]
         self.echoes = texts if req.echo else [""] * len(self.prompts)
         self.prompt_tokens = sum(len(p) for p in self.prompts)

@@ -8,7 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from modelserve.api.protocol_unsupported import UnsupportedChatFields, UnsupportedOutputControls
+from modelserve.api.protocol_output import OutputControls
+from modelserve.api.protocol_unsupported import UnsupportedChatFields
 
 # -- shared ---------------------------------------------------------------------------------
 
@@ -131,7 +132,7 @@ class ChatMessage(BaseModel):
         return self
 
 
-class ChatCompletionRequest(SamplingFields, UnsupportedChatFields):
+class ChatCompletionRequest(SamplingFields, OutputControls, UnsupportedChatFields):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     logprobs: bool = False
@@ -211,7 +212,7 @@ class ChatCompletionChunk(BaseModel):
 # -- legacy completions ---------------------------------------------------------------------
 
 
-class CompletionRequest(SamplingFields, UnsupportedOutputControls):
+class CompletionRequest(SamplingFields, OutputControls):
     prompt: str | list[str] | list[int] | list[list[int]]
     max_tokens: int | None = Field(16, ge=1)
     logprobs: int | None = Field(None, ge=0, le=20)

@@ -3,8 +3,8 @@
 A client that asks for JSON that fits a schema, a tool call, reasoning or audio must get a 400
 that names the field, not free text with a 200 (which agent frameworks would then try to parse
 as the thing they asked for). Values that ask for nothing pass: an empty tool list, tool_choice
-"none" or "auto" without tools, response_format {"type": "text"}. Issue 15 replaces these
-refusals with the features.
+"none" or "auto" without tools. Constrained output (response_format, grammar, json_schema) is
+served: protocol_output.py.
 """
 
 from __future__ import annotations
@@ -14,32 +14,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, field_validator
 
 
-class UnsupportedOutputControls(BaseModel):
-    """Constrained output, on chat and legacy completions (OpenAI's and llama.cpp's fields)."""
+class UnsupportedChatFields(BaseModel):
+    """Tools, reasoning and audio on chat completions."""
 
     model_config = ConfigDict(extra="allow")
-    response_format: dict[str, Any] | None = None
-    grammar: str | None = None  # llama.cpp extra: a GBNF grammar
-    json_schema: dict[str, Any] | None = None  # llama.cpp extra
-
-    @field_validator("response_format")
-    @classmethod
-    def _text_only(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None and value.get("type", "text") != "text":
-            raise ValueError(f"type {value.get('type')!r} is not supported by this server yet; "
-                             "only {\"type\": \"text\"} is")
-        return value
-
-    @field_validator("grammar", "json_schema")
-    @classmethod
-    def _not_yet(cls, value: object) -> object:
-        if value:
-            raise ValueError("constrained output is not supported by this server yet")
-        return value
-
-
-class UnsupportedChatFields(UnsupportedOutputControls):
-    """Tools, reasoning and audio on chat completions."""
 
     tools: list[Any] | None = None
     functions: list[Any] | None = None  # the deprecated form of tools

@@ -33,7 +33,8 @@ def completion_budget(runtime: LlamaChatRuntime, prompt_len: int, requested: int
 
 
 def sampling_params(req: SamplingFields, runtime: LlamaChatRuntime, max_tokens: int,
-                    choice: int, top_logprobs: int | None) -> SamplingParams:
+                    choice: int, top_logprobs: int | None, grammar: str | None = None
+                    ) -> SamplingParams:
     bias = tuple((int(k), float(v)) for k, v in (req.logit_bias or {}).items())
     check_token_ids(runtime, [t for t, _ in bias], "logit_bias")
     return SamplingParams(
@@ -41,7 +42,8 @@ def sampling_params(req: SamplingFields, runtime: LlamaChatRuntime, max_tokens: 
         min_p=req.min_p, seed=None if req.seed is None else req.seed + choice,
         stop=tuple(req.stop or ()), presence_penalty=req.presence_penalty,
         frequency_penalty=req.frequency_penalty, repeat_penalty=req.repeat_penalty,
-        logit_bias=bias, logprobs=top_logprobs is not None, top_logprobs=top_logprobs or 0)
+        logit_bias=bias, logprobs=top_logprobs is not None, top_logprobs=top_logprobs or 0,
+        grammar=grammar)
 
 
 def usage(prompt_tokens: int, completion_tokens: int, cached: int) -> Usage:

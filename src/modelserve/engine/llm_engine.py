@@ -204,6 +204,9 @@ class LLMEngine:
         out.text = text.push(self.vocab.token_bytes(token))
         if text.stopped:
             return self._finish(seq, "stop", out)
+        if sampled.grammar_done:  # only the end of generation could follow
+            out.text += text.flush()
+            return self._finish(seq, "stop", out)
         if len(seq.output) >= seq.params.max_tokens:
             out.text += text.flush()
             return self._finish(seq, "stop" if text.stopped else "length", out)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from modelserve.engine.constraints import Constraints, GrammarError
 from modelserve.engine.scheduler import BatchPlan, ImageSlice
 from modelserve.engine.sequence import Sequence, TokenLogprob
 from modelserve.runtimes.llama_cpp import LlamaContext, LlamaModel, Sampler, SamplerConfig
@@ -29,6 +30,7 @@ class Sampled:
     seq: Sequence
     token: int
     logprob: TokenLogprob | None = None
+    grammar_done: bool = False  # its grammar is complete: the sequence ends with this token
 
 
 @dataclass
@@ -48,6 +50,7 @@ class ModelRunner:
         self.ctx_per_seq = ctx.ctx_per_seq
         # None: plain greedy, an argmax over the logits, no llama.cpp chain to build per step.
         self._samplers: dict[int, Sampler | None] = {}
+        self._constraints = Constraints(model.vocab_handle, model.n_vocab)
 
     def warm_up(self) -> None:
         self.ctx.warm_up()
@@ -70,6 +73,7 @@ class ModelRunner:
         sampler = self._samplers.pop(seq_id, None)
         if sampler is not None:
             sampler.close()
+        self._constraints.release(seq_id)
 
     def _eval_tokens(self, plan: BatchPlan, result: StepResult) -> None:
         started = time.perf_counter()
@@ -83,7 +87,10 @@ class ModelRunner:
         result.decode_seconds += time.perf_counter() - started
         # Sample before any image decode: the next llama_decode overwrites the logits.
         for seq, row in plan.sample:
-            result.sampled.append(self._sample(seq, row))
+            try:
+                result.sampled.append(self._sample(seq, row))
+            except GrammarError as exc:
+                result.failed[seq.slot] = f"the output left its grammar: {exc}"
 
     def _eval_image(self, piece: ImageSlice, result: StepResult) -> None:
         started = time.perf_counter()
@@ -103,6 +110,9 @@ class ModelRunner:
         if seq.id not in self._samplers:
             self._samplers[seq.id] = self._make_sampler(seq)
         sampler = self._samplers[seq.id]
+        grammar = seq.params.grammar
+        if grammar is not None:  # before any sampling, the greedy argmax included
+            self._constraints.mask(seq.id, grammar, self.ctx.logits(row))
         if sampler is None:
             # The same choice as llama.cpp's greedy sampler (first maximum), without building
             # its candidate array over the whole vocabulary for every sequence every step.
@@ -111,7 +121,8 @@ class ModelRunner:
             token = sampler.sample(self.ctx, row)
         logprob = (self._logprob(row, token, seq.params.top_logprobs) if seq.params.logprobs
                    else None)
-        return Sampled(seq, token, logprob)
+        done = grammar is not None and self._constraints.advance(seq.id, token)
+        return Sampled(seq, token, logprob, done)
 
     def _make_sampler(self, seq: Sequence) -> Sampler | None:
         p = seq.params

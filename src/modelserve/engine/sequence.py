@@ -30,6 +30,7 @@ class SamplingParams:
     logit_bias: tuple[tuple[int, float], ...] = ()
     logprobs: bool = False
     top_logprobs: int = 0
+    grammar: str | None = None  # llguidance grammar the output must follow (engine/constraints)
 
 
 @dataclass(frozen=True)

@@ -86,6 +86,10 @@ class LlamaModel:
     def handle(self) -> Any:
         return self._model
 
+    @property
+    def vocab_handle(self) -> Any:
+        return self._vocab
+
     def close(self) -> None:
         if self._model:
             lc.llama_model_free(self._model)
