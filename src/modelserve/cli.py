@@ -166,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--requests-per-client", type=int, default=2)
     chat.add_argument("--label", default=None, help="name for this server in the table")
     chat.add_argument("--json-out", type=Path, help="append results as JSON lines here")
+    chat.add_argument("--workload", choices=["text", "json"], default="text",
+                      help="json: every request constrained by a JSON schema (structured output)")
     chat.add_argument("--api-key", default=None)
     chat.set_defaults(func=_bench)
 

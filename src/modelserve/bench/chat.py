@@ -94,8 +94,22 @@ async def one_request(client: httpx.AsyncClient, url: str, body: dict[str, Any])
     return result
 
 
+# The structured-output workload: a JSON story that cannot end before max_tokens (at least 8
+# paragraphs), so constrained and free text are compared over the same number of tokens.
+STORY_SCHEMA = {"type": "object", "additionalProperties": False,
+                "required": ["title", "paragraphs"],
+                "properties": {"title": {"type": "string", "maxLength": 60},
+                               "paragraphs": {"type": "array", "minItems": 8,
+                                              "items": {"type": "string", "maxLength": 400}}}}
+WORKLOADS: dict[str, dict[str, Any]] = {
+    "text": {},
+    "json": {"response_format": {"type": "json_schema",
+                                 "json_schema": {"name": "story", "schema": STORY_SCHEMA}}},
+}
+
+
 async def run_level(url: str, model: str, concurrency: int, max_tokens: int, per_client: int,
-                    label: str, api_key: str | None) -> LevelResult:
+                    label: str, api_key: str | None, workload: str = "text") -> LevelResult:
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     limits = httpx.Limits(max_connections=concurrency + 4)
     async with httpx.AsyncClient(timeout=httpx.Timeout(600.0), limits=limits,
@@ -107,7 +121,8 @@ async def run_level(url: str, model: str, concurrency: int, max_tokens: int, per
                 body = {"model": model, "stream": True, "temperature": 0,
                         "max_tokens": max_tokens, "stream_options": {"include_usage": True},
                         "messages": [{"role": "user",
-                                      "content": f"Write a long story about {topic}."}]}
+                                      "content": f"Write a long story about {topic}."}],
+                        **WORKLOADS[workload]}
                 results.append(await one_request(client, url, body))
             return results
 
@@ -148,7 +163,8 @@ def run_chat_bench(args: argparse.Namespace) -> None:
     rows = []
     for level in levels:
         row = asyncio.run(run_level(args.url.rstrip("/"), args.model, level, args.max_tokens,
-                                    args.requests_per_client, label, args.api_key))
+                                    args.requests_per_client, label, args.api_key,
+                                    args.workload))
         rows.append(row)
         print(json.dumps(asdict(row)), flush=True)
         if args.json_out:
