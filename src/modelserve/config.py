@@ -87,9 +87,27 @@ class LlamaCppOptions(BaseModel):
     batch_size: int = Field(512, ge=16, description="max tokens in one llama_decode")
     max_waiting: int = Field(64, ge=0, description="queued requests before 429")
     gpu_layers: int = Field(0, description="layers offloaded to a GPU; -1 = all")
-    chat_template: str | None = Field(None, description="override the GGUF's template")
+    chat_template: str | None = Field(
+        None, description="override the GGUF's template: jinja source, or the name of one of "
+        "llama.cpp's built-in templates (gemma, llama3, mistral-v7, chatml, ...)")
     mmproj: PackageSource | PathSource | str | None = Field(
         None, description="vision projector GGUF: makes this a vision-language model")
+
+    @field_validator("chat_template")
+    @classmethod
+    def _template_name_is_known(cls, value: str | None) -> str | None:
+        from modelserve.runtimes.builtin_templates import (
+            BUILTIN_TEMPLATES,
+            is_builtin_name,
+            looks_like_name,
+        )
+
+        # A bare word that names no built-in is a typo, not a template that prints itself.
+        if value is not None and looks_like_name(value) and not is_builtin_name(value):
+            raise PydanticCustomError(
+                "literal_error", "Input should be jinja source or one of {expected}",
+                {"expected": _one_of(sorted(BUILTIN_TEMPLATES))})
+        return value
 
     @field_validator("mmproj")
     @classmethod

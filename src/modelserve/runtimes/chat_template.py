@@ -1,4 +1,5 @@
-"""Render a GGUF's own chat template (untrusted input) in jinja2's sandbox."""
+"""Render a GGUF's own chat template (untrusted input) in jinja2's sandbox, or one of
+llama.cpp's built-in templates by name."""
 
 from __future__ import annotations
 
@@ -27,10 +28,15 @@ def _tojson(value: Any, indent: int | None = None, ensure_ascii: bool = False) -
 
 
 class ChatTemplate:
-    """A jinja chat template, or llama.cpp's built-in one when the model has none usable."""
+    """A jinja chat template, or llama.cpp's built-in one when the model has none usable.
+
+    `builtin` renders with llama.cpp's template called `builtin_name`.
+    """
 
     def __init__(self, source: str | None, bos_token: str, eos_token: str,
-                 builtin: Callable[[list[tuple[str, str]]], str | None]) -> None:
+                 builtin: Callable[[list[tuple[str, str]]], str | None],
+                 builtin_name: str = "chatml") -> None:
+        self.builtin_name = builtin_name
         self._bos = bos_token
         self._eos = eos_token
         self._builtin = builtin
@@ -43,13 +49,19 @@ class ChatTemplate:
             try:
                 self._template = env.from_string(source)
             except TemplateError as exc:
-                logger.warning("model chat template does not compile (%s); using chatml", exc)
+                logger.warning("model chat template does not compile (%s); using llama.cpp's "
+                               "%r template", exc, builtin_name)
         self.typed_content = False  # decided below, by rendering plain content first
         self.typed_content = self._template is not None and self._needs_typed_content()
 
     @property
     def uses_model_template(self) -> bool:
         return self._template is not None
+
+    @property
+    def name(self) -> str:
+        """What renders prompts: "jinja", or the llama.cpp built-in's name."""
+        return "jinja" if self._template is not None else self.builtin_name
 
     def _needs_typed_content(self) -> bool:
         """Some templates (SmolVLM's, Idefics') only read content as a list of typed parts

@@ -7,26 +7,53 @@ same on either side of the process boundary.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from modelserve.config import LlamaCppOptions
+from modelserve.runtimes.builtin_templates import is_builtin_name, template_for
 from modelserve.runtimes.chat_template import ChatTemplate
 from modelserve.runtimes.llama_cpp import LlamaModel
+
+logger = logging.getLogger(__name__)
 
 
 class ChatVocabulary:
     model: LlamaModel
     template: ChatTemplate
 
-    def _init_text(self, model: LlamaModel, opts: LlamaCppOptions) -> None:
+    def _init_text(self, model: LlamaModel, opts: LlamaCppOptions, announce: bool = True
+                   ) -> None:
+        """`announce`: log which template is in use (the worker does; its front end, which
+        makes the same choice from the same file, need not say it twice)."""
         self.model = model
         bos = model.token_text(model.bos_token_id) if model.bos_token_id >= 0 else ""
         eos = model.token_text(model.eos_token_id) if model.eos_token_id >= 0 else ""
         self._bos_text = bos
-        self.template = ChatTemplate(
-            opts.chat_template or model.chat_template(), bos, eos,
-            lambda pairs: model.apply_builtin_template("chatml", pairs),
-        )
+        configured = opts.chat_template
+        source = None if configured and is_builtin_name(configured) else (
+            configured or model.chat_template())
+        # The built-in serves a configured name, a GGUF without a template, or a template
+        # that does not compile: then the model's architecture picks it, not ChatML for all.
+        if configured and source is None:
+            name = configured.strip()
+        else:
+            name = template_for(model.architecture, model.has_token)
+        self.template = ChatTemplate(source, bos, eos,
+                                     lambda pairs: model.apply_builtin_template(name, pairs),
+                                     builtin_name=name)
+        if announce:
+            self._announce(configured, source)
+
+    def _announce(self, configured: str | None, source: str | None) -> None:
+        file, name = self.model.path.name, self.template.name
+        if configured:
+            logger.info("%s: chat template from the config (%s)", file, name)
+        elif source is None:
+            logger.warning("%s has no chat template: using llama.cpp's %r template for its "
+                           "architecture %r", file, name, self.model.architecture)
+        else:
+            logger.info("%s: chat template from the GGUF (%s)", file, name)
 
     @property
     def n_vocab(self) -> int:

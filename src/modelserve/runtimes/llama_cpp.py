@@ -109,6 +109,27 @@ class LlamaModel:
         raw = lc.llama_model_chat_template(self._model, None)
         return raw.decode("utf-8", errors="replace") if raw else None
 
+    def meta(self, key: str) -> str | None:
+        """A GGUF metadata value as text (a vocab-only load reads them too); None if absent."""
+        size = 256
+        for _ in range(2):
+            buf = ctypes.create_string_buffer(size)
+            n = lc.llama_model_meta_val_str(self._model, key.encode(), buf, size)
+            if n < 0:
+                return None
+            if n < size:
+                return buf.value.decode("utf-8", errors="replace")
+            size = n + 1
+        return None
+
+    @property
+    def architecture(self) -> str | None:
+        return self.meta("general.architecture")
+
+    def has_token(self, text: str) -> bool:
+        """Whether the vocabulary holds `text` (e.g. a control token) as one token."""
+        return len(self.tokenize(text, add_special=False, parse_special=True)) == 1
+
     def tokenize(self, text: str, add_special: bool, parse_special: bool = True) -> list[int]:
         data = text.encode("utf-8")
         capacity = len(data) + 8

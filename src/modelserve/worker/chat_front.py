@@ -24,7 +24,8 @@ class ChatFront(ChatVocabulary):
         opts = spec.options_as(LlamaCppOptions)
         self.spec = spec
         self.worker = worker
-        self._init_text(LlamaModel(spec.resolve_source(), vocab_only=True), opts)
+        self._init_text(LlamaModel(spec.resolve_source(), vocab_only=True), opts,
+                        announce=False)
         self.context_size: int = info["context_size"]
         self.image_marker: str | None = info["image_marker"]
         self.memory_bytes: int = info["memory_bytes"]
