@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.conftest import SMOLLM2, LiveServer, serve, serve_process
-from tests.helpers import NO_EOS, assert_openai_error
+from tests.helpers import NO_EOS, assert_openai_error, metric
 
 ADMIN = "admin-" + secrets.token_hex(12)
 USER = "user-" + secrets.token_hex(12)
@@ -196,7 +196,14 @@ def test_request_wall_time_is_408(tmp_path: Path) -> None:
         slow = chat(http, "unused", max_tokens=900, logit_bias=NO_EOS)
         err = assert_openai_error(slow, 408, code="request_timeout")
         assert "request_timeout_seconds" in err["message"]
-        assert chat(http, "unused").status_code == 200  # the slot was freed
+        # The slot is freed (the sequence is aborted in the model's worker), then serves again;
+        # waiting for the gauge keeps a loaded machine's slower abort out of the next 1 s limit.
+        deadline = time.monotonic() + 30
+        while metric(http, "modelserve_running_sequences", "chat") and \
+                time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert metric(http, "modelserve_running_sequences", "chat") == 0
+        assert chat(http, "unused").status_code == 200
 
 
 def test_cors(http: httpx.Client) -> None:
