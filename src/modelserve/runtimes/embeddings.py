@@ -38,8 +38,8 @@ class EmbeddingBackend(Protocol):
 
 # Padded tokens per forward pass when the config names none. ONNX Runtime runs a batch op by
 # op over the whole batch, so a 32 x 203-token batch streams every activation through memory;
-# 512-token passes keep them in cache: +30 % emb/s on 200-word texts, +7-12 % on 8-word ones
-# (docs/benchmarks.md, server at 64 clients). torch gains from large batches instead.
+# 512-token passes keep them in cache: +25-33 % emb/s on 200-word texts through the server,
+# short texts unchanged (docs/benchmarks.md). torch gains from large batches instead.
 DEFAULT_BATCH_TOKENS = {"onnx": 512, "sentence-transformers": 8192}
 
 
@@ -61,8 +61,8 @@ class OnnxBackend:
         options.intra_op_num_threads = threads or os.cpu_count() or 1
         options.inter_op_num_threads = 1
         # Off by default: spinning ORT workers take the cores the API process needs to parse
-        # the next requests (through the server: -8 to -18 % on 8-word texts, +5-10 % on
-        # 200-word ones; docs/benchmarks.md), hence an option, not the default.
+        # the next requests (through the server: -7 to -18 % on 8-word texts one per
+        # request, 0 to +10 % on 200-word ones; docs/benchmarks.md), hence only an option.
         options.add_session_config_entry("session.intra_op.allow_spinning",
                                          "1" if spinning else "0")
         self._session = ort.InferenceSession(str(directory / "model.onnx"), options,

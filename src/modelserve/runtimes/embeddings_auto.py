@@ -2,10 +2,10 @@
 
 The rule (docs/benchmarks.md, "Embeddings: ONNX Runtime variants"): on the fp32 export with
 512-token passes, ONNX Runtime gives `SentenceTransformer.encode`'s vectors to 1e-7. Through
-the server at 64 clients (2 threads, Xeon with AVX-512/AMX) it did 1.6x the embeddings/s of
-the sentence-transformers runtime on 8-word texts and 0.91-0.93x on 200-word ones (torch's
-fused SDPA attention is the difference there). A large win on short inputs against a <10 %
-loss on long ones, so:
+the server at 64 clients (2 threads, Xeon with AVX-512/AMX, two runs) it did 1.3-1.7x the
+embeddings/s of the sentence-transformers runtime on 8-word texts and 0.88-0.93x on 200-word
+ones (torch's fused SDPA attention is the difference there). A large win on short inputs
+against a ~10 % loss on long ones, so:
 
 - a directory with `model.onnx` (made by `modelserve export-onnx`) runs on `onnx`;
 - a sentence-transformers directory of a BERT-style encoder (the family measured) is exported
