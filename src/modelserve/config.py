@@ -144,7 +144,11 @@ class EmbeddingOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     threads: int | None = Field(None, ge=1, description="default: all cores")
-    max_batch_tokens: int = Field(8192, ge=64, description="padded tokens in one forward pass")
+    max_batch_tokens: int | None = Field(
+        None, ge=64, description="padded tokens in one forward pass; default: 512 on onnx "
+        "(long inputs run faster in small passes), 8192 on sentence-transformers")
+    spinning: bool = Field(False, description="onnx: intra-op threads spin between ops "
+                           "(faster passes; takes CPU from the API process meanwhile)")
     max_batch_wait_ms: float = Field(2.0, ge=0, le=1000, description="wait to fill a batch")
     max_inputs: int = Field(2048, ge=1, description="inputs per request (OpenAI: 2048)")
     max_tokens: int | None = Field(None, ge=1, description="per input; default: the model's")

@@ -46,8 +46,11 @@ def _stats(runtime: EmbeddingRuntime) -> BatchStats:
 
 EMBEDDINGS: ModelKind[EmbeddingRuntime] = ModelKind(
     name="embeddings",
-    runtimes={"onnx": EmbeddingOptions, "sentence-transformers": EmbeddingOptions},
-    default_runtime="onnx",
+    # auto: onnx where the model has (or can be given) an ONNX export, else
+    # sentence-transformers; see runtimes/embeddings_auto.py for the measured rule.
+    runtimes={"auto": EmbeddingOptions, "onnx": EmbeddingOptions,
+              "sentence-transformers": EmbeddingOptions},
+    default_runtime="auto",
     build=_build,
     describe=_describe,
     front=_front,

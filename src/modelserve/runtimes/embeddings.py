@@ -36,10 +36,17 @@ class EmbeddingBackend(Protocol):
     def encode(self, batch: list[list[int]]) -> Floats: ...
 
 
+# Padded tokens per forward pass when the config names none. ONNX Runtime runs a batch op by
+# op over the whole batch, so a 32 x 203-token batch streams every activation through memory;
+# 512-token passes keep them in cache: +25-33 % emb/s on 200-word texts through the server,
+# short texts unchanged (docs/benchmarks.md). torch gains from large batches instead.
+DEFAULT_BATCH_TOKENS = {"onnx": 512, "sentence-transformers": 8192}
+
+
 class OnnxBackend:
     """onnxruntime + tokenizers over a directory made by `modelserve export-onnx`."""
 
-    def __init__(self, directory: Path, threads: int | None) -> None:
+    def __init__(self, directory: Path, threads: int | None, spinning: bool = False) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
@@ -53,9 +60,11 @@ class OnnxBackend:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or os.cpu_count() or 1
         options.inter_op_num_threads = 1
-        # Idle ORT workers would otherwise spin on the cores the event loop needs to parse
-        # the next requests.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # Off by default: spinning ORT workers take the cores the API process needs to parse
+        # the next requests (through the server: -7 to -18 % on 8-word texts one per
+        # request, 0 to +10 % on 200-word ones; docs/benchmarks.md), hence only an option.
+        options.add_session_config_entry("session.intra_op.allow_spinning",
+                                         "1" if spinning else "0")
         self._session = ort.InferenceSession(str(directory / "model.onnx"), options,
                                              providers=["CPUExecutionProvider"])
         self._inputs = {i.name for i in self._session.get_inputs()}
@@ -124,17 +133,23 @@ class EmbeddingRuntime:
         started = time.monotonic()
         directory = spec.resolve_source()
         self.spec = spec
+        self.backend_name = spec.runtime
+        if spec.runtime == "auto":
+            from modelserve.runtimes.embeddings_auto import choose
+
+            self.backend_name, directory = choose(directory)
         self.backend: EmbeddingBackend = (
-            OnnxBackend(directory, opts.threads) if spec.runtime == "onnx"
+            OnnxBackend(directory, opts.threads, opts.spinning) if self.backend_name == "onnx"
             else SentenceTransformersBackend(directory, opts.threads))
         self.max_tokens = min(opts.max_tokens or self.backend.max_seq_length,
                               self.backend.max_seq_length)
         self.max_inputs = opts.max_inputs
         self.matryoshka = opts.matryoshka
-        self.batcher = EmbeddingBatcher(self.backend.encode, opts.max_batch_tokens,
+        self.max_batch_tokens = opts.max_batch_tokens or DEFAULT_BATCH_TOKENS[self.backend_name]
+        self.batcher = EmbeddingBatcher(self.backend.encode, self.max_batch_tokens,
                                         opts.max_batch_wait_ms)
         self.created = int(time.time())
-        logger.info("loaded %s (%s, dim %d) from %s in %.2fs", spec.name, spec.runtime,
+        logger.info("loaded %s (%s, dim %d) from %s in %.2fs", spec.name, self.backend_name,
                     self.backend.dimension, directory, time.monotonic() - started)
 
     @property
@@ -154,6 +169,7 @@ class EmbeddingRuntime:
         return {"dimension": self.dimension, "n_vocab": self.n_vocab,
                 "max_tokens": self.max_tokens, "max_inputs": self.max_inputs,
                 "matryoshka": self.matryoshka, "created": self.created,
+                "backend": self.backend_name,
                 "tokenizer_file": str(file) if file is not None else None}
 
     async def embed(self, inputs: list[list[int]], dimensions: int | None = None
