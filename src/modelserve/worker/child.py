@@ -193,7 +193,12 @@ class Worker:
 
     def _send_replies(self) -> None:
         replies, self._replies = self._replies, []
-        self.send(Replies(replies))
+        try:
+            self.send(Replies(replies))
+        except Exception:  # a value that does not pickle: its caller gets an error, not a hang
+            logger.exception("could not send replies")
+            self.send(Replies([Reply(r.id, None, RuntimeError("the worker could not send the "
+                                                                "result")) for r in replies]))
 
     def _submit(self, stream_id: int, prompt: list[int], params: Any, images: Any) -> None:
         def sink(out: StepOutput) -> None:

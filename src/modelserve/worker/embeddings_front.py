@@ -7,6 +7,7 @@ worker, which batches inputs from all requests as before.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from modelserve.config import ModelSpec
@@ -25,6 +26,8 @@ class EmbeddingsFront:
         self.matryoshka: bool = info["matryoshka"]
         self.created: int = info["created"]
         self._tokenizer: Any = None
+        self._pending: list[tuple[list[list[int]], int | None, asyncio.Future[list[Floats]]]] = []
+        self._sending: set[asyncio.Task[Any]] = set()
         if info["tokenizer_file"] is not None:
             from tokenizers import Tokenizer
 
@@ -40,8 +43,38 @@ class EmbeddingsFront:
 
     async def embed(self, inputs: list[list[int]], dimensions: int | None = None
                     ) -> list[Floats]:
-        vectors: list[Floats] = await self.worker.acall("embed", inputs, dimensions)
-        return vectors
+        """Requests arriving in the same turn of the event loop go to the worker as one call:
+        at 64 clients of short texts, a message per request cost ~10 % of the throughput."""
+        future: asyncio.Future[list[Floats]] = asyncio.get_running_loop().create_future()
+        self._pending.append((inputs, dimensions, future))
+        if len(self._pending) == 1:
+            asyncio.get_running_loop().call_soon(self._send_pending)
+        return await future
+
+    def _send_pending(self) -> None:
+        pending, self._pending = self._pending, []
+        jobs = [(inputs, dims) for inputs, dims, _ in pending]
+        self._sending.add(task := asyncio.ensure_future(self.worker.acall("embed_many", jobs)))
+        task.add_done_callback(self._sending.discard)
+        task.add_done_callback(lambda done: _settle(done, [f for _, _, f in pending]))
 
     def close(self) -> None:
         self.worker.stop()
+
+
+def _settle(done: asyncio.Future[list[Any]], futures: list[asyncio.Future[list[Floats]]]
+            ) -> None:
+    """Hand each request its own outcome (a request cancelled meanwhile is skipped)."""
+    if done.cancelled():
+        outcomes: list[Any] = [asyncio.CancelledError()] * len(futures)
+    elif done.exception() is not None:
+        outcomes = [done.exception()] * len(futures)
+    else:
+        outcomes = done.result()
+    for future, outcome in zip(futures, outcomes, strict=True):
+        if future.done():
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
