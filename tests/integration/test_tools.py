@@ -189,3 +189,17 @@ def test_streamed_deltas_reassemble_to_the_non_streamed_call(qwen: openai.OpenAI
     assert (content, finish) == ("", "tool_calls")
     assert calls == as_dicts(plain) and calls
     valid_calls(plain)
+
+
+def test_parallel_calls_when_asked_for(qwen: openai.OpenAI) -> None:
+    answer = qwen.chat.completions.create(
+        model=QWEN_MODEL, tools=TOOLS, tool_choice="required", parallel_tool_calls=True,
+        max_tokens=200, temperature=0,
+        messages=[{"role": "user", "content": "What's the weather in Paris and in Rome?"}])
+    calls = valid_calls(answer)
+    assert 1 <= len(calls) <= 4 and {name for name, _ in calls} <= set(ARGS)
+
+
+def test_models_say_how_tools_reach_them(qwen: openai.OpenAI, client: openai.OpenAI) -> None:
+    assert getattr(qwen.models.retrieve(QWEN_MODEL), "tools", None) == "template"
+    assert getattr(client.models.retrieve(CHAT_MODEL), "tools", None) == "system_prompt"

@@ -298,6 +298,9 @@ class ModelCard(BaseModel):
     owned_by: str = "modelserve"
     kind: str = "chat"  # modelserve extras: chat | embeddings, and the load state
     state: str = "ready"
+    # modelserve extra, loaded chat models: "template" (their chat template renders tools) or
+    # "system_prompt" (tools and the call syntax go into a system message)
+    tools: str | None = None
 
 
 # -- embeddings -----------------------------------------------------------------------------

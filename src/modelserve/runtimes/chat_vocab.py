@@ -54,6 +54,9 @@ class ChatVocabulary:
                            "architecture %r", file, name, self.model.architecture)
         else:
             logger.info("%s: chat template from the GGUF (%s)", file, name)
+        if not self.template.supports_tools:
+            logger.info("%s: the chat template does not render tools; tool definitions go "
+                        "into a system message", file)
 
     @property
     def n_vocab(self) -> int:
