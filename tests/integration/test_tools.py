@@ -5,8 +5,9 @@ calls as deltas that reassemble to the non-streamed call."""
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -139,6 +140,32 @@ def test_tool_choice_none_answers_in_text(client: openai.OpenAI) -> None:
     assert choice.message.content and not choice.message.tool_calls
     assert choice.finish_reason in ("stop", "length")
 
+
+
+def test_16_concurrent_requests_mixing_free_text_schemas_and_tools(
+        async_client: Callable[[], openai.AsyncOpenAI]) -> None:
+    """Each sequence samples under its own grammar (or none) in the same batches."""
+    async def one(i: int) -> None:
+        client = async_client()
+        if i % 3 == 0:
+            answer = await client.chat.completions.create(
+                model=CHAT_MODEL, messages=PARIS, tools=TOOLS, tool_choice="required",
+                max_tokens=200, temperature=1.0, seed=i)
+            valid_calls(answer)
+        elif i % 3 == 1:
+            parsed = await client.chat.completions.parse(
+                model=CHAT_MODEL, messages=PARIS, response_format=GetWeather,
+                max_tokens=200, temperature=1.0, seed=i)
+            assert isinstance(parsed.choices[0].message.parsed, GetWeather)
+        else:
+            free = await client.chat.completions.create(
+                model=CHAT_MODEL, messages=PARIS, max_tokens=30, temperature=1.0, seed=i)
+            assert free.choices[0].message.content and not free.choices[0].message.tool_calls
+
+    async def all_of_them() -> None:
+        await asyncio.gather(*(one(i) for i in range(16)))
+
+    asyncio.run(all_of_them())
 
 # -- Qwen2.5-Coder: tools through its own template ------------------------------------------
 
