@@ -54,7 +54,7 @@ class ChatVocabulary:
                            "architecture %r", file, name, self.model.architecture)
         else:
             logger.info("%s: chat template from the GGUF (%s)", file, name)
-        if not self.template.supports_tools:
+        if source is not None and not self.template.supports_tools:  # built-ins never do
             logger.info("%s: the chat template does not render tools; tool definitions go "
                         "into a system message", file)
 
