@@ -109,6 +109,18 @@ def test_a_forced_call_streams_as_the_same_call(client: openai.OpenAI) -> None:
     assert calls == as_dicts(client.chat.completions.create(**ask))
 
 
+
+def test_sdk_parse_and_stream_give_parsed_arguments(client: openai.OpenAI) -> None:
+    """The SDK's helpers validate strict tools' arguments into their pydantic models."""
+    ask: dict[str, Any] = {"model": CHAT_MODEL, "messages": PARIS, "tools": TOOLS,
+                           "max_tokens": 200, "temperature": 0,
+                           "tool_choice": {"type": "function", "function": {"name": "get_weather"}}}
+    parsed = client.chat.completions.parse(**ask).choices[0].message.tool_calls or []
+    with client.chat.completions.stream(**ask) as stream:
+        final = stream.get_final_completion().choices[0].message.tool_calls or []
+    assert len(parsed) == 1 and isinstance(parsed[0].function.parsed_arguments, GetWeather)
+    assert [c.function.parsed_arguments for c in final] == [parsed[0].function.parsed_arguments]
+
 BAD: list[tuple[dict[str, Any], str]] = [
     ({"tools": TOOLS, "tool_choice": {"type": "function", "function": {"name": "nope"}}},
      "tool_choice.function.name"),
