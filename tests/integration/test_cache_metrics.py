@@ -92,6 +92,27 @@ def test_streaming_replay_is_a_valid_stream(cached: LiveServer) -> None:
     assert plain.choices[0].message.content == live[0]
 
 
+
+def test_tool_calls_are_cached_and_replayed_as_deltas(cached: LiveServer) -> None:
+    """A streamed forced call is stored as streamed (same ids), and replays as the same
+    deltas, streamed or not."""
+    from tests.integration.test_tools import TOOLS, streamed
+
+    client = cached.openai()
+    ask: dict[str, Any] = {
+        "model": CHAT, "tools": TOOLS, "tool_choice": "required", "max_tokens": 120,
+        "temperature": 0,
+        "messages": [{"role": "user", "content": f"Weather in Paris? {uuid.uuid4().hex[:6]}"}]}
+    live = streamed(client, **ask)  # a streaming miss stores what it streamed
+    assert live[2] == "tool_calls" and live[1]
+    assert streamed(client, **ask) == live
+    plain = client.chat.completions.with_raw_response.create(**ask)
+    assert plain.headers["x-modelserve-cache"] == "hit"
+    answer = plain.parse()
+    assert answer.choices[0].finish_reason == "tool_calls"
+    assert [{"name": c.function.name, "arguments": c.function.arguments}  # type: ignore[union-attr]
+            for c in answer.choices[0].message.tool_calls or []] == live[1]
+
 def sse_chunks(resp: httpx.Response) -> list[Any]:
     """The stream's chunks less id and created (which differ per response), consecutive
     content deltas of one choice joined: a live stream sends one per token, a replay one."""

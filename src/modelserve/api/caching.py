@@ -23,6 +23,7 @@ from modelserve.api.protocol import (
     CompletionResponse,
     DeltaMessage,
 )
+from modelserve.api.protocol_tools import DeltaFunction, DeltaToolCall
 from modelserve.api.streams import event_stream, sse
 from modelserve.cache import ResponseCache
 
@@ -97,6 +98,15 @@ async def replay_chat(body: dict[str, Any], include_usage: bool) -> AsyncIterato
             yield chat_chunk(head, [ChatChunkChoice(
                 index=choice.index, delta=DeltaMessage(content=choice.message.content),
                 logprobs=choice.logprobs)])
+        # Each call as the live stream sends it: id, type and name first, then its arguments.
+        for n, call in enumerate(choice.message.tool_calls or []):
+            first = DeltaToolCall(index=n, id=call.id, type="function",
+                                  function=DeltaFunction(name=call.function.name, arguments=""))
+            rest = DeltaToolCall(index=n, function=DeltaFunction(
+                arguments=call.function.arguments))
+            for delta in (first, rest):
+                yield chat_chunk(head, [ChatChunkChoice(
+                    index=choice.index, delta=DeltaMessage(tool_calls=[delta]))])
         yield chat_chunk(head, [ChatChunkChoice(index=choice.index, delta=DeltaMessage(),
                                                 finish_reason=choice.finish_reason)])
     if include_usage:

@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 from fastapi import APIRouter, Request, Response
 
@@ -14,7 +14,7 @@ from modelserve.api import leases, pipeline, sampling, streams
 from modelserve.api.caching import CachePlan, cached_answer, replay_chat
 from modelserve.api.chat_prompt import ChatPrompt, load_images, plan_chat_prompt
 from modelserve.api.chunks import ChunkHead, chat_chunk
-from modelserve.api.errors import APIError
+from modelserve.api.errors import APIError, bad_request
 from modelserve.api.input_limits import check_messages, check_sampling
 from modelserve.api.observe import context
 from modelserve.api.protocol import (
@@ -27,9 +27,13 @@ from modelserve.api.protocol import (
     DeltaMessage,
     ImagePart,
 )
+from modelserve.api.protocol_tools import ToolCall
 from modelserve.api.structured import output_grammar
+from modelserve.api.tool_parser import OPEN, Event, ToolCallParser, parse_output
+from modelserve.api.tools import plan_tools
 from modelserve.config import ImageSettings
 from modelserve.config_sections import InputLimits
+from modelserve.engine.sequence import TokenLogprob
 from modelserve.kinds.chat import CHAT
 from modelserve.runtimes.llama_chat import Generation, LlamaChatRuntime
 from modelserve.runtimes.mtmd import MultimodalPrompt
@@ -55,6 +59,11 @@ class ChatRoute(pipeline.Route[ChatCompletionRequest, LlamaChatRuntime]):
         check_messages(self.req.messages, limits)
         check_sampling(self.req, limits, self.req.max_completion_tokens or self.req.max_tokens)
         self.grammar = output_grammar(self.req)
+        self.tools = plan_tools(self.req)
+        if self.tools is not None and self.tools.forced and self.grammar is not None:
+            raise bad_request("A forced tool call (tool_choice required or named) cannot also "
+                              "follow response_format, grammar or json_schema.",
+                              param="tool_choice")
 
     async def acquire(self) -> LlamaChatRuntime:
         return await leases.acquire_kind(self.request, self.req.model, CHAT)
@@ -64,7 +73,9 @@ class ChatRoute(pipeline.Route[ChatCompletionRequest, LlamaChatRuntime]):
         # an image's token count is known only once encoded, and encoding is the work a
         # refused request must not cost. The image tokens are charged when the request
         # settles, as completion tokens are (api/admission.py).
-        self.planned = plan_chat_prompt(runtime, self.req.messages, self._images())
+        self.planned = plan_chat_prompt(runtime, self.req.messages, self._images(), self.tools)
+        if self.tools is not None and self.tools.forced:
+            self.grammar = self.tools.grammar(runtime.model.has_token(OPEN))
         self.max_tokens = self._budget(runtime, len(self.planned.text_tokens))
         return len(self.planned.text_tokens), self.max_tokens * self.req.n
 
@@ -98,13 +109,17 @@ class ChatRoute(pipeline.Route[ChatCompletionRequest, LlamaChatRuntime]):
         gens = streams.submit_all(runtime, jobs, self.prompt.images)
         if req.stream:
             return streams.event_stream(_stream(req, runtime, gens, len(prompt),
-                                                self.req.usage_requested, plan))
+                                                self.req.usage_requested, plan,
+                                                self.tools.names if self.tools else None))
         results = await streams.unless_disconnected(
             request, asyncio.gather(*(streams.collect(gen) for gen in gens)), gens)
+        # With tools, calls are parsed out of the text (named: only offered tools count).
+        messages = [_message(parse_output(r.text, self.tools.names)) if self.tools is not None
+                    else AssistantMessage(content=r.text) for r in results]
         choices = [
             ChatChoice(
-                index=i, message=AssistantMessage(content=r.text),
-                finish_reason=r.finish_reason,
+                index=i, message=messages[i],
+                finish_reason=_finish(r.finish_reason, messages[i]),
                 logprobs=ChoiceLogprobs(content=[sampling.chat_logprob_entry(runtime, lp)
                                                  for lp in r.logprobs])
                 if req.logprobs else None)
@@ -131,14 +146,24 @@ class ChatRoute(pipeline.Route[ChatCompletionRequest, LlamaChatRuntime]):
         return sampling.completion_budget(runtime, prompt_len, requested, param)
 
 
+def _message(parsed: tuple[str | None, list[ToolCall]]) -> AssistantMessage:
+    content, calls = parsed
+    return AssistantMessage(content=content, tool_calls=calls or None)
+
+
+def _finish(reason: str | None, message: AssistantMessage) -> str | None:
+    # A call cut short by max_tokens stays "length": the client must not run it.
+    return "tool_calls" if message.tool_calls and reason == "stop" else reason
+
+
 def _remote_images(req: ChatCompletionRequest) -> bool:
     return any(isinstance(part, ImagePart) and not part.image_url.url.startswith("data:")
                for msg in req.messages if isinstance(msg.content, list) for part in msg.content)
 
 
 async def _stream(req: ChatCompletionRequest, runtime: LlamaChatRuntime, gens: list[Generation],
-                  prompt_tokens: int, include_usage: bool, plan: CachePlan
-                  ) -> AsyncIterator[str]:
+                  prompt_tokens: int, include_usage: bool, plan: CachePlan,
+                  tools: frozenset[str] | None) -> AsyncIterator[str]:
     chunk_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     head = ChunkHead(chunk_id, created, req.model, include_usage)
 
@@ -154,11 +179,29 @@ async def _stream(req: ChatCompletionRequest, runtime: LlamaChatRuntime, gens: l
         yield chunk([ChatChunkChoice(index=i, delta=DeltaMessage(role="assistant", content=""))])
     completion, cached = 0, prompt_tokens
     texts, finishes = [""] * len(gens), [""] * len(gens)
+    # With tools, text goes through a parser that holds back what may be a call and sends
+    # calls as tool_calls deltas (logprobs then ride on chunks of their own).
+    parsers = [ToolCallParser(tools) for _ in gens] if tools is not None else None
     try:
         async for index, out in streams.merge(gens):
             streams.raise_if_failed(out)
             completion += len(out.token_ids)
             texts[index] += out.text
+            if parsers is not None:
+                for piece in _tool_chunks(index, parsers[index].feed(out.text), chunk):
+                    yield piece
+                if out.logprobs and req.logprobs:
+                    yield chunk([ChatChunkChoice(index=index, delta=DeltaMessage(),
+                                                 logprobs=_logprobs(runtime, out.logprobs))])
+                if out.finish_reason is not None:
+                    for piece in _tool_chunks(index, parsers[index].finish(), chunk):
+                        yield piece
+                    cached = min(cached, out.cached_tokens)
+                    finishes[index] = _finish(out.finish_reason,
+                                              _message(parsers[index].result())) or ""
+                    yield chunk([ChatChunkChoice(index=index, delta=DeltaMessage(),
+                                                 finish_reason=finishes[index])])
+                continue
             if out.logprobs and req.logprobs:
                 logprobs = ChoiceLogprobs(content=[sampling.chat_logprob_entry(runtime, lp)
                                                    for lp in out.logprobs])
@@ -180,9 +223,24 @@ async def _stream(req: ChatCompletionRequest, runtime: LlamaChatRuntime, gens: l
     if include_usage:
         yield chat_chunk(head, [], usage)
     yield streams.sse("[DONE]")
-    if not req.logprobs and all(f in ("stop", "length") for f in finishes):
+    if not req.logprobs and all(f in ("stop", "length", "tool_calls") for f in finishes):
+        # What was streamed, call ids included: a replay sends the same calls.
+        messages = [_message(parsers[i].result()) if parsers else AssistantMessage(content=text)
+                    for i, text in enumerate(texts)]
         await plan.store(ChatCompletionResponse(
             id=chunk_id, created=created, model=req.model, usage=usage,
-            choices=[ChatChoice(index=i, message=AssistantMessage(content=text),
-                                finish_reason=finishes[i]) for i, text in enumerate(texts)],
+            choices=[ChatChoice(index=i, message=message, finish_reason=finishes[i])
+                     for i, message in enumerate(messages)],
         ).model_dump_json().encode())
+
+
+def _tool_chunks(index: int, events: list[Event], chunk: Callable[[list[ChatChunkChoice]], str]
+                 ) -> Iterator[str]:
+    for event in events:
+        delta = DeltaMessage(content=event.content) if event.call is None \
+            else DeltaMessage(tool_calls=[event.call])
+        yield chunk([ChatChunkChoice(index=index, delta=delta)])
+
+
+def _logprobs(runtime: LlamaChatRuntime, logprobs: list[TokenLogprob]) -> ChoiceLogprobs:
+    return ChoiceLogprobs(content=[sampling.chat_logprob_entry(runtime, lp) for lp in logprobs])

@@ -16,6 +16,7 @@ from typing import Any
 
 from modelserve.api.errors import APIError, bad_request
 from modelserve.api.protocol import ChatMessage, TextPart
+from modelserve.api.tools import ToolPlan, template_tool_calls, without_tool_template
 from modelserve.config import ImageSettings
 from modelserve.images.data_url import parse_data_url
 from modelserve.images.decode import DecodedImage, ImageLimits, decode_image
@@ -53,8 +54,22 @@ def template_messages(messages: list[ChatMessage], marker: str | None
             _check_text(content, marker, f"messages[{i}].content")
         # "developer" is OpenAI's new name for "system"; templates only know the latter.
         role = "system" if msg.role == "developer" else msg.role
-        out.append({**msg.model_dump(exclude_none=True), "role": role, "content": content})
+        entry = {**msg.model_dump(exclude_none=True), "role": role, "content": content}
+        if msg.tool_calls:
+            entry["tool_calls"] = template_tool_calls(msg)
+        out.append(entry)
     return out, images
+
+
+def with_tools(runtime: LlamaChatRuntime, messages: list[dict[str, Any]],
+               tools: ToolPlan | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
+    """Messages and the `tools` argument for this model's template: a template that renders
+    tools gets them as they are; for one that does not, the tools, calls and results are
+    written into the messages."""
+    offered = tools.tools if tools is not None else None
+    if runtime.template.supports_tools:
+        return messages, offered
+    return without_tool_template(messages, offered), None
 
 
 def _check_text(text: str, marker: str | None, param: str) -> None:
@@ -67,7 +82,8 @@ def _check_text(text: str, marker: str | None, param: str) -> None:
 def render_prompt(runtime: LlamaChatRuntime, messages: list[ChatMessage]) -> list[int]:
     """Text-only rendering (also what /tokenize uses)."""
     try:
-        return runtime.render_chat(template_messages(messages, None)[0])
+        return runtime.render_chat(*with_tools(runtime, template_messages(messages, None)[0],
+                                               None))
     except ChatTemplateError as exc:
         raise bad_request(str(exc), param="messages") from None
 
@@ -82,6 +98,7 @@ class ChatPrompt:
     templated: list[dict[str, Any]]
     text_tokens: list[int]  # the whole prompt for text; for vision, markers in place of images
     images: list[tuple[str, ImageSource]] = field(default_factory=list)  # (param, source)
+    tools: list[dict[str, Any]] | None = None  # for the template
 
 
 @dataclass(frozen=True)
@@ -91,18 +108,19 @@ class ImageSource:
 
 
 def plan_chat_prompt(runtime: LlamaChatRuntime, messages: list[ChatMessage],
-                     settings: ImageSettings) -> ChatPrompt:
+                     settings: ImageSettings, tools: ToolPlan | None = None) -> ChatPrompt:
     templated, refs = template_messages(messages, runtime.image_marker)
+    templated, offered = with_tools(runtime, templated, tools)
     if len(refs) > settings.max_images:
         raise bad_request(f"A request may carry at most {settings.max_images} images; "
                           f"this one has {len(refs)}.", param="messages",
                           code="too_many_images")
     try:
-        tokens = runtime.render_chat(templated)
+        tokens = runtime.render_chat(templated, offered)
     except ChatTemplateError as exc:
         raise bad_request(str(exc), param="messages") from None
     return ChatPrompt(templated, tokens, [(param, _source(param, url, settings))
-                                          for param, url in refs])
+                                          for param, url in refs], offered)
 
 
 def _source(param: str, url: str, settings: ImageSettings) -> ImageSource:
@@ -129,7 +147,8 @@ async def load_images(runtime: LlamaChatRuntime, prompt: ChatPrompt, settings: I
     images = [await _load(param, source, settings, counter) for param, source in prompt.images]
     counter("encode", len(images))
     try:
-        return await asyncio.to_thread(runtime.render_multimodal, prompt.templated, images)
+        return await asyncio.to_thread(runtime.render_multimodal, prompt.templated, images,
+                                       prompt.tools)
     except (ChatTemplateError, PromptError) as exc:
         raise bad_request(str(exc), param="messages") from None
 

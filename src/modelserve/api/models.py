@@ -17,8 +17,12 @@ router = APIRouter()
 
 def _card(entry: ModelEntry) -> ModelCard:
     created = entry.current.runtime.created if entry.current else 0
+    # How a loaded chat model is told about tools: its own template, or a system prompt.
+    template = getattr(entry.current.runtime, "template", None) if entry.current else None
+    tools = None if template is None else (
+        "template" if template.supports_tools else "system_prompt")
     return ModelCard(id=entry.spec.name, created=created, kind=entry.spec.kind,
-                     state=entry.state.value)
+                     state=entry.state.value, tools=tools)
 
 
 def _listed(registry: ModelRegistry, entry: ModelEntry) -> bool:

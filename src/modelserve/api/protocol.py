@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from modelserve.api.protocol_output import OutputControls
+from modelserve.api.protocol_tools import DeltaToolCall, ToolCall, ToolFields
 from modelserve.api.protocol_unsupported import UnsupportedChatFields
 
 # -- shared ---------------------------------------------------------------------------------
@@ -124,6 +125,7 @@ class ChatMessage(BaseModel):
     content: str | list[ContentPart] | None = None
     name: str | None = None
     tool_call_id: str | None = None
+    tool_calls: list[ToolCall] | None = None  # assistant turns that called tools
 
     @model_validator(mode="after")
     def _content_required(self) -> ChatMessage:
@@ -132,7 +134,7 @@ class ChatMessage(BaseModel):
         return self
 
 
-class ChatCompletionRequest(SamplingFields, OutputControls, UnsupportedChatFields):
+class ChatCompletionRequest(SamplingFields, OutputControls, ToolFields, UnsupportedChatFields):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     logprobs: bool = False
@@ -164,6 +166,7 @@ class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str | None
     refusal: str | None = None
+    tool_calls: list[ToolCall] | None = None
 
 
 class ChatChoice(BaseModel):
@@ -190,6 +193,7 @@ class ChatCompletionResponse(BaseModel):
 class DeltaMessage(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    tool_calls: list[DeltaToolCall] | None = None
 
 
 class ChatChunkChoice(BaseModel):
@@ -294,6 +298,9 @@ class ModelCard(BaseModel):
     owned_by: str = "modelserve"
     kind: str = "chat"  # modelserve extras: chat | embeddings, and the load state
     state: str = "ready"
+    # modelserve extra, loaded chat models: "template" (their chat template renders tools) or
+    # "system_prompt" (tools and the call syntax go into a system message)
+    tools: str | None = None
 
 
 # -- embeddings -----------------------------------------------------------------------------

@@ -1,10 +1,10 @@
 """OpenAI request fields this server cannot honour yet: refused by name, never ignored.
 
-A client that asks for JSON that fits a schema, a tool call, reasoning or audio must get a 400
-that names the field, not free text with a 200 (which agent frameworks would then try to parse
-as the thing they asked for). Values that ask for nothing pass: an empty tool list, tool_choice
-"none" or "auto" without tools. Constrained output (response_format, grammar, json_schema) is
-served: protocol_output.py.
+A client that asks for reasoning, audio or the deprecated `functions` must get a 400 that
+names the field, not free text with a 200 (which agent frameworks would then try to parse as
+the thing they asked for). Values that ask for nothing pass: an empty function list,
+function_call "none" or "auto". Constrained output (response_format, grammar, json_schema) is
+served (protocol_output.py), and so are tools (protocol_tools.py).
 """
 
 from __future__ import annotations
@@ -15,31 +15,30 @@ from pydantic import BaseModel, ConfigDict, field_validator
 
 
 class UnsupportedChatFields(BaseModel):
-    """Tools, reasoning and audio on chat completions."""
+    """Deprecated functions, reasoning and audio on chat completions."""
 
     model_config = ConfigDict(extra="allow")
 
-    tools: list[Any] | None = None
     functions: list[Any] | None = None  # the deprecated form of tools
-    tool_choice: Any = None
     function_call: Any = None
     reasoning_effort: str | None = None
     modalities: list[str] | None = None
     audio: dict[str, Any] | None = None
     web_search_options: dict[str, Any] | None = None
 
-    @field_validator("tools", "functions")
+    @field_validator("functions")
     @classmethod
-    def _no_tools(cls, value: list[Any] | None) -> list[Any] | None:
+    def _no_functions(cls, value: list[Any] | None) -> list[Any] | None:
         if value:
-            raise ValueError("tool calling is not supported by this server yet")
+            raise ValueError("the deprecated `functions` are not supported; send `tools`")
         return value
 
-    @field_validator("tool_choice", "function_call")
+    @field_validator("function_call")
     @classmethod
-    def _no_tool_choice(cls, value: Any) -> Any:
+    def _no_function_call(cls, value: Any) -> Any:
         if value not in (None, "none", "auto"):
-            raise ValueError("tool calling is not supported by this server yet")
+            raise ValueError("the deprecated `function_call` is not supported; send "
+                             "`tool_choice`")
         return value
 
     @field_validator("reasoning_effort")

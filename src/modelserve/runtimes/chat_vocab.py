@@ -54,14 +54,19 @@ class ChatVocabulary:
                            "architecture %r", file, name, self.model.architecture)
         else:
             logger.info("%s: chat template from the GGUF (%s)", file, name)
+        if source is not None and not self.template.supports_tools:  # built-ins never do
+            logger.info("%s: the chat template does not render tools; tool definitions go "
+                        "into a system message", file)
 
     @property
     def n_vocab(self) -> int:
         return self.model.n_vocab
 
-    def render_chat(self, messages: list[dict[str, Any]]) -> list[int]:
-        """Chat messages -> prompt tokens, through the model's template."""
-        text = self.template.render(messages)
+    def render_chat(self, messages: list[dict[str, Any]],
+                    tools: list[dict[str, Any]] | None = None) -> list[int]:
+        """Chat messages (and tools, for a template that renders them) -> prompt tokens,
+        through the model's template."""
+        text = self.template.render(messages, tools=tools)
         return self.model.tokenize(text, add_special=self._add_bos(text), parse_special=True)
 
     def _add_bos(self, text: str) -> bool:

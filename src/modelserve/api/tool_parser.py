@@ -1,0 +1,224 @@
+"""Tool calls parsed out of generated text, whole or while streaming: Hermes/Qwen
+`<tool_call>` blocks, and the ```json blocks Qwen2.5-Coder writes when left free.
+
+One parser serves both: a whole answer is parsed by feeding it all at once, so a streamed
+call's deltas reassemble to exactly the non-streamed call.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import dataclass, field
+
+from modelserve.api.protocol_tools import DeltaFunction, DeltaToolCall, FunctionCall, ToolCall
+
+OPEN, CLOSE = "<tool_call>", "</tool_call>"
+_HEAD = re.compile(r'\s*\{\s*"name"\s*:\s*"([^"\\]*)"\s*,\s*"arguments"\s*:\s*')
+_HEAD_START = '{"name":"'
+_CLOSING = {"{": "}", "[": "]"}
+# Where a call starts, and what ends it. Hermes/Qwen `<tool_call>` blocks; Qwen2.5-Coder,
+# left free, often writes its call as a ```json block instead (llama.cpp reads both too).
+BLOCKS = {OPEN: CLOSE, "```json": "```"}
+
+
+@dataclass
+class Event:
+    """What a piece of output adds: content text, or a tool-call delta."""
+
+    content: str | None = None
+    call: DeltaToolCall | None = None
+
+
+@dataclass
+class _Call:
+    id: str
+    name: str
+    arguments: str = ""
+
+
+@dataclass
+class ToolCallParser:
+    """Splits generated text into content and tool-call blocks, incrementally: text that
+    could still become a block is held back, a call is announced (id, name, arguments "")
+    once its name is read, and its arguments go out as they arrive.
+
+    `names`: the tools offered. A ```json block is a call only if it names one of them (a
+    coding model writes JSON blocks for other reasons too); a `<tool_call>` always is."""
+
+    names: frozenset[str] = frozenset()
+    calls: list[_Call] = field(default_factory=list)
+    content: str = ""  # all content sent
+    _buf: str = ""
+    _state: str = "text"  # text | head | args | after
+    _open: str = OPEN  # the block being read
+    _held_space: str = ""  # content whitespace, sent only if more content follows
+    _depth: int = 0
+    _in_string: bool = False
+    _escaped: bool = False
+
+    def feed(self, text: str) -> list[Event]:
+        events: list[Event] = []
+        self._buf += text
+        while getattr(self, f"_{self._state}")(events):
+            pass
+        return events
+
+    def finish(self) -> list[Event]:
+        """The end of the output: what was held back, if it was not a call after all."""
+        events: list[Event] = []
+        if self._state == "text":
+            self._content(self._buf, events)
+        elif self._state == "head" and not self._whole_block(self._buf, events):
+            self._content(self._open + self._buf, events)
+        self._buf = ""
+        return events
+
+    def tool_calls(self) -> list[ToolCall]:
+        return [ToolCall(id=c.id, function=FunctionCall(name=c.name, arguments=c.arguments))
+                for c in self.calls]
+
+    def result(self) -> tuple[str | None, list[ToolCall]]:
+        """The content sent so far (None if there are calls and no text) and the calls."""
+        return (self.content or None) if self.calls else self.content, self.tool_calls()
+
+    def _text(self, events: list[Event]) -> bool:
+        found = [(at, opener) for opener in BLOCKS if (at := self._buf.find(opener)) >= 0]
+        if found:
+            at, self._open = min(found)
+            self._content(self._buf[:at], events)
+            self._buf, self._state = self._buf[at + len(self._open):], "head"
+            return True
+        keep = max((k for opener in BLOCKS for k in range(min(len(opener) - 1, len(self._buf)),
+                                                          0, -1)
+                    if self._buf.endswith(opener[:k])), default=0)
+        self._content(self._buf[:len(self._buf) - keep], events)
+        self._buf = self._buf[len(self._buf) - keep:]
+        return False
+
+    def _head(self, events: list[Event]) -> bool:
+        fenced = self._open != OPEN
+        match = _HEAD.match(self._buf)
+        if match and (not fenced or match.group(1) in self.names):
+            self._start(match.group(1), events)
+            self._buf, self._state = self._buf[match.end():], "args"
+            self._depth, self._in_string, self._escaped = 0, False, False
+            return True
+        compact = "".join(self._buf[:40].split())
+        if fenced and (match or not (compact.startswith(_HEAD_START)
+                                     or _HEAD_START.startswith(compact))):
+            return self._not_a_call(events)
+        end = self._buf.find(BLOCKS[self._open])
+        if end < 0:
+            return False  # wait for more: the name may not be complete yet
+        # Not the usual key order: parse the block whole, or give it back as text.
+        after = end + len(BLOCKS[self._open])
+        if self._whole_block(self._buf[:end], events):
+            self._buf, self._state = self._buf[after:], "text"
+            return True
+        # A `<tool_call>` block goes out whole, or its opener would be found again.
+        return self._not_a_call(events, 0 if fenced else after)
+
+    def _not_a_call(self, events: list[Event], skip: int = 0) -> bool:
+        """The opener is content after all, and so are the `skip` characters after it; the
+        rest is read again as text."""
+        self._content(self._open + self._buf[:skip], events)
+        self._buf, self._state = self._buf[skip:], "text"
+        return True
+
+    def _args(self, events: list[Event]) -> bool:
+        # Whitespace outside strings is dropped: arguments come out compact, as OpenAI's do,
+        # however the model laid them out (Qwen's ```json blocks are indented).
+        taken, done, kept = 0, False, []
+        while taken < len(self._buf) and not done:
+            char = self._buf[taken]
+            taken += 1
+            if char.isspace() and not self._in_string:
+                continue
+            kept.append(char)
+            done = self._scan(char)
+        piece = "".join(kept)
+        self._buf = self._buf[taken:]
+        if piece:
+            self._arguments(piece, events)
+        if done:
+            self._state = "after"
+        return done
+
+    def _scan(self, char: str) -> bool:
+        """One character of the arguments' JSON value; True once the value is complete."""
+        if self._in_string:
+            if self._escaped:
+                self._escaped = False
+            elif char == "\\":
+                self._escaped = True
+            elif char == '"':
+                self._in_string = False
+                return self._depth == 0
+            return False
+        if char == '"':
+            self._in_string = True
+        elif char in _CLOSING:
+            self._depth += 1
+        elif char in "}]":
+            self._depth -= 1
+            return self._depth == 0
+        return False
+
+    def _after(self, events: list[Event]) -> bool:
+        # The rest of the block (the object's `}`) is syntax, not content.
+        end = self._buf.find(BLOCKS[self._open])
+        if end < 0:
+            return False
+        self._buf, self._state = self._buf[end + len(BLOCKS[self._open]):], "text"
+        return True
+
+    def _whole_block(self, block: str, events: list[Event]) -> bool:
+        try:
+            call = json.loads(block)
+        except ValueError:
+            return False
+        if not (isinstance(call, dict) and isinstance(call.get("name"), str)
+                and "arguments" in call):
+            return False
+        if self._open != OPEN and call["name"] not in self.names:
+            return False
+        arguments = call["arguments"]
+        self._start(call["name"], events)
+        self._arguments(arguments if isinstance(arguments, str)
+                        else json.dumps(arguments, ensure_ascii=False, separators=(",", ":")),
+                        events)
+        return True
+
+    def _start(self, name: str, events: list[Event]) -> None:
+        call = _Call(f"call_{uuid.uuid4().hex[:24]}", name)
+        self.calls.append(call)
+        events.append(Event(call=DeltaToolCall(
+            index=len(self.calls) - 1, id=call.id, type="function",
+            function=DeltaFunction(name=name, arguments=""))))
+
+    def _arguments(self, piece: str, events: list[Event]) -> None:
+        self.calls[-1].arguments += piece
+        events.append(Event(call=DeltaToolCall(index=len(self.calls) - 1,
+                                               function=DeltaFunction(arguments=piece))))
+
+    def _content(self, text: str, events: list[Event]) -> None:
+        # Whitespace around and between calls is layout, not content: sent only when text
+        # follows it, so a bare call has content null, streamed or not.
+        text = self._held_space + text
+        body = text.rstrip()
+        self._held_space = text[len(body):]
+        if not self.content:
+            body = body.lstrip()
+        if body:
+            self.content += body
+            events.append(Event(content=body))
+
+
+def parse_output(text: str, names: frozenset[str]) -> tuple[str | None, list[ToolCall]]:
+    """A whole answer: its content (None if only calls) and its calls."""
+    parser = ToolCallParser(names)
+    parser.feed(text)
+    parser.finish()
+    return parser.result()

@@ -1,0 +1,186 @@
+"""Tool calling: a request's tools checked and planned (what the template sees, the grammar a
+forced call samples under); api/tool_parser.py reads the calls back out of the output."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from modelserve.api.errors import bad_request
+from modelserve.api.protocol import ChatCompletionRequest, ChatMessage
+from modelserve.api.protocol_tools import FunctionDefinition, NamedToolChoice
+from modelserve.api.tool_parser import CLOSE, OPEN
+
+# A forced request may make at most this many parallel calls: a small model under a grammar
+# that always allows one more call could otherwise repeat calls until max_tokens.
+MAX_FORCED_CALLS = 4
+
+
+@dataclass
+class ToolPlan:
+    """How one request uses its tools."""
+
+    tools: list[dict[str, Any]]  # as templates take them: {"type": "function", "function": ...}
+    forced: list[FunctionDefinition]  # required/named: the calls the grammar allows; [] = auto
+    parallel: bool
+
+    @property
+    def names(self) -> frozenset[str]:
+        return frozenset(t["function"]["name"] for t in self.tools)
+
+    def grammar(self, special_tokens: bool) -> str | None:
+        """The llguidance grammar of a forced call; `special_tokens`: the vocabulary has
+        `<tool_call>` as one token (Qwen), which the grammar must then produce, as the model
+        was trained to, rather than its spelling in pieces."""
+        if not self.forced:
+            return None
+        return call_grammar(self.forced, self.parallel, special_tokens)
+
+
+def plan_tools(req: ChatCompletionRequest) -> ToolPlan | None:
+    """Check the tool fields and the tool turns of the history (400s name the field); None:
+    the model is not offered tools."""
+    _check_history(req.messages)
+    tools, choice = req.tools or [], req.tool_choice
+    if choice not in (None, "none") and not tools:
+        raise bad_request("tool_choice needs tools: send the functions in `tools`.",
+                          param="tool_choice")
+    names = [t.function.name for t in tools]
+    dup = next((n for n in names if names.count(n) > 1), None)
+    if dup is not None:
+        raise bad_request(f"Tool names must be unique; {dup!r} is given twice.", param="tools")
+    if isinstance(choice, NamedToolChoice) and choice.function.name not in names:
+        raise bad_request(f"tool_choice names {choice.function.name!r}, which is not in tools "
+                          f"({', '.join(names)}).", param="tool_choice.function.name")
+    for i, tool in enumerate(tools):
+        _check_parameters(tool.function, f"tools[{i}].function.parameters")
+    if not tools or choice == "none":
+        return None
+    if isinstance(choice, NamedToolChoice):
+        forced = [t.function for t in tools if t.function.name == choice.function.name]
+    else:
+        forced = [t.function for t in tools] if choice == "required" else []
+    return ToolPlan([{"type": "function", "function": t.function.model_dump(exclude_none=True)}
+                     for t in tools], forced,
+                    # Only when asked for: a small model under a grammar that allows another
+                    # call tends to make several (Qwen2.5-Coder-0.5B asks for four cities'
+                    # weather), and llama-server's default is one call too.
+                    req.parallel_tool_calls is True and not isinstance(choice, NamedToolChoice))
+
+
+def _check_history(messages: list[ChatMessage]) -> None:
+    for i, msg in enumerate(messages):
+        if msg.role == "tool" and not msg.tool_call_id:
+            raise bad_request("A tool message needs the tool_call_id of the call it answers.",
+                              param=f"messages[{i}].tool_call_id")
+        if msg.tool_calls and msg.role != "assistant":
+            raise bad_request("Only assistant messages carry tool_calls.",
+                              param=f"messages[{i}].tool_calls")
+        for j, call in enumerate(msg.tool_calls or []):
+            # Templates take the arguments as a dict: text that does not parse cannot reach them.
+            try:
+                json.loads(call.function.arguments)
+            except ValueError as exc:
+                raise bad_request(f"The arguments are not valid JSON: {exc}",
+                                  param=f"messages[{i}].tool_calls[{j}].function.arguments") \
+                    from None
+
+
+def _check_parameters(function: FunctionDefinition, param: str) -> None:
+    if function.parameters is None:
+        return
+    from llguidance import LLMatcher
+
+    from modelserve.api.structured import JSON_OPTIONS
+
+    try:
+        grammar = LLMatcher.grammar_from_json_schema(function.parameters, defaults=JSON_OPTIONS)
+        error = LLMatcher.validate_grammar(grammar)
+    except Exception as exc:  # the compiler's own message says what is wrong
+        error = str(exc)
+    if error:
+        raise bad_request(f"The parameters schema of {function.name!r} cannot be used: {error}",
+                          param=param, code="invalid_schema")
+
+
+def call_grammar(functions: list[FunctionDefinition], parallel: bool,
+                 special_tokens: bool) -> str:
+    """Lark for one (or, parallel, up to MAX_FORCED_CALLS) `<tool_call>` blocks whose JSON is
+    {"name": one of `functions`, "arguments": that function's parameters}."""
+    from llguidance import LLMatcher
+
+    schema: dict[str, Any] = {
+        "anyOf": [{"type": "object",
+                   "properties": {"name": {"const": f.name},
+                                  "arguments": f.parameters or {"type": "object"}},
+                   "required": ["name", "arguments"], "additionalProperties": False}
+                  for f in functions],
+        # Spaced like the templates write calls (Qwen's: `{"name": "f", "arguments": ...}`), so
+        # the model sees its own format; still no free whitespace, which small models loop on.
+        "x-guidance": {"whitespace_flexible": False, "item_separator": ", ",
+                       "key_separator": ": "},
+    }
+    opener, closer = (OPEN, CLOSE) if special_tokens else (json.dumps(OPEN), json.dumps(CLOSE))
+    repeat = f' ("\\n" block){{0,{MAX_FORCED_CALLS - 1}}}' if parallel else ""
+    lark = (f"start: block{repeat}\n"
+            f'block: {opener} "\\n" call "\\n" {closer}\n'
+            f"call: %json {json.dumps(schema)}\n")
+    return str(LLMatcher.grammar_from_lark(lark))
+
+
+# -- templates ---------------------------------------------------------------------------------
+
+SYSTEM_PROMPT = """# Tools
+
+You may call one or more functions to assist with the user query.
+
+You are provided with function signatures within <tools></tools> XML tags:
+<tools>
+{tools}
+</tools>
+
+For each function call, return a json object with function name and arguments within \
+<tool_call></tool_call> XML tags:
+<tool_call>
+{{"name": <function-name>, "arguments": <args-json-object>}}
+</tool_call>"""
+
+
+def template_tool_calls(msg: ChatMessage) -> list[dict[str, Any]]:
+    """An assistant turn's calls as templates read them: arguments as a dict."""
+    return [{"id": c.id, "type": "function",
+             "function": {"name": c.function.name,
+                          "arguments": json.loads(c.function.arguments)}}
+            for c in msg.tool_calls or []]
+
+
+def without_tool_template(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None
+                          ) -> list[dict[str, Any]]:
+    """For a template that knows nothing of tools (SmolLM2's, llama.cpp's built-ins): the tool
+    definitions and the call syntax go into the system message, calls into the assistant's
+    text and tool results into user turns, in the Hermes format the parser reads back."""
+    out: list[dict[str, Any]] = []
+    for msg in messages:
+        if msg["role"] == "assistant" and msg.get("tool_calls"):
+            blocks = [f"{OPEN}\n{json.dumps(_call_json(c), ensure_ascii=False)}\n{CLOSE}"
+                      for c in msg["tool_calls"]]
+            text = "\n".join(([msg["content"]] if msg.get("content") else []) + blocks)
+            out.append({"role": "assistant", "content": text})
+        elif msg["role"] == "tool":
+            out.append({"role": "user",
+                        "content": f"<tool_response>\n{msg['content']}\n</tool_response>"})
+        else:
+            out.append({k: v for k, v in msg.items() if k != "tool_calls"})
+    if tools:
+        prompt = SYSTEM_PROMPT.format(tools="\n".join(json.dumps(t, ensure_ascii=False)
+                                                      for t in tools))
+        if out and out[0]["role"] == "system":
+            out[0] = {**out[0], "content": f"{out[0]['content']}\n\n{prompt}"}
+        else:
+            out.insert(0, {"role": "system", "content": prompt})
+    return out
+
+
+def _call_json(call: dict[str, Any]) -> dict[str, Any]:
+    return {"name": call["function"]["name"], "arguments": call["function"]["arguments"]}

@@ -1,0 +1,51 @@
+"""The tool-call parser: calls and content out of generated text, the same whether the text
+comes whole or in pieces of any size (so streamed deltas reassemble to the non-streamed call)."""
+
+from __future__ import annotations
+
+import pytest
+
+from modelserve.api.tool_parser import ToolCallParser, parse_output
+
+NAMES = frozenset({"get_weather", "f"})
+TWO_CALLS = ('Sure.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Pa\\"ris}", '
+             '"n": [1, {"a": 2}]}}\n</tool_call>\n<tool_call>\n{"arguments": {"x": 1}, '
+             '"name": "f"}\n</tool_call>')
+CASES = [
+    (TWO_CALLS, "Sure.", [("get_weather", '{"city":"Pa\\"ris}","n":[1,{"a":2}]}'),
+                          ("f", '{"x":1}')]),
+    # Qwen2.5-Coder's own habit when not constrained: an indented ```json block.
+    ('```json\n{\n  "name": "get_weather",\n  "arguments": {\n    "city": "Paris"\n  }\n}\n```',
+     None, [("get_weather", '{"city":"Paris"}')]),
+    ('Here:\n```json\n{"a": 1}\n```\nbye', 'Here:\n```json\n{"a": 1}\n```\nbye', []),
+    ('```json\n{"name": "other", "arguments": {}}\n```',
+     '```json\n{"name": "other", "arguments": {}}\n```', []),
+    ("```python\nprint(1)\n```", "```python\nprint(1)\n```", []),
+    ("x <tool_call>not json</tool_call> y", "x <tool_call>not json</tool_call> y", []),
+    ("hello <tool", "hello <tool", []),
+]
+
+
+@pytest.mark.parametrize(("text", "content", "calls"), CASES)
+@pytest.mark.parametrize("step", [1, 2, 5, 1000])
+def test_whole_and_streamed_agree(text: str, content: str | None,
+                                  calls: list[tuple[str, str]], step: int) -> None:
+    whole_content, whole_calls = parse_output(text, NAMES)
+    assert whole_content == content
+    assert [(c.function.name, c.function.arguments) for c in whole_calls] == calls
+    assert all(c.id.startswith("call_") for c in whole_calls)
+
+    parser, events = ToolCallParser(NAMES), []
+    for i in range(0, len(text), step):
+        events += parser.feed(text[i:i + step])
+    events += parser.finish()
+    assert "".join(e.content for e in events if e.content) == (content or "")
+    streamed: list[list[str]] = []
+    for event in events:
+        if event.call is None:
+            continue
+        if event.call.id is not None:  # a call's first delta: id, name, arguments ""
+            assert event.call.index == len(streamed) and event.call.function.arguments == ""
+            streamed.append([event.call.function.name or "", ""])
+        streamed[event.call.index][1] += event.call.function.arguments or ""
+    assert [tuple(c) for c in streamed] == calls
