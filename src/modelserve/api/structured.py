@@ -37,11 +37,27 @@ def output_grammar(req: OutputControls) -> str | None:
     return None
 
 
+def closed(schema: Any) -> Any:
+    """`schema` with `additionalProperties: false` on every object that lists its properties
+    and says nothing of others (xgrammar's strict mode, vLLM's default). The JSON Schema
+    default allows any extra property, and a small model offered that keeps inventing keys
+    until max_tokens; OpenAI's strict mode requires the same closure of its clients."""
+    if isinstance(schema, list):
+        return [closed(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: closed(value) for key, value in schema.items()}
+    if "properties" in out and "additionalProperties" not in out \
+            and "unevaluatedProperties" not in out:
+        out["additionalProperties"] = False
+    return out
+
+
 def _from_schema(schema: dict[str, Any], param: str) -> str:
     from llguidance import LLMatcher
 
     try:
-        grammar = LLMatcher.grammar_from_json_schema(schema, defaults=JSON_OPTIONS)
+        grammar = LLMatcher.grammar_from_json_schema(closed(schema), defaults=JSON_OPTIONS)
     except Exception as exc:  # the compiler's own message says what is wrong
         raise bad_request(f"The JSON schema cannot be used to constrain the output: {exc}",
                           param=param, code="invalid_schema") from None

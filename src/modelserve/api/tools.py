@@ -110,10 +110,12 @@ def call_grammar(functions: list[FunctionDefinition], parallel: bool,
     {"name": one of `functions`, "arguments": that function's parameters}."""
     from llguidance import LLMatcher
 
+    from modelserve.api.structured import closed
+
     schema: dict[str, Any] = {
         "anyOf": [{"type": "object",
                    "properties": {"name": {"const": f.name},
-                                  "arguments": f.parameters or {"type": "object"}},
+                                  "arguments": closed(f.parameters or {"type": "object"})},
                    "required": ["name", "arguments"], "additionalProperties": False}
                   for f in functions],
         # Spaced like the templates write calls (Qwen's: `{"name": "f", "arguments": ...}`), so
