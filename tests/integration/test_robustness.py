@@ -68,6 +68,8 @@ NOT_YET = [  # tools are served (test_tools.py); their deprecated form is not
     ("/v1/chat/completions", {"reasoning_effort": "low"}, "reasoning_effort"),
     ("/v1/chat/completions", {"modalities": ["text", "audio"]}, "modalities"),
     ("/v1/chat/completions", {"audio": {"voice": "alloy", "format": "wav"}}, "audio"),
+    ("/v1/chat/completions", {"prediction": {"type": "content", "content": "Hi"}},
+     "prediction"),
 ]
 
 

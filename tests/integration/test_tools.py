@@ -9,7 +9,7 @@ import asyncio
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import httpx
 import openai
@@ -242,3 +242,18 @@ def test_parallel_calls_when_asked_for(qwen: openai.OpenAI) -> None:
 def test_models_say_how_tools_reach_them(qwen: openai.OpenAI, client: openai.OpenAI) -> None:
     assert getattr(qwen.models.retrieve(QWEN_MODEL), "tools", None) == "template"
     assert getattr(client.models.retrieve(CHAT_MODEL), "tools", None) == "system_prompt"
+
+
+class Forecast(BaseModel):
+    city: Annotated[str, Field(max_length=16)]
+    degrees: int = Field(ge=-50, le=60)
+    sky: Literal["sunny", "cloudy", "rainy"]
+
+
+def test_qwen_parses_structured_output_streamed_and_not(qwen: openai.OpenAI) -> None:
+    ask: dict[str, Any] = {"model": QWEN_MODEL, "messages": PARIS, "max_tokens": 120,
+                           "temperature": 0, "response_format": Forecast}
+    parsed = qwen.chat.completions.parse(**ask).choices[0].message.parsed
+    with qwen.chat.completions.stream(**ask) as stream:
+        streamed = stream.get_final_completion().choices[0].message.parsed
+    assert isinstance(parsed, Forecast) and streamed == parsed

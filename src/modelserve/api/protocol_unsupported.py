@@ -25,6 +25,7 @@ class UnsupportedChatFields(BaseModel):
     modalities: list[str] | None = None
     audio: dict[str, Any] | None = None
     web_search_options: dict[str, Any] | None = None
+    prediction: dict[str, Any] | None = None  # predicted outputs (speculative decoding)
 
     @field_validator("functions")
     @classmethod
@@ -55,7 +56,7 @@ class UnsupportedChatFields(BaseModel):
             raise ValueError("only text output is supported")
         return value
 
-    @field_validator("audio", "web_search_options")
+    @field_validator("audio", "web_search_options", "prediction")
     @classmethod
     def _not_offered(cls, value: object) -> object:
         if value is not None:
