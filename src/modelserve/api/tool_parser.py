@@ -32,10 +32,11 @@ OPENERS = (*BLOCKS, MISTRAL)
 
 @dataclass
 class Event:
-    """What a piece of output adds: content text, or a tool-call delta."""
+    """What a piece of output adds: content text, reasoning text, or a tool-call delta."""
 
     content: str | None = None
     call: DeltaToolCall | None = None
+    reasoning: str | None = None
 
 
 @dataclass
