@@ -29,6 +29,10 @@ CASES = [
     (' <|python_tag|>{"name": "f", "parameters": {"x": "}"}}', None, [("f", '{"x":"}"}')]),
     ('{"name": "other", "parameters": {}}', '{"name": "other", "parameters": {}}', []),
     ('{"answer": 42}', '{"answer": 42}', []),
+    # Only as the whole answer: Qwen quotes a call, then the tool's result.
+    ('{"name": "f", "arguments": {}}\n{"t": 18}', '{"name": "f", "arguments": {}}\n{"t": 18}',
+     []),
+    ('{"name": "f", "arguments": {"x": 1}}\n', None, [("f", '{"x":1}')]),
     ('Use {"name": "f", "parameters": {}}', 'Use {"name": "f", "parameters": {}}', []),
     ('{"name": "f", "parameters": {"x"', '{"name": "f", "parameters": {"x"', []),
     ("<|python", "<|python", []),

@@ -59,7 +59,7 @@ class ToolCallParser:
     calls: list[_Call] = field(default_factory=list)
     content: str = ""  # all content sent
     _buf: str = ""
-    _state: str = "text"  # text | head | args | after | json
+    _state: str = "text"  # text | head | args | after | json | tail
     _open: str = OPEN  # the block being read
     _given: str = ""  # json: the text before the value, content again if it is no call
     _fresh: bool = True  # nothing read yet: a Llama JSON call is the whole answer or none
@@ -68,6 +68,7 @@ class ToolCallParser:
     _in_string: bool = False
     _escaped: bool = False
     _pos: int = 0  # json: how much of the value is scanned
+    _value: str = ""  # tail: a Llama call, made only if nothing follows it
 
     def feed(self, text: str) -> list[Event]:
         events: list[Event] = []
@@ -85,6 +86,8 @@ class ToolCallParser:
             self._content(self._open + self._buf, events)
         elif self._state == "json":  # cut short: not a complete call
             self._content(self._given + self._buf, events)
+        elif self._state == "tail":  # the Llama call was the whole answer
+            self._calls_of(self._json_calls(self._value) or [], events)
         self._buf = ""
         return events
 
@@ -146,14 +149,29 @@ class ToolCallParser:
             if self._scan(self._buf[self._pos - 1]):
                 value, self._buf = self._buf[:self._pos], self._buf[self._pos:]
                 calls = self._json_calls(value)
+                if calls is not None and self._open == LLAMA:
+                    self._value, self._state = value, "tail"
+                    return True
                 if calls is None:
                     self._content(self._given + value, events)
-                for name, arguments in calls or []:
-                    self._start(name, events)
-                    self._arguments(_compact(arguments), events)
+                self._calls_of(calls or [], events)
                 self._state = "text"
                 return True
         return False
+
+    def _tail(self, events: list[Event]) -> bool:
+        # A Llama call is the whole answer: JSON that names a tool and goes on with more text
+        # is the model quoting a call or a result (Qwen does, after a tool result).
+        if not self._buf.strip():
+            return False
+        self._content(self._given + self._value + self._buf, events)
+        self._buf, self._state = "", "text"
+        return False
+
+    def _calls_of(self, calls: list[tuple[str, Any]], events: list[Event]) -> None:
+        for name, arguments in calls:
+            self._start(name, events)
+            self._arguments(_compact(arguments), events)
 
     def _json_calls(self, value: str) -> list[tuple[str, Any]] | None:
         """The calls a complete Llama or Mistral JSON value makes; None: it is no call (not
