@@ -4,8 +4,13 @@ size; text without the markers is passed on unchanged."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 import pytest
 
+from modelserve.api.caching import replay_chat
+from modelserve.api.protocol import ChatChoice, ChatCompletionResponse, Usage
 from modelserve.api.reasoning import OutputParser, opens_thinking, parse_message
 from modelserve.api.tool_parser import Event
 
@@ -71,3 +76,18 @@ def test_plain_text_goes_out_as_it_comes() -> None:
                                               ("<|im_start|>assistant\n", False)])
 def test_a_prompt_that_opens_the_think_block(tail: str, opened: bool) -> None:
     assert opens_thinking(tail) is opened
+
+
+def test_a_cached_answer_replays_its_reasoning_first() -> None:
+    """The response cache streams a stored answer as the live stream sent it."""
+    stored = ChatCompletionResponse(model="m", usage=Usage(prompt_tokens=1, completion_tokens=2,
+                                                           total_tokens=3), choices=[ChatChoice(
+        index=0, message=parse_message("<think>hm</think>Hi", None), finish_reason="stop")])
+
+    async def deltas() -> list[dict[str, str]]:
+        return [json.loads(c.removeprefix("data: "))["choices"][0]["delta"]
+                async for c in replay_chat(stored.model_dump(mode="json"), False)
+                if "[DONE]" not in c]
+
+    assert asyncio.run(deltas()) == [{"role": "assistant", "content": ""},
+                                     {"reasoning_content": "hm"}, {"content": "Hi"}, {}]
