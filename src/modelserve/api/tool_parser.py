@@ -52,8 +52,10 @@ class ToolCallParser:
     could still become a block is held back, a call is announced (id, name, arguments "")
     once its name is read, and its arguments go out as they arrive.
 
-    `names`: the tools offered. A ```json block is a call only if it names one of them (a
-    coding model writes JSON blocks for other reasons too); a `<tool_call>` always is."""
+    `names`: the tools offered. A ```json block, a Mistral list or a Llama JSON answer is a
+    call only if it names one of them (models write JSON for other reasons too); a
+    `<tool_call>` always is. A Llama answer that starts with `{` is held back until its value
+    is complete (and, being a call, until the end: only a whole answer is one)."""
 
     names: frozenset[str] = frozenset()
     calls: list[_Call] = field(default_factory=list)
