@@ -167,3 +167,13 @@ def test_config_template_name_and_source_win_over_the_gguf() -> None:
 def test_template_that_does_not_compile_falls_back_by_architecture() -> None:
     v = vocabulary(FakeModel("{% for %}", "phi3", ("<|end|>",)), LlamaCppOptions())
     assert v.template.name == "phi3"
+
+
+def test_extra_variables_reach_the_template_but_not_over_its_own() -> None:
+    """reasoning_effort and chat_template_kwargs (enable_thinking, ...) are template variables;
+    the server's own names (messages, ...) keep their values."""
+    tpl = ChatTemplate("{{ reasoning_effort }}|{{ enable_thinking }}|{{ messages | length }}|"
+                       "{{ undefined_one is defined }}", "", "", builtin)
+    out = tpl.render(MSGS, variables={"reasoning_effort": "high", "enable_thinking": False,
+                                      "messages": []})
+    assert out == "high|False|1|False"

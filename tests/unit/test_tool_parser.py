@@ -23,6 +23,28 @@ CASES = [
     ("```python\nprint(1)\n```", "```python\nprint(1)\n```", []),
     ("x <tool_call>not json</tool_call> y", "x <tool_call>not json</tool_call> y", []),
     ("hello <tool", "hello <tool", []),
+    # Llama 3.x: the whole answer is one JSON call with "parameters", maybe after its tag.
+    ('{"name": "get_weather", "parameters": {"city": "Paris"}}', None,
+     [("get_weather", '{"city":"Paris"}')]),
+    (' <|python_tag|>{"name": "f", "parameters": {"x": "}"}}', None, [("f", '{"x":"}"}')]),
+    ('{"name": "other", "parameters": {}}', '{"name": "other", "parameters": {}}', []),
+    ('{"answer": 42}', '{"answer": 42}', []),
+    # Only as the whole answer: Qwen quotes a call, then the tool's result.
+    ('{"name": "f", "arguments": {}}\n{"t": 18}', '{"name": "f", "arguments": {}}\n{"t": 18}',
+     []),
+    ('{"name": "f", "arguments": {"x": 1}}\n', None, [("f", '{"x":1}')]),
+    ('Use {"name": "f", "parameters": {}}', 'Use {"name": "f", "parameters": {}}', []),
+    ('{"name": "f", "parameters": {"x"', '{"name": "f", "parameters": {"x"', []),
+    ("<|python", "<|python", []),
+    # Mistral: a list of calls after [TOOL_CALLS].
+    ('[TOOL_CALLS] [{"name": "get_weather", "arguments": {"city": "Oslo"}}, '
+     '{"name": "f", "arguments": {}}]', None,
+     [("get_weather", '{"city":"Oslo"}'), ("f", "{}")]),
+    ('Ok [TOOL_CALLS][{"name": "f", "arguments": {"a": [1]}}]', "Ok", [("f", '{"a":[1]}')]),
+    ('[TOOL_CALLS] [{"name": "other", "arguments": {}}]',
+     '[TOOL_CALLS] [{"name": "other", "arguments": {}}]', []),
+    ("[TOOL_CALLS] [{", "[TOOL_CALLS] [{", []),
+    ("a [TOOL", "a [TOOL", []),
 ]
 
 

@@ -87,13 +87,18 @@ def cached_answer(entry: bytes, stream: bool,
 
 async def replay_chat(body: dict[str, Any], include_usage: bool) -> AsyncIterator[str]:
     """A stored chat answer as the live stream frames it (api/chat.py): every choice's role
-    chunk, then its content and its finish; logprobs, if stored, ride on the content chunk."""
+    chunk, then its reasoning, its content and its finish; logprobs, if stored, ride on the
+    content chunk."""
     answer = ChatCompletionResponse.model_validate(body)
     head = ChunkHead(answer.id, answer.created, answer.model, include_usage)
     for choice in answer.choices:
         yield chat_chunk(head, [ChatChunkChoice(
             index=choice.index, delta=DeltaMessage(role="assistant", content=""))])
     for choice in answer.choices:
+        if choice.message.reasoning_content:  # thoughts come first, as they were streamed
+            yield chat_chunk(head, [ChatChunkChoice(
+                index=choice.index,
+                delta=DeltaMessage(reasoning_content=choice.message.reasoning_content))])
         if choice.message.content or choice.logprobs is not None:
             yield chat_chunk(head, [ChatChunkChoice(
                 index=choice.index, delta=DeltaMessage(content=choice.message.content),

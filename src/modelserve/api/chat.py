@@ -27,9 +27,9 @@ from modelserve.api.protocol import (
     DeltaMessage,
     ImagePart,
 )
-from modelserve.api.protocol_tools import ToolCall
+from modelserve.api.reasoning import OutputParser, opens_thinking, parse_message
 from modelserve.api.structured import output_grammar
-from modelserve.api.tool_parser import OPEN, Event, ToolCallParser, parse_output
+from modelserve.api.tool_parser import OPEN, Event
 from modelserve.api.tools import plan_tools
 from modelserve.config import ImageSettings
 from modelserve.config_sections import InputLimits
@@ -73,7 +73,12 @@ class ChatRoute(pipeline.Route[ChatCompletionRequest, LlamaChatRuntime]):
         # an image's token count is known only once encoded, and encoding is the work a
         # refused request must not cost. The image tokens are charged when the request
         # settles, as completion tokens are (api/admission.py).
-        self.planned = plan_chat_prompt(runtime, self.req.messages, self._images(), self.tools)
+        self.planned = plan_chat_prompt(runtime, self.req.messages, self._images(), self.tools,
+                                        self.req.template_variables())
+        # A template that opens the think block itself: the output starts inside it.
+        tail = self.planned.text_tokens[-8:]
+        self.thinking = opens_thinking(
+            b"".join(runtime.token_bytes(t) for t in tail).decode("utf-8", errors="replace"))
         if self.tools is not None and self.tools.forced:
             self.grammar = self.tools.grammar(runtime.model.has_token(OPEN))
         self.max_tokens = self._budget(runtime, len(self.planned.text_tokens))
@@ -110,12 +115,13 @@ class ChatRoute(pipeline.Route[ChatCompletionRequest, LlamaChatRuntime]):
         if req.stream:
             return streams.event_stream(_stream(req, runtime, gens, len(prompt),
                                                 self.req.usage_requested, plan,
-                                                self.tools.names if self.tools else None))
+                                                self._parser))
         results = await streams.unless_disconnected(
             request, asyncio.gather(*(streams.collect(gen) for gen in gens)), gens)
-        # With tools, calls are parsed out of the text (named: only offered tools count).
-        messages = [_message(parse_output(r.text, self.tools.names)) if self.tools is not None
-                    else AssistantMessage(content=r.text) for r in results]
+        # Reasoning, and with tools the calls, are parsed out of the text (named: only offered
+        # tools count), by the parser the stream uses.
+        names = self.tools.names if self.tools is not None else None
+        messages = [parse_message(r.text, names, self.thinking) for r in results]
         choices = [
             ChatChoice(
                 index=i, message=messages[i],
@@ -135,6 +141,10 @@ class ChatRoute(pipeline.Route[ChatCompletionRequest, LlamaChatRuntime]):
         await plan.store(body)
         return Response(body, media_type="application/json")
 
+    def _parser(self) -> OutputParser:
+        return OutputParser(self.tools.names if self.tools is not None else None,
+                            self.thinking)
+
     def _images(self) -> ImageSettings:
         settings: ImageSettings = self.request.app.state.settings.images
         return settings
@@ -144,11 +154,6 @@ class ChatRoute(pipeline.Route[ChatCompletionRequest, LlamaChatRuntime]):
         requested = req.max_completion_tokens or req.max_tokens
         param = "max_completion_tokens" if req.max_completion_tokens else "messages"
         return sampling.completion_budget(runtime, prompt_len, requested, param)
-
-
-def _message(parsed: tuple[str | None, list[ToolCall]]) -> AssistantMessage:
-    content, calls = parsed
-    return AssistantMessage(content=content, tool_calls=calls or None)
 
 
 def _finish(reason: str | None, message: AssistantMessage) -> str | None:
@@ -163,7 +168,7 @@ def _remote_images(req: ChatCompletionRequest) -> bool:
 
 async def _stream(req: ChatCompletionRequest, runtime: LlamaChatRuntime, gens: list[Generation],
                   prompt_tokens: int, include_usage: bool, plan: CachePlan,
-                  tools: frozenset[str] | None) -> AsyncIterator[str]:
+                  new_parser: Callable[[], OutputParser]) -> AsyncIterator[str]:
     chunk_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     head = ChunkHead(chunk_id, created, req.model, include_usage)
 
@@ -178,43 +183,39 @@ async def _stream(req: ChatCompletionRequest, runtime: LlamaChatRuntime, gens: l
     for i in range(len(gens)):
         yield chunk([ChatChunkChoice(index=i, delta=DeltaMessage(role="assistant", content=""))])
     completion, cached = 0, prompt_tokens
-    texts, finishes = [""] * len(gens), [""] * len(gens)
-    # With tools, text goes through a parser that holds back what may be a call and sends
-    # calls as tool_calls deltas (logprobs then ride on chunks of their own).
-    parsers = [ToolCallParser(tools) for _ in gens] if tools is not None else None
+    finishes = [""] * len(gens)
+    # Text goes through a parser that holds back what may be a call or a think marker and
+    # sends calls as tool_calls deltas, thoughts as reasoning_content; while it passes text
+    # on unchanged, the token's chunk is the plain one (logprobs riding on it), otherwise
+    # logprobs ride on chunks of their own.
+    parsers = [new_parser() for _ in gens]
     try:
         async for index, out in streams.merge(gens):
             streams.raise_if_failed(out)
             completion += len(out.token_ids)
-            texts[index] += out.text
-            if parsers is not None:
-                for piece in _tool_chunks(index, parsers[index].feed(out.text), chunk):
+            events = parsers[index].feed(out.text)
+            logprobs = _logprobs(runtime, out.logprobs) if out.logprobs and req.logprobs \
+                else None
+            if _unchanged(events, out.text):
+                if logprobs is not None:
+                    yield chunk([ChatChunkChoice(index=index, delta=DeltaMessage(content=out.text),
+                                                 logprobs=logprobs)])
+                elif out.text:
+                    before, after = templates[index]
+                    yield before + json.dumps(out.text, ensure_ascii=False) + after
+            else:
+                for piece in _event_chunks(index, events, chunk):
                     yield piece
-                if out.logprobs and req.logprobs:
+                if logprobs is not None:
                     yield chunk([ChatChunkChoice(index=index, delta=DeltaMessage(),
-                                                 logprobs=_logprobs(runtime, out.logprobs))])
-                if out.finish_reason is not None:
-                    for piece in _tool_chunks(index, parsers[index].finish(), chunk):
-                        yield piece
-                    cached = min(cached, out.cached_tokens)
-                    finishes[index] = _finish(out.finish_reason,
-                                              _message(parsers[index].result())) or ""
-                    yield chunk([ChatChunkChoice(index=index, delta=DeltaMessage(),
-                                                 finish_reason=finishes[index])])
-                continue
-            if out.logprobs and req.logprobs:
-                logprobs = ChoiceLogprobs(content=[sampling.chat_logprob_entry(runtime, lp)
-                                                   for lp in out.logprobs])
-                yield chunk([ChatChunkChoice(index=index, delta=DeltaMessage(content=out.text),
-                                             logprobs=logprobs)])
-            elif out.text:
-                before, after = templates[index]
-                yield before + json.dumps(out.text, ensure_ascii=False) + after
+                                                 logprobs=logprobs)])
             if out.finish_reason is not None:
+                for piece in _event_chunks(index, parsers[index].finish(), chunk):
+                    yield piece
                 cached = min(cached, out.cached_tokens)
-                finishes[index] = out.finish_reason
+                finishes[index] = _finish(out.finish_reason, parsers[index].message()) or ""
                 yield chunk([ChatChunkChoice(index=index, delta=DeltaMessage(),
-                                             finish_reason=out.finish_reason)])
+                                             finish_reason=finishes[index])])
     except APIError as exc:
         yield exc.sse()
     finally:
@@ -225,20 +226,26 @@ async def _stream(req: ChatCompletionRequest, runtime: LlamaChatRuntime, gens: l
     yield streams.sse("[DONE]")
     if not req.logprobs and all(f in ("stop", "length", "tool_calls") for f in finishes):
         # What was streamed, call ids included: a replay sends the same calls.
-        messages = [_message(parsers[i].result()) if parsers else AssistantMessage(content=text)
-                    for i, text in enumerate(texts)]
         await plan.store(ChatCompletionResponse(
             id=chunk_id, created=created, model=req.model, usage=usage,
-            choices=[ChatChoice(index=i, message=message, finish_reason=finishes[i])
-                     for i, message in enumerate(messages)],
+            choices=[ChatChoice(index=i, message=parser.message(), finish_reason=finishes[i])
+                     for i, parser in enumerate(parsers)],
         ).model_dump_json().encode())
 
 
-def _tool_chunks(index: int, events: list[Event], chunk: Callable[[list[ChatChunkChoice]], str]
-                 ) -> Iterator[str]:
+def _unchanged(events: list[Event], text: str) -> bool:
+    """The parser passed the text on as content, as it is."""
+    if not events:
+        return not text
+    return len(events) == 1 and events[0].content == text
+
+
+def _event_chunks(index: int, events: list[Event],
+                  chunk: Callable[[list[ChatChunkChoice]], str]) -> Iterator[str]:
     for event in events:
-        delta = DeltaMessage(content=event.content) if event.call is None \
-            else DeltaMessage(tool_calls=[event.call])
+        delta = DeltaMessage(tool_calls=[event.call]) if event.call is not None \
+            else DeltaMessage(reasoning_content=event.reasoning) if event.reasoning is not None \
+            else DeltaMessage(content=event.content)
         yield chunk([ChatChunkChoice(index=index, delta=delta)])
 
 

@@ -99,6 +99,7 @@ class ChatPrompt:
     text_tokens: list[int]  # the whole prompt for text; for vision, markers in place of images
     images: list[tuple[str, ImageSource]] = field(default_factory=list)  # (param, source)
     tools: list[dict[str, Any]] | None = None  # for the template
+    variables: dict[str, Any] | None = None  # extra template variables (reasoning_effort, ...)
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,8 @@ class ImageSource:
 
 
 def plan_chat_prompt(runtime: LlamaChatRuntime, messages: list[ChatMessage],
-                     settings: ImageSettings, tools: ToolPlan | None = None) -> ChatPrompt:
+                     settings: ImageSettings, tools: ToolPlan | None = None,
+                     variables: dict[str, Any] | None = None) -> ChatPrompt:
     templated, refs = template_messages(messages, runtime.image_marker)
     templated, offered = with_tools(runtime, templated, tools)
     if len(refs) > settings.max_images:
@@ -116,11 +118,11 @@ def plan_chat_prompt(runtime: LlamaChatRuntime, messages: list[ChatMessage],
                           f"this one has {len(refs)}.", param="messages",
                           code="too_many_images")
     try:
-        tokens = runtime.render_chat(templated, offered)
+        tokens = runtime.render_chat(templated, offered, variables)
     except ChatTemplateError as exc:
         raise bad_request(str(exc), param="messages") from None
     return ChatPrompt(templated, tokens, [(param, _source(param, url, settings))
-                                          for param, url in refs], offered)
+                                          for param, url in refs], offered, variables)
 
 
 def _source(param: str, url: str, settings: ImageSettings) -> ImageSource:
@@ -148,7 +150,7 @@ async def load_images(runtime: LlamaChatRuntime, prompt: ChatPrompt, settings: I
     counter("encode", len(images))
     try:
         return await asyncio.to_thread(runtime.render_multimodal, prompt.templated, images,
-                                       prompt.tools)
+                                       prompt.tools, prompt.variables)
     except (ChatTemplateError, PromptError) as exc:
         raise bad_request(str(exc), param="messages") from None
 

@@ -134,8 +134,18 @@ class ChatMessage(BaseModel):
         return self
 
 
+# Names the template is rendered with already: chat_template_kwargs may not replace them.
+TEMPLATE_NAMES = frozenset({"messages", "tools", "add_generation_prompt", "bos_token",
+                            "eos_token"})
+
+
 class ChatCompletionRequest(SamplingFields, OutputControls, ToolFields, UnsupportedChatFields):
     messages: list[ChatMessage] = Field(min_length=1)
+    # Reasoning models' templates read these (Qwen3's `enable_thinking`, gpt-oss's
+    # `reasoning_effort`); templates that do not simply ignore them.
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high"] | None = None
+    chat_template_kwargs: dict[str, Any] | None = Field(
+        None, description="modelserve/vLLM extra: more variables for the chat template")
     max_completion_tokens: int | None = Field(None, ge=1)
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0, le=20)
@@ -145,6 +155,22 @@ class ChatCompletionRequest(SamplingFields, OutputControls, ToolFields, Unsuppor
         if self.top_logprobs and not self.logprobs:
             raise ValueError("top_logprobs requires logprobs to be true")
         return self
+
+    @field_validator("chat_template_kwargs")
+    @classmethod
+    def _free_names(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        taken = sorted(TEMPLATE_NAMES & set(value or {}))
+        if taken:
+            raise ValueError(f"{', '.join(taken)} cannot be set here: the server renders the "
+                             "template with its own value")
+        return value
+
+    def template_variables(self) -> dict[str, Any]:
+        """The extra variables the chat template is rendered with."""
+        extra = dict(self.chat_template_kwargs or {})
+        if self.reasoning_effort is not None:
+            extra["reasoning_effort"] = self.reasoning_effort
+        return extra
 
 
 class TopLogprob(BaseModel):
@@ -165,6 +191,9 @@ class ChoiceLogprobs(BaseModel):
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str | None
+    # What a reasoning model thought before answering (its `<think>` block), as llama-server,
+    # vLLM and DeepSeek's API name it; left out of the body when there is none.
+    reasoning_content: str | None = Field(None, exclude_if=lambda v: v is None)
     refusal: str | None = None
     tool_calls: list[ToolCall] | None = None
 
@@ -193,6 +222,7 @@ class ChatCompletionResponse(BaseModel):
 class DeltaMessage(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    reasoning_content: str | None = None
     tool_calls: list[DeltaToolCall] | None = None
 
 

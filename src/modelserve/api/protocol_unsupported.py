@@ -1,6 +1,6 @@
 """OpenAI request fields this server cannot honour yet: refused by name, never ignored.
 
-A client that asks for reasoning, audio or the deprecated `functions` must get a 400 that
+A client that asks for audio or the deprecated `functions` must get a 400 that
 names the field, not free text with a 200 (which agent frameworks would then try to parse as
 the thing they asked for). Values that ask for nothing pass: an empty function list,
 function_call "none" or "auto". Constrained output (response_format, grammar, json_schema) is
@@ -15,13 +15,12 @@ from pydantic import BaseModel, ConfigDict, field_validator
 
 
 class UnsupportedChatFields(BaseModel):
-    """Deprecated functions, reasoning and audio on chat completions."""
+    """Deprecated functions and audio on chat completions."""
 
     model_config = ConfigDict(extra="allow")
 
     functions: list[Any] | None = None  # the deprecated form of tools
     function_call: Any = None
-    reasoning_effort: str | None = None
     modalities: list[str] | None = None
     audio: dict[str, Any] | None = None
     web_search_options: dict[str, Any] | None = None
@@ -40,13 +39,6 @@ class UnsupportedChatFields(BaseModel):
         if value not in (None, "none", "auto"):
             raise ValueError("the deprecated `function_call` is not supported; send "
                              "`tool_choice`")
-        return value
-
-    @field_validator("reasoning_effort")
-    @classmethod
-    def _no_reasoning(cls, value: str | None) -> str | None:
-        if value is not None:
-            raise ValueError("reasoning is not supported by this server yet")
         return value
 
     @field_validator("modalities")

@@ -1,5 +1,7 @@
 """Tool calls parsed out of generated text, whole or while streaming: Hermes/Qwen
-`<tool_call>` blocks, and the ```json blocks Qwen2.5-Coder writes when left free.
+`<tool_call>` blocks, the ```json blocks Qwen2.5-Coder writes when left free, Llama 3.x JSON
+(`{"name": ..., "parameters": ...}` as the whole answer, maybe after `<|python_tag|>`) and
+Mistral's `[TOOL_CALLS] [{"name": ..., "arguments": ...}, ...]`.
 
 One parser serves both: a whole answer is parsed by feeding it all at once, so a streamed
 call's deltas reassemble to exactly the non-streamed call.
@@ -11,6 +13,7 @@ import json
 import re
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from modelserve.api.protocol_tools import DeltaFunction, DeltaToolCall, FunctionCall, ToolCall
 
@@ -21,14 +24,19 @@ _CLOSING = {"{": "}", "[": "]"}
 # Where a call starts, and what ends it. Hermes/Qwen `<tool_call>` blocks; Qwen2.5-Coder,
 # left free, often writes its call as a ```json block instead (llama.cpp reads both too).
 BLOCKS = {OPEN: CLOSE, "```json": "```"}
+# Mistral's list of calls, and Llama 3.x's bare JSON call: both a JSON value read whole (its
+# calls go out once the value is complete), with no closer of their own.
+MISTRAL, PYTHON_TAG, LLAMA = "[TOOL_CALLS]", "<|python_tag|>", "{"
+OPENERS = (*BLOCKS, MISTRAL)
 
 
 @dataclass
 class Event:
-    """What a piece of output adds: content text, or a tool-call delta."""
+    """What a piece of output adds: content text, reasoning text, or a tool-call delta."""
 
     content: str | None = None
     call: DeltaToolCall | None = None
+    reasoning: str | None = None
 
 
 @dataclass
@@ -44,19 +52,25 @@ class ToolCallParser:
     could still become a block is held back, a call is announced (id, name, arguments "")
     once its name is read, and its arguments go out as they arrive.
 
-    `names`: the tools offered. A ```json block is a call only if it names one of them (a
-    coding model writes JSON blocks for other reasons too); a `<tool_call>` always is."""
+    `names`: the tools offered. A ```json block, a Mistral list or a Llama JSON answer is a
+    call only if it names one of them (models write JSON for other reasons too); a
+    `<tool_call>` always is. A Llama answer that starts with `{` is held back until its value
+    is complete (and, being a call, until the end: only a whole answer is one)."""
 
     names: frozenset[str] = frozenset()
     calls: list[_Call] = field(default_factory=list)
     content: str = ""  # all content sent
     _buf: str = ""
-    _state: str = "text"  # text | head | args | after
+    _state: str = "text"  # text | head | args | after | json | tail
     _open: str = OPEN  # the block being read
+    _given: str = ""  # json: the text before the value, content again if it is no call
+    _fresh: bool = True  # nothing read yet: a Llama JSON call is the whole answer or none
     _held_space: str = ""  # content whitespace, sent only if more content follows
     _depth: int = 0
     _in_string: bool = False
     _escaped: bool = False
+    _pos: int = 0  # json: how much of the value is scanned
+    _value: str = ""  # tail: a Llama call, made only if nothing follows it
 
     def feed(self, text: str) -> list[Event]:
         events: list[Event] = []
@@ -72,6 +86,10 @@ class ToolCallParser:
             self._content(self._buf, events)
         elif self._state == "head" and not self._whole_block(self._buf, events):
             self._content(self._open + self._buf, events)
+        elif self._state == "json":  # cut short: not a complete call
+            self._content(self._given + self._buf, events)
+        elif self._state == "tail":  # the Llama call was the whole answer
+            self._calls_of(self._json_calls(self._value) or [], events)
         self._buf = ""
         return events
 
@@ -84,18 +102,94 @@ class ToolCallParser:
         return (self.content or None) if self.calls else self.content, self.tool_calls()
 
     def _text(self, events: list[Event]) -> bool:
-        found = [(at, opener) for opener in BLOCKS if (at := self._buf.find(opener)) >= 0]
+        if self._fresh:
+            start = self._llama_start()
+            if start is None:
+                return False  # only whitespace or a piece of `<|python_tag|>` so far
+            self._fresh = False
+            if start >= 0:
+                self._open, self._given = LLAMA, self._buf[:start]
+                self._to_json(start)
+                return True
+        found = [(at, opener) for opener in OPENERS if (at := self._buf.find(opener)) >= 0]
         if found:
             at, self._open = min(found)
             self._content(self._buf[:at], events)
+            if self._open == MISTRAL:
+                self._given = MISTRAL
+                self._to_json(at + len(MISTRAL))
+                return True
             self._buf, self._state = self._buf[at + len(self._open):], "head"
             return True
-        keep = max((k for opener in BLOCKS for k in range(min(len(opener) - 1, len(self._buf)),
+        keep = max((k for opener in OPENERS for k in range(min(len(opener) - 1, len(self._buf)),
                                                           0, -1)
                     if self._buf.endswith(opener[:k])), default=0)
         self._content(self._buf[:len(self._buf) - keep], events)
         self._buf = self._buf[len(self._buf) - keep:]
         return False
+
+    def _llama_start(self) -> int | None:
+        """Where a Llama 3.x JSON call starts (its `{`), -1 if the answer is no such call, None
+        while that cannot be told yet."""
+        text = self._buf.lstrip()
+        if text.startswith(PYTHON_TAG):
+            text = text[len(PYTHON_TAG):].lstrip()
+        elif PYTHON_TAG.startswith(text):
+            return None
+        if not text:
+            return None
+        return len(self._buf) - len(text) if text.startswith(LLAMA) else -1
+
+    def _to_json(self, start: int) -> None:
+        self._buf, self._state, self._pos = self._buf[start:], "json", 0
+        self._depth, self._in_string, self._escaped = 0, False, False
+
+    def _json(self, events: list[Event]) -> bool:
+        # Scanned as it arrives (`_pos`), so a long answer that starts with `{` costs one pass.
+        while self._pos < len(self._buf):
+            self._pos += 1
+            if self._scan(self._buf[self._pos - 1]):
+                value, self._buf = self._buf[:self._pos], self._buf[self._pos:]
+                calls = self._json_calls(value)
+                if calls is not None and self._open == LLAMA:
+                    self._value, self._state = value, "tail"
+                    return True
+                if calls is None:
+                    self._content(self._given + value, events)
+                self._calls_of(calls or [], events)
+                self._state = "text"
+                return True
+        return False
+
+    def _tail(self, events: list[Event]) -> bool:
+        # A Llama call is the whole answer: JSON that names a tool and goes on with more text
+        # is the model quoting a call or a result (Qwen does, after a tool result).
+        if not self._buf.strip():
+            return False
+        self._content(self._given + self._value + self._buf, events)
+        self._buf, self._state = "", "text"
+        return False
+
+    def _calls_of(self, calls: list[tuple[str, Any]], events: list[Event]) -> None:
+        for name, arguments in calls:
+            self._start(name, events)
+            self._arguments(_compact(arguments), events)
+
+    def _json_calls(self, value: str) -> list[tuple[str, Any]] | None:
+        """The calls a complete Llama or Mistral JSON value makes; None: it is no call (not
+        JSON, or a tool that was not offered)."""
+        try:
+            data = json.loads(value)
+        except ValueError:
+            return None
+        key = "parameters" if self._open == LLAMA else "arguments"
+        items = [data] if isinstance(data, dict) else data if isinstance(data, list) else []
+        calls = [(item["name"], item.get(key, item.get("arguments")))
+                 for item in items if isinstance(item, dict) and item.get("name") in self.names]
+        if not calls or len(calls) != len(items) or any(args is None for _, args in calls) \
+                or (self._open == LLAMA and not isinstance(data, dict)):
+            return None
+        return calls
 
     def _head(self, events: list[Event]) -> bool:
         fenced = self._open != OPEN
@@ -184,11 +278,8 @@ class ToolCallParser:
             return False
         if self._open != OPEN and call["name"] not in self.names:
             return False
-        arguments = call["arguments"]
         self._start(call["name"], events)
-        self._arguments(arguments if isinstance(arguments, str)
-                        else json.dumps(arguments, ensure_ascii=False, separators=(",", ":")),
-                        events)
+        self._arguments(_compact(call["arguments"]), events)
         return True
 
     def _start(self, name: str, events: list[Event]) -> None:
@@ -214,6 +305,12 @@ class ToolCallParser:
         if body:
             self.content += body
             events.append(Event(content=body))
+
+
+def _compact(arguments: Any) -> str:
+    """Arguments as OpenAI sends them: a JSON string, compact (given text is kept as is)."""
+    return arguments if isinstance(arguments, str) \
+        else json.dumps(arguments, ensure_ascii=False, separators=(",", ":"))
 
 
 def parse_output(text: str, names: frozenset[str]) -> tuple[str | None, list[ToolCall]]:

@@ -88,18 +88,22 @@ class ChatTemplate:
             return False
 
     def render(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True,
-               tools: list[dict[str, Any]] | None = None) -> str:
-        """`tools`: function tools as OpenAI sends them, for templates that render them."""
+               tools: list[dict[str, Any]] | None = None,
+               variables: dict[str, Any] | None = None) -> str:
+        """`tools`: function tools as OpenAI sends them, for templates that render them;
+        `variables`: more names for the template (`enable_thinking`, `reasoning_effort`), which
+        the built-in templates have no use for. The server's own names win over them."""
         if self._template is None:
             return self._render_builtin(messages)
         if self.typed_content:
             messages = [{**m, "content": [{"type": "text", "text": m["content"]}]}
                         if isinstance(m.get("content"), str) else m for m in messages]
         try:
-            return self._template.render(
-                messages=messages, add_generation_prompt=add_generation_prompt,
-                bos_token=self._bos, eos_token=self._eos, tools=tools,
-            )
+            return self._template.render({
+                **(variables or {}), "messages": messages,
+                "add_generation_prompt": add_generation_prompt, "bos_token": self._bos,
+                "eos_token": self._eos, "tools": tools,
+            })
         except ChatTemplateError:
             raise
         except (TemplateError, TypeError, ValueError, KeyError, IndexError) as exc:

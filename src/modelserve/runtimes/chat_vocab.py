@@ -63,10 +63,11 @@ class ChatVocabulary:
         return self.model.n_vocab
 
     def render_chat(self, messages: list[dict[str, Any]],
-                    tools: list[dict[str, Any]] | None = None) -> list[int]:
-        """Chat messages (and tools, for a template that renders them) -> prompt tokens,
-        through the model's template."""
-        text = self.template.render(messages, tools=tools)
+                    tools: list[dict[str, Any]] | None = None,
+                    variables: dict[str, Any] | None = None) -> list[int]:
+        """Chat messages (and tools, for a template that renders them; extra template
+        `variables`) -> prompt tokens, through the model's template."""
+        text = self.template.render(messages, tools=tools, variables=variables)
         return self.model.tokenize(text, add_special=self._add_bos(text), parse_special=True)
 
     def _add_bos(self, text: str) -> bool:

@@ -91,11 +91,12 @@ class LlamaChatRuntime(ChatVocabulary):
         self.model.close()
 
     def render_multimodal(self, messages: list[dict[str, Any]], images: list[DecodedImage],
-                          tools: list[dict[str, Any]] | None = None) -> MultimodalPrompt:
+                          tools: list[dict[str, Any]] | None = None,
+                          variables: dict[str, Any] | None = None) -> MultimodalPrompt:
         """Chat messages whose content holds image markers, and their images in order: the
         images are encoded here (blocking, seconds for big projectors: run it in a worker)."""
         assert self.projector is not None
-        text = self.template.render(messages, tools=tools)
+        text = self.template.render(messages, tools=tools, variables=variables)
         prompt = self.projector.prepare(text, images, add_special=self._add_bos(text))
         # An image that attends both ways (Gemma 3) is evaluated in one micro-batch.
         limit = self.ctx.ubatch_size

@@ -41,10 +41,11 @@ class ChatFront(ChatVocabulary):
         self.model.close()
 
     def render_multimodal(self, messages: list[dict[str, Any]], images: list[DecodedImage],
-                          tools: list[dict[str, Any]] | None = None) -> MultimodalPrompt:
+                          tools: list[dict[str, Any]] | None = None,
+                          variables: dict[str, Any] | None = None) -> MultimodalPrompt:
         """Encodes the images in the worker (blocking: call it from a thread)."""
         prompt: MultimodalPrompt = self.worker.call_blocking("render_multimodal", messages,
-                                                             images, tools)
+                                                             images, tools, variables)
         return prompt
 
     def submit(self, prompt: list[int], params: SamplingParams,
