@@ -27,8 +27,10 @@ class ImageFields(NullMeansDefault):
     """Fields shared by generations and edits, plus the diffusers extras."""
 
     # OpenAI's limit for its GPT image models. Non-blank is checked by `_prompt_not_blank`
-    # (with its own message); the schema says so with minLength and a non-space pattern.
-    prompt: str = Field(max_length=32000, json_schema_extra={"minLength": 1, "pattern": r"\S"})
+    # (with its own message); the schema says so with a non-space pattern, one character not
+    # space to Python's str.isspace (which adds \x1c-\x1f and \x85) nor to JSON Schema's \s.
+    prompt: str = Field(max_length=32000, json_schema_extra={
+        "minLength": 1, "pattern": r"[^\s\x1c-\x1f\x85]"})
     model: str = Field(min_length=1)
     n: int = Field(1, ge=1)
     size: str | None = None
