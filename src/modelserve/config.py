@@ -223,7 +223,11 @@ class ModelSpec(BaseModel):
 
         if not isinstance(data, dict):
             return data
-        named_kind = KINDS.get(data.get("kind") or DEFAULT_KIND) or KINDS[DEFAULT_KIND]
+        # A kind that is no string (an admin load body may carry anything) is refused by the
+        # field check below; here it must not reach the dict lookup (unhashable: a 500).
+        named = data.get("kind") or DEFAULT_KIND
+        named_kind = (KINDS.get(named) if isinstance(named, str) else None) \
+            or KINDS[DEFAULT_KIND]
         runtime = data.get("runtime") or named_kind.default_runtime
         served_by = kind_of_runtime(runtime) if isinstance(runtime, str) else None
         kind = data.get("kind") or (served_by.name if served_by else DEFAULT_KIND)

@@ -86,3 +86,9 @@ models:
     plain = ModelSpec(name="m", source=str(tmp_path))
     assert plain.options_as(LlamaCppOptions).resolve_mmproj() is None
     assert not load_settings(write(tmp_path, "models: []\n")).images.allow_remote
+
+
+def test_a_kind_that_is_no_string_is_a_validation_error() -> None:
+    # Found by schemathesis on POST /admin/models/load: a list kind was a TypeError (500).
+    with pytest.raises(ValidationError, match="kind"):
+        ModelSpec.model_validate({"name": "m", "source": "/x.gguf", "kind": ["chat"]})

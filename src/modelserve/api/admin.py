@@ -6,11 +6,12 @@ import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
 from modelserve.api.errors import APIError, bad_request, model_not_found, validation_message
+from modelserve.api.openapi import METRICS_RESPONSES, error_responses
 from modelserve.api.protocol import UnloadRequest
 from modelserve.config import ConfigError, ModelSpec, PathSource
 from modelserve.kinds import KINDS
@@ -19,6 +20,29 @@ from modelserve.registry import ModelRegistry, ModelState
 from modelserve.worker.memory import available_bytes
 
 router = APIRouter()
+
+# The load body is read by hand (a configured model's name, or a whole spec checked against
+# the model roots), so FastAPI cannot see it: it is described here for the schema.
+LOAD_BODY = {"required": True, "content": {"application/json": {"schema": {"oneOf": [
+    {"type": "object", "required": ["name"], "additionalProperties": False,
+     "properties": {"name": {"type": "string", "minLength": 1,
+                             "description": "a model from the configuration"}}},
+    {"type": "object", "required": ["name", "source"], "additionalProperties": False,
+     "description": "a new model: a spec as in the configuration's `models:` list",
+     "properties": {"kind": {"type": "string"}, "runtime": {"type": "string"},
+                    "options": {"type": "object"}, "pinned": {"type": "boolean"},
+                    "preload": {"type": "boolean"},
+                    "keep_alive_seconds": {"type": ["number", "null"]},
+                    "name": {"type": "string", "minLength": 1, "maxLength": 128,
+                             "pattern": "^[A-Za-z0-9._:/-]+$"},
+                    "source": {"anyOf": [
+                        {"type": "string", "minLength": 1},
+                        {"type": "object", "required": ["package", "file"],
+                         "additionalProperties": False,
+                         "properties": {"package": {"type": "string"},
+                                        "file": {"type": "string"}}},
+                        {"type": "object", "required": ["path"], "additionalProperties": False,
+                         "properties": {"path": {"type": "string"}}}]}}}]}}}}
 
 
 def _registry(request: Request) -> ModelRegistry:
@@ -67,7 +91,9 @@ def _spec_from(body: Any, registry: ModelRegistry) -> ModelSpec:
     return spec
 
 
-@router.post("/admin/models/load", status_code=202)
+@router.post("/admin/models/load", status_code=202, openapi_extra={"requestBody": LOAD_BODY},
+             responses={200: {"description": "Loaded (with wait=true)"},
+                        **error_responses(403, 404, 422)})
 async def load_model(request: Request, wait: bool = False) -> JSONResponse:
     registry = _registry(request)
     try:
@@ -86,7 +112,9 @@ async def load_model(request: Request, wait: bool = False) -> JSONResponse:
     return JSONResponse(entry.describe(), status_code=200)
 
 
-@router.post("/admin/models/unload", status_code=202)
+@router.post("/admin/models/unload", status_code=202,
+             responses={200: {"description": "Unloaded (with wait=true)"},
+                        **error_responses(404)})
 async def unload_model(req: UnloadRequest, request: Request, wait: bool = False
                        ) -> JSONResponse:
     registry = _registry(request)
@@ -101,7 +129,7 @@ async def unload_model(req: UnloadRequest, request: Request, wait: bool = False
     return JSONResponse(entry.describe(), status_code=202)
 
 
-@router.get("/admin/metrics")
+@router.get("/admin/metrics", response_class=PlainTextResponse, responses=METRICS_RESPONSES)
 async def metrics(request: Request) -> Response:
     await request.app.state.registry.refresh_stats()
     return Response(generate_latest(request.app.state.metrics.registry),

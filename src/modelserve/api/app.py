@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -19,6 +19,7 @@ from modelserve.api.auth import Authenticator
 from modelserve.api.drain import Drain, DrainGate
 from modelserve.api.errors import APIError, BodyTimeout, BodyTooLarge, install_error_handlers
 from modelserve.api.observe import RequestObserver
+from modelserve.api.openapi import METRICS_RESPONSES, install_openapi
 from modelserve.cache import ResponseCache
 from modelserve.config import Settings
 from modelserve.kinds import KINDS
@@ -129,6 +130,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.cache = None
     app.state.limiter = None
     install_error_handlers(app)
+    install_openapi(app, auth=keys.enabled, metrics_scope=settings.security.metrics_scope,
+                    limits=settings.limits)
     # Every kind's routes, whether or not a model of that kind is configured (an admin load
     # may add one later), then the kind-independent ones.
     for kind in KINDS.values():
@@ -166,7 +169,9 @@ def create_app(settings: Settings) -> FastAPI:
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/ready")
+    @app.get("/ready", responses={503: {
+        "description": "Draining, a model not ready, or a required dependency down",
+        "content": {"application/json": {"schema": {"type": "object"}}}}})
     async def ready() -> JSONResponse:
         if drain.draining:
             return JSONResponse({"status": "draining"}, status_code=503)
@@ -187,7 +192,7 @@ def create_app(settings: Settings) -> FastAPI:
             return JSONResponse(body, status_code=503)
         return JSONResponse(body)
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse, responses=METRICS_RESPONSES)
     async def metrics_alias(request: Request) -> Response:
         await registry.refresh_stats()
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

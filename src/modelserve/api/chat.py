@@ -17,6 +17,7 @@ from modelserve.api.chunks import ChunkHead, chat_chunk
 from modelserve.api.errors import APIError, bad_request
 from modelserve.api.input_limits import check_messages, check_sampling
 from modelserve.api.observe import context
+from modelserve.api.openapi import error_responses, streamed_or
 from modelserve.api.protocol import (
     AssistantMessage,
     ChatChoice,
@@ -44,7 +45,8 @@ _MARK = "\x00content\x00"
 _MARK_JSON = json.dumps(_MARK)
 
 
-@router.post("/v1/chat/completions", response_model=None)
+@router.post("/v1/chat/completions", response_model=None,
+             responses={200: streamed_or(ChatCompletionResponse), **error_responses(404, 429, 503)})
 async def create_chat_completion(req: ChatCompletionRequest, request: Request) -> Response:
     return await pipeline.serve(ChatRoute(req, request))
 

@@ -16,6 +16,7 @@ from modelserve.api.chunks import ChunkHead, completion_chunk
 from modelserve.api.errors import APIError, bad_request
 from modelserve.api.input_limits import check_sampling, check_texts
 from modelserve.api.observe import context
+from modelserve.api.openapi import error_responses, streamed_or
 from modelserve.api.protocol import (
     CompletionChoice,
     CompletionLogprobs,
@@ -68,7 +69,8 @@ def _logprobs(runtime: LlamaChatRuntime, lps: list[TokenLogprob], offset: int
     return out
 
 
-@router.post("/v1/completions", response_model=None)
+@router.post("/v1/completions", response_model=None,
+             responses={200: streamed_or(CompletionResponse), **error_responses(404, 429, 503)})
 async def create_completion(req: CompletionRequest, request: Request) -> Response:
     return await pipeline.serve(CompletionsRoute(req, request))
 

@@ -12,6 +12,7 @@ from modelserve.api import leases, pipeline, sampling
 from modelserve.api.caching import CachePlan
 from modelserve.api.errors import bad_request
 from modelserve.api.input_limits import check_inputs, check_texts
+from modelserve.api.openapi import error_responses
 from modelserve.api.protocol import (
     EmbeddingData,
     EmbeddingRequest,
@@ -67,7 +68,8 @@ def _encode(vector: Floats, fmt: str) -> list[float] | str:
     return cast(list[float], vector.tolist())
 
 
-@router.post("/v1/embeddings", response_model=EmbeddingResponse)
+@router.post("/v1/embeddings", response_model=EmbeddingResponse,
+             responses=error_responses(404, 429, 503))
 async def create_embeddings(req: EmbeddingRequest, request: Request) -> Response:
     return await pipeline.serve(EmbeddingsRoute(req, request))
 

@@ -16,6 +16,7 @@ from modelserve.api import leases, pipeline, streams
 from modelserve.api.caching import CachePlan
 from modelserve.api.errors import APIError, bad_request
 from modelserve.api.image_uploads import decode_upload, to_mask
+from modelserve.api.openapi import error_responses, form_schema
 from modelserve.api.protocol_images import (
     ImageData,
     ImageEditRequest,
@@ -36,6 +37,10 @@ from modelserve.runtimes.diffusion import (
 from modelserve.runtimes.image_sizes import SizeError, check_size, resolve_size
 
 router = APIRouter()
+
+# The edits form is read by hand (files and fields together), so FastAPI cannot see it.
+EDIT_BODY = form_schema(ImageEditRequest, {"image": True, "mask": False})
+_FILE = {"type": "string", "format": "binary"}
 
 # diffusers' own defaults, needed to check that steps x strength leaves at least one step.
 DEFAULT_STRENGTH = {"image": 0.8, "inpaint": 1.0}
@@ -125,7 +130,7 @@ async def _respond(request: Request, runtime: DiffusionRuntime, job: ImageJob,
     return Response(body.model_dump_json(exclude_none=True), media_type="application/json")
 
 
-@router.post("/v1/images/generations")
+@router.post("/v1/images/generations", responses=error_responses(404, 429, 503))
 async def create_image(req: ImageGenerationRequest, request: Request) -> Response:
     return await pipeline.serve(GenerationRoute(req, request))
 
@@ -198,7 +203,8 @@ class EditRoute(_ImageRoute):
         return await _respond(self.request, runtime, self.job, self.req)
 
 
-@router.post("/v1/images/edits")
+@router.post("/v1/images/edits", openapi_extra={"requestBody": EDIT_BODY},
+             responses=error_responses(404, 429, 503))
 async def edit_image(request: Request) -> Response:
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise bad_request("The edits endpoint takes multipart/form-data (an 'image' file and "
@@ -224,15 +230,19 @@ async def edit_image(request: Request) -> Response:
         await form.close()
 
 
-@router.post("/v1/images/variations")
+@router.post("/v1/images/variations", include_in_schema=False)
 async def create_variation() -> Response:
     # Without this route the path matches GET /v1/images/{image_id} and answers 405, which
-    # reads as a client bug rather than a missing feature.
+    # reads as a client bug rather than a missing feature. Left out of the schema: it only
+    # ever refuses, so a generated client gains nothing from it.
     raise bad_request("Image variations are not supported by this server; use "
                       "/v1/images/edits with a prompt instead.")
 
 
-@router.get("/v1/images/{image_id}")
+@router.get("/v1/images/{image_id}", response_class=Response, responses={
+    200: {"description": "The image",
+          "content": {f"image/{f}": {"schema": _FILE} for f in ("png", "jpeg", "webp")}},
+    **error_responses(404)})
 async def get_image(image_id: str, request: Request) -> Response:
     """An image made with `response_format: url`, until its TTL runs out."""
     for runtime in request.app.state.registry.loaded_of(IMAGES).values():

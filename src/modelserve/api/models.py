@@ -9,6 +9,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from modelserve.api.errors import model_not_found
+from modelserve.api.openapi import error_responses
 from modelserve.api.protocol import ModelCard, ModelList
 from modelserve.registry import ModelEntry, ModelRegistry, ModelState
 
@@ -37,7 +38,7 @@ async def list_models(request: Request) -> ModelList:
     return ModelList(data=[_card(e) for e in registry.entries.values() if _listed(registry, e)])
 
 
-@router.get("/v1/models/{model_id:path}")
+@router.get("/v1/models/{model_id:path}", responses=error_responses(404))
 async def get_model(model_id: str, request: Request) -> ModelCard:
     registry: ModelRegistry = request.app.state.registry
     entry = registry.entries.get(model_id)

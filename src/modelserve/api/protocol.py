@@ -36,8 +36,16 @@ class StreamOptions(OpenAIModel):
     include_usage: bool = False
 
 
+# `_check_stream_options` in the schema: stream_options (not null) needs stream true.
+_STREAM_RULE: dict[str, Any] = {
+    "if": {"required": ["stream_options"], "properties": {"stream_options": {"type": "object"}}},
+    "then": {"required": ["stream"], "properties": {"stream": {"const": True}}}}
+
+
 class SamplingFields(NullMeansDefault):
     """Sampling fields shared by chat and legacy completions (plus llama.cpp extras)."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={"allOf": [_STREAM_RULE]})
 
     model: str = Field(min_length=1)
     temperature: float = Field(1.0, ge=0.0, le=2.0)
@@ -45,14 +53,22 @@ class SamplingFields(NullMeansDefault):
     top_k: int = Field(0, ge=0)
     min_p: float = Field(0.0, ge=0.0, le=1.0)
     seed: int | None = None
-    stop: str | list[str] | None = None
+    # The schema states what `_check_stop` enforces: at most 4, none empty.
+    stop: str | list[str] | None = Field(None, json_schema_extra={"anyOf": [
+        {"type": "string", "minLength": 1},
+        {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": 4},
+        {"type": "null"}]})
     max_tokens: int | None = Field(None, ge=1)
     # The upper bound is the server's `limits.max_n` (api/input_limits.py), one place to set it.
     n: int = Field(1, ge=1)
     presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
     frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
     repeat_penalty: float = Field(1.0, gt=0.0, le=10.0)
-    logit_bias: dict[str, float] | None = None
+    # As `_check_logit_bias` checks: token-id keys, biases in [-100, 100].
+    logit_bias: dict[str, float] | None = Field(None, json_schema_extra={"anyOf": [
+        {"type": "object", "propertyNames": {"pattern": "^-*[0-9]+$"},
+         "additionalProperties": {"type": "number", "minimum": -100, "maximum": 100}},
+        {"type": "null"}]})
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None
@@ -119,8 +135,21 @@ class ImagePart(BaseModel):
 ContentPart = Annotated[TextPart | ImagePart, Field(discriminator="type")]
 
 
+# What the validators and the tool checks (api/tools.py) demand of a message beyond its
+# fields' types, stated in the JSON schema so that generated clients and fuzzers know it:
+# only an assistant turn may omit `content` or carry `tool_calls`; a tool turn names its call.
+_MESSAGE_RULES: dict[str, Any] = {"allOf": [
+    {"if": {"properties": {"role": {"const": "assistant"}}},
+     "else": {"required": ["content"],
+              "properties": {"content": {"not": {"type": "null"}},
+                             "tool_calls": {"type": ["array", "null"], "maxItems": 0}}}},
+    {"if": {"properties": {"role": {"const": "tool"}}},
+     "then": {"required": ["tool_call_id"],
+              "properties": {"tool_call_id": {"type": "string", "minLength": 1}}}}]}
+
+
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_extra=_MESSAGE_RULES)
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
     name: str | None = None
@@ -149,6 +178,17 @@ class ChatCompletionRequest(SamplingFields, OutputControls, ToolFields, Unsuppor
     max_completion_tokens: int | None = Field(None, ge=1)
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0, le=20)
+
+    # `_check_logprobs` in the schema: top_logprobs over 0 needs logprobs true.
+    model_config = ConfigDict(extra="allow", json_schema_extra={"allOf": [_STREAM_RULE, {
+        "if": {"required": ["top_logprobs"],
+               "properties": {"top_logprobs": {"type": "integer", "minimum": 1}}},
+        "then": {"required": ["logprobs"], "properties": {"logprobs": {"const": True}}}}, {
+        # api/tools.py's `plan_tools`: a tool_choice other than none needs tools.
+        "if": {"required": ["tool_choice"], "properties": {"tool_choice": {
+            "not": {"anyOf": [{"type": "null"}, {"const": "none"}]}}}},
+        "then": {"required": ["tools"],
+                 "properties": {"tools": {"type": "array", "minItems": 1}}}}]})
 
     @model_validator(mode="after")
     def _check_logprobs(self) -> ChatCompletionRequest:
@@ -247,7 +287,13 @@ class ChatCompletionChunk(BaseModel):
 
 
 class CompletionRequest(SamplingFields, OutputControls):
-    prompt: str | list[str] | list[int] | list[list[int]]
+    # Non-empty, as `_non_empty` and the route (api/completions.py) check: empty text is a 400.
+    prompt: str | list[str] | list[int] | list[list[int]] = Field(json_schema_extra={"anyOf": [
+        {"type": "string", "minLength": 1},
+        {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1},
+        {"type": "array", "items": {"type": "integer"}, "minItems": 1},
+        {"type": "array", "minItems": 1,
+         "items": {"type": "array", "items": {"type": "integer"}, "minItems": 1}}]})
     max_tokens: int | None = Field(16, ge=1)
     logprobs: int | None = Field(None, ge=0, le=20)
     echo: bool = False
@@ -292,6 +338,10 @@ class CompletionResponse(BaseModel):
 
 
 class TokenizeRequest(OpenAIModel):
+    # Exactly one of prompt or messages, as `_one_input` checks.
+    model_config = ConfigDict(extra="allow", json_schema_extra={
+        "oneOf": [{"required": ["prompt"], "properties": {"prompt": {"type": "string"}}},
+                  {"required": ["messages"], "properties": {"messages": {"type": "array"}}}]})
     model: str = Field(min_length=1)
     prompt: str | None = None
     messages: list[ChatMessage] | None = None
@@ -338,7 +388,13 @@ class ModelCard(BaseModel):
 
 class EmbeddingRequest(OpenAIModel):
     model: str = Field(min_length=1)
-    input: str | list[str] | list[int] | list[list[int]]
+    # As `_non_empty` checks: a list input has at least one item.
+    input: str | list[str] | list[int] | list[list[int]] = Field(json_schema_extra={"anyOf": [
+        {"type": "string"},
+        {"type": "array", "items": {"type": "string"}, "minItems": 1},
+        {"type": "array", "items": {"type": "integer"}, "minItems": 1},
+        {"type": "array", "items": {"type": "array", "items": {"type": "integer"}},
+         "minItems": 1}]})
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(None, ge=1)
     user: str | None = None

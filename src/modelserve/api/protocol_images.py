@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -14,10 +14,23 @@ from modelserve.api.protocol import NullMeansDefault
 Quality = Literal["standard", "hd", "low", "medium", "high", "xhigh", "max", "auto"]
 
 
+def _seed_bound(schema: dict[str, Any]) -> None:
+    """The schema's bound on `seed`: the largest double below 2**63. Clients and fuzzers
+    read JSON numbers as doubles, and 2**63 itself rounds to a value the server refuses."""
+    for branch in schema.get("anyOf", [schema]):
+        if branch.get("type") == "integer":
+            branch.pop("exclusiveMaximum", None)
+            branch["maximum"] = 2**63 - 1024
+
+
 class ImageFields(NullMeansDefault):
     """Fields shared by generations and edits, plus the diffusers extras."""
 
-    prompt: str = Field(max_length=32000)  # OpenAI's limit for its GPT image models
+    # OpenAI's limit for its GPT image models. Non-blank is checked by `_prompt_not_blank`
+    # (with its own message); the schema says so with a non-space pattern, one character not
+    # space to Python's str.isspace (which adds \x1c-\x1f and \x85) nor to JSON Schema's \s.
+    prompt: str = Field(max_length=32000, json_schema_extra={
+        "minLength": 1, "pattern": r"[^\s\x1c-\x1f\x85]"})
     model: str = Field(min_length=1)
     n: int = Field(1, ge=1)
     size: str | None = None
@@ -30,7 +43,7 @@ class ImageFields(NullMeansDefault):
     negative_prompt: str | None = None
     num_inference_steps: int | None = Field(None, ge=1)
     guidance_scale: float | None = Field(None, ge=0, le=100)
-    seed: int | None = Field(None, ge=0, lt=2**63)
+    seed: int | None = Field(None, ge=0, lt=2**63, json_schema_extra=_seed_bound)
 
     @field_validator("prompt")
     @classmethod

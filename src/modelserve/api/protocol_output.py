@@ -18,7 +18,12 @@ class JsonSchemaFormat(BaseModel):
 
 
 class ResponseFormat(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # `_schema_with_its_type` in the schema: json_schema exactly when the type says so.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "if": {"properties": {"type": {"const": "json_schema"}}},
+        "then": {"required": ["json_schema"],
+                 "properties": {"json_schema": {"type": "object"}}},
+        "else": {"properties": {"json_schema": {"type": "null"}}}})
 
     type: Literal["text", "json_object", "json_schema"]
     json_schema: JsonSchemaFormat | None = None

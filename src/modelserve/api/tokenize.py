@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 
 from modelserve.api import leases, sampling
 from modelserve.api.chat_prompt import render_prompt
+from modelserve.api.openapi import error_responses
 from modelserve.api.protocol import (
     DetokenizeRequest,
     DetokenizeResponse,
@@ -17,7 +18,7 @@ from modelserve.kinds.chat import CHAT
 router = APIRouter()
 
 
-@router.post("/tokenize")
+@router.post("/tokenize", responses=error_responses(404, 503))
 async def tokenize(req: TokenizeRequest, request: Request) -> TokenizeResponse:
     runtime = await leases.acquire_kind(request, req.model, CHAT, "tokenize")
     if req.messages is not None:
@@ -27,7 +28,7 @@ async def tokenize(req: TokenizeRequest, request: Request) -> TokenizeResponse:
     return TokenizeResponse(tokens=tokens, count=len(tokens), max_model_len=runtime.context_size)
 
 
-@router.post("/detokenize")
+@router.post("/detokenize", responses=error_responses(404, 503))
 async def detokenize(req: DetokenizeRequest, request: Request) -> DetokenizeResponse:
     runtime = await leases.acquire_kind(request, req.model, CHAT, "tokenize")
     sampling.check_token_ids(runtime, req.tokens, "tokens")
