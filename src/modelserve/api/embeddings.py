@@ -13,7 +13,7 @@ from modelserve.api.caching import CachePlan
 from modelserve.api.errors import bad_request
 from modelserve.api.input_limits import check_inputs, check_texts
 from modelserve.api.openapi import error_responses
-from modelserve.api.protocol import (
+from modelserve.api.protocol_embeddings import (
     EmbeddingData,
     EmbeddingRequest,
     EmbeddingResponse,
