@@ -154,8 +154,8 @@ class EmbeddingOptions(BaseModel):
     max_tokens: int | None = Field(None, ge=1, description="per input; default: the model's")
     matryoshka: bool = Field(False, description="allow `dimensions` (truncate + renormalize)")
     precision: Literal["auto", "fp32"] = Field(
-        "auto", description="auto: under `runtime: auto`, on CPUs with bf16 units, batched "
-        "passes run on torch in bf16 (cosine >= 0.9999 to fp32); fp32: exact everywhere")
+        "auto", description="auto: under `runtime: auto`, on CPUs with bf16 units, passes of "
+        "128+ padded tokens run on torch in bf16 (cosine >= 0.9999 to fp32); fp32: exact")
 
 
 class DiffusionOptions(BaseModel):

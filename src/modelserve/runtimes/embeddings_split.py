@@ -5,9 +5,9 @@ In fp32, ONNX Runtime and torch are even at 64 tokens; ONNX is faster below (1.0
 tokens, 1.67x for a single short input) and torch above: so inputs of up to 64 tokens run on
 ONNX and longer ones on torch, each by its own length, and a text gets the same vector
 whatever it is batched with. On CPUs with bf16 matrix units (AMX, AVX512-BF16), torch under
-bf16 autocast is 1.7-3.1x faster than either at every length once a pass has a few rows, and
-stays within cosine 0.99996 of fp32: there, every pass of `BF16_ROWS` or more rows runs on
-torch in bf16, and only small passes (a lone request's) on ONNX.
+bf16 autocast is 1.3-3.1x faster than either at every length once a pass holds 128 padded
+tokens or more (16 rows of 10 tokens, 4 of 40), and stays within cosine 0.99996 of fp32:
+there, such passes run on torch in bf16, and smaller ones (a lone request's) on ONNX.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from modelserve.runtimes.st_layout import Floats
 
 # Inputs of at most this many tokens run on ONNX Runtime in fp32 (the measured crossover).
 SHORT_TOKENS = 64
-# With bf16 torch: passes of this many rows or more all run there.
-BF16_ROWS = 4
+# With bf16 torch: passes of this many padded tokens (rows x longest) or more run there; below
+# it ONNX fp32 is faster (measured at 10 and 40 tokens per input, 1 to 64 rows).
+BF16_MIN_TOKENS = 128
 # ONNX Runtime runs small passes faster than big ones here; torch the other way round.
 ONNX_PASS_TOKENS = 512
 
@@ -52,7 +53,7 @@ class SplitBackend:
 
     def encode(self, batch: list[list[int]]) -> Floats:
         out = np.empty((len(batch), self.dimension), dtype=np.float32)
-        if self._bf16 and len(batch) >= BF16_ROWS:
+        if self._bf16 and len(batch) * max(map(len, batch), default=0) >= BF16_MIN_TOKENS:
             out[:] = self._long.encode(batch)
             return out
         short = [i for i, tokens in enumerate(batch) if len(tokens) <= self._short_tokens]
