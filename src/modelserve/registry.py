@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeVar, cast
 
-from modelserve.config import ConfigError, ModelSpec
+from modelserve.config import ModelSpec
 from modelserve.config_sections import LifecycleSettings
 from modelserve.kinds import KINDS, ModelKind, ModelRuntime
 from modelserve.model_files import disk_bytes, release_freed_memory, revision
@@ -269,7 +269,7 @@ class ModelRegistry:
                     entry.spec = entry.current.spec
                 return
             entry.load_seconds = time.monotonic() - started
-            loaded = LoadedModel(runtime, spec, rev, _memory_bytes(runtime, path), time.time(),
+            loaded = LoadedModel(runtime, spec, rev, _estimated_bytes(runtime, size), time.time(),
                                  worker)
             old, entry.current = entry.current, loaded
             if worker is not None:
@@ -448,11 +448,7 @@ def _check_host_memory(needed: int) -> None:
                             "available")
 
 
-def _memory_bytes(runtime: Runtime, path: Any) -> int:
+def _estimated_bytes(runtime: Runtime, files_bytes: int) -> int:
+    """The runtime's own estimate (weights + KV), else the size of its files."""
     estimate = getattr(runtime, "memory_bytes", None)
-    if isinstance(estimate, int):
-        return estimate
-    try:
-        return disk_bytes(path)
-    except (OSError, ConfigError):
-        return 0
+    return estimate if isinstance(estimate, int) else files_bytes

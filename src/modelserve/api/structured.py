@@ -4,6 +4,7 @@ field when it cannot be honoured — never an unconstrained answer."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from modelserve.api.errors import bad_request
@@ -26,12 +27,12 @@ def output_grammar(req: OutputControls) -> str | None:
         raise bad_request(f"Send one way of constraining the output, not {' and '.join(asked)}.",
                           param=asked[1])
     if fmt is not None and fmt.type == "json_object":
-        return _from_schema({"type": "object"}, "response_format")
+        return schema_grammar({"type": "object"}, "response_format")
     if fmt is not None and fmt.type == "json_schema":
         assert fmt.json_schema is not None
-        return _from_schema(fmt.json_schema.schema_ or {}, "response_format.json_schema")
+        return schema_grammar(fmt.json_schema.schema_ or {}, "response_format.json_schema")
     if req.json_schema:
-        return _from_schema(req.json_schema, "json_schema")
+        return schema_grammar(req.json_schema, "json_schema")
     if req.grammar:
         return _from_gbnf(req.grammar)
     return None
@@ -53,34 +54,34 @@ def closed(schema: Any) -> Any:
     return out
 
 
-def _from_schema(schema: dict[str, Any], param: str) -> str:
+def schema_grammar(schema: dict[str, Any], param: str,
+                   what: str = "The JSON schema cannot be used to constrain the output") -> str:
+    """The grammar of JSON fitting `schema` (closed); a 400 naming `param` if it has none."""
     from llguidance import LLMatcher
 
-    try:
-        grammar = LLMatcher.grammar_from_json_schema(closed(schema), defaults=JSON_OPTIONS)
-    except Exception as exc:  # the compiler's own message says what is wrong
-        raise bad_request(f"The JSON schema cannot be used to constrain the output: {exc}",
-                          param=param, code="invalid_schema") from None
-    return _checked(grammar, param, "The JSON schema cannot be used to constrain the output")
+    return _compiled(
+        lambda: LLMatcher.grammar_from_json_schema(closed(schema), defaults=JSON_OPTIONS),
+        param, what, "invalid_schema")
 
 
 def _from_gbnf(gbnf: str) -> str:
     from llguidance import LLMatcher
     from llguidance.gbnf_to_lark import gbnf_to_lark
 
-    try:
-        grammar = LLMatcher.grammar_from_lark(gbnf_to_lark(gbnf))
-    except Exception as exc:
-        raise bad_request(f"The grammar is not valid GBNF: {exc}", param="grammar",
-                          code="invalid_grammar") from None
-    return _checked(grammar, "grammar", "The grammar is not valid GBNF")
+    return _compiled(lambda: LLMatcher.grammar_from_lark(gbnf_to_lark(gbnf)), "grammar",
+                     "The grammar is not valid GBNF", "invalid_grammar")
 
 
-def _checked(grammar: str, param: str, what: str) -> str:
+def _compiled(build: Callable[[], str], param: str, what: str, code: str) -> str:
+    """`build()`'s grammar, validated: a compiler exception and a validation error are the
+    same 400 (the compiler's own message says what is wrong)."""
     from llguidance import LLMatcher
 
-    error = LLMatcher.validate_grammar(grammar)
+    try:
+        grammar = build()
+        error = LLMatcher.validate_grammar(grammar)
+    except Exception as exc:
+        error = str(exc)
     if error:
-        code = "invalid_grammar" if param == "grammar" else "invalid_schema"
         raise bad_request(f"{what}: {error}", param=param, code=code)
     return grammar

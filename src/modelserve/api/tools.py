@@ -10,6 +10,7 @@ from typing import Any
 from modelserve.api.errors import bad_request
 from modelserve.api.protocol import ChatCompletionRequest, ChatMessage
 from modelserve.api.protocol_tools import FunctionDefinition, NamedToolChoice
+from modelserve.api.structured import closed, schema_grammar
 from modelserve.api.tool_parser import CLOSE, OPEN
 
 # A forced request may make at most this many parallel calls: a small model under a grammar
@@ -88,20 +89,10 @@ def _check_history(messages: list[ChatMessage]) -> None:
 
 
 def _check_parameters(function: FunctionDefinition, param: str) -> None:
-    if function.parameters is None:
-        return
-    from llguidance import LLMatcher
-
-    from modelserve.api.structured import JSON_OPTIONS
-
-    try:
-        grammar = LLMatcher.grammar_from_json_schema(function.parameters, defaults=JSON_OPTIONS)
-        error = LLMatcher.validate_grammar(grammar)
-    except Exception as exc:  # the compiler's own message says what is wrong
-        error = str(exc)
-    if error:
-        raise bad_request(f"The parameters schema of {function.name!r} cannot be used: {error}",
-                          param=param, code="invalid_schema")
+    """The schema compiles as a forced call will compile it (closed, in call_grammar)."""
+    if function.parameters is not None:
+        schema_grammar(function.parameters, param,
+                       f"The parameters schema of {function.name!r} cannot be used")
 
 
 def call_grammar(functions: list[FunctionDefinition], parallel: bool,
@@ -109,8 +100,6 @@ def call_grammar(functions: list[FunctionDefinition], parallel: bool,
     """Lark for one (or, parallel, up to MAX_FORCED_CALLS) `<tool_call>` blocks whose JSON is
     {"name": one of `functions`, "arguments": that function's parameters}."""
     from llguidance import LLMatcher
-
-    from modelserve.api.structured import closed
 
     schema: dict[str, Any] = {
         "anyOf": [{"type": "object",

@@ -1,5 +1,9 @@
 """`runtime: auto` for embeddings: which backend runs a model directory, by a measured rule.
 
+(An exported sentence-transformers directory keeps its torch half too: EmbeddingRuntime then
+runs each pass on ONNX or torch, runtimes/embeddings_split.py. This module decides only
+whether there is an ONNX export and where.)
+
 The rule (docs/benchmarks.md, "Embeddings: ONNX Runtime variants"): on the fp32 export with
 512-token passes, ONNX Runtime gives `SentenceTransformer.encode`'s vectors to 1e-7. Through
 the server at 64 clients (2 threads, Xeon with AVX-512/AMX, two runs) it did 1.3-1.7x the

@@ -71,9 +71,6 @@ class WorkerHandle:
     def pid(self) -> int | None:
         return self._process.pid
 
-    def alive(self) -> bool:
-        return self._process.is_alive()
-
     def rss_bytes(self) -> int:
         pid = self._process.pid
         return rss_bytes(pid) if pid is not None and self.exit_reason is None else 0
