@@ -77,24 +77,31 @@ def test_st_keeps_large_passes(reference: np.ndarray) -> None:
         assert_exact(embed(rt), reference)
 
 
-def test_auto_exports_a_sentence_transformers_dir_and_splits_by_length(
+def test_auto_exports_a_sentence_transformers_dir_and_runs_fp32_on_onnx(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reference: np.ndarray) -> None:
-    """Short inputs on the ONNX export, long ones on torch: exact with precision fp32."""
+    """precision fp32: ONNX Runtime alone (faster than torch fp32, or even), exact."""
     monkeypatch.setenv("MODEL_CACHE", str(tmp_path))
     for rt in runtime(MINILM, precision="fp32"):
         info = rt.describe()
-        assert rt.backend_name == info["backend"] == "split"
+        assert rt.backend_name == info["backend"] == "onnx" and rt.max_batch_tokens == 512
         file = Path(info["tokenizer_file"])
         assert file.parent.parent == tmp_path / "onnx-auto" and file.is_file()
         assert_exact(embed(rt), reference)
 
 
-def test_auto_runs_long_inputs_in_bf16_where_the_cpu_has_it(
+def test_auto_runs_large_passes_in_bf16_where_the_cpu_has_it(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reference: np.ndarray) -> None:
     monkeypatch.setenv("MODEL_CACHE", str(tmp_path))
     for rt in runtime(MINILM):
+        assert rt.backend_name == ("split" if has_fast_bf16() else "onnx")
         got = embed(rt)
+        # 25 short inputs in one pass: torch bf16 on one thread (many short rows)
+        many = np.stack(asyncio.run(rt.embed([rt.tokenize(make_text(i, 8))
+                                              for i in range(25)])))
     # README's bound for the bf16 path: cosine >= 0.9999 to the fp32 vectors.
     assert (got * reference).sum(axis=1).min() >= 0.9999
     if not has_fast_bf16():
         assert_exact(got, reference)
+    short = np.asarray(SentenceTransformer(str(PackageSource(**MINILM).resolve()), device="cpu")
+                       .encode([make_text(i, 8) for i in range(25)]), dtype=np.float32)
+    assert (many * short).sum(axis=1).min() >= 0.9999

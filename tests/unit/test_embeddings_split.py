@@ -1,4 +1,5 @@
-"""The split backend routes each input by its own length and keeps the batch's order."""
+"""The split backend: passes of 128+ padded tokens on torch bf16, smaller ones on ONNX; many
+short rows on one torch thread."""
 
 from __future__ import annotations
 
@@ -6,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from modelserve.runtimes.embeddings_split import SplitBackend
+from modelserve.runtimes.embeddings_split import SplitBackend, torch_threads
 from modelserve.runtimes.st_layout import Floats
 
 
 class Fake:
-    """Encodes each input as [marker, length]; remembers the passes it ran."""
+    """Encodes each input as [marker, length]; remembers its passes and their threads."""
 
     def __init__(self, marker: float) -> None:
         self.marker = marker
@@ -19,38 +20,39 @@ class Fake:
         self.vocab_size = 100
         self.max_seq_length = 512
         self.tokenizer_file: Path | None = None
-        self.passes: list[list[int]] = []
+        self.passes: list[tuple[list[int], int | None]] = []
 
     def tokenize(self, text: str) -> list[int]:
         return [1] * len(text.split())
 
     def encode(self, batch: list[list[int]]) -> Floats:
-        self.passes.append([len(tokens) for tokens in batch])
+        return self.encode_on(batch, None)
+
+    def encode_on(self, batch: list[list[int]], threads: int | None) -> Floats:
+        self.passes.append(([len(tokens) for tokens in batch], threads))
         return np.array([[self.marker, len(tokens)] for tokens in batch], dtype=np.float32)
 
 
-def test_short_inputs_go_to_onnx_long_ones_to_torch_in_order() -> None:
-    short, long = Fake(1.0), Fake(2.0)
-    split = SplitBackend(short, long, short_tokens=64)
-    lengths = [10, 300, 64, 65, 3, 200]
-    out = split.encode([[7] * n for n in lengths])
-    assert out[:, 1].tolist() == lengths  # each row is its own input's
-    assert out[:, 0].tolist() == [1.0, 2.0, 1.0, 2.0, 1.0, 2.0]
-    assert sorted(n for p in short.passes for n in p) == [3, 10, 64]
-    assert long.passes == [[300, 65, 200]]  # one torch pass for the long ones
-
-
-def test_onnx_passes_stay_within_512_padded_tokens() -> None:
-    short, long = Fake(1.0), Fake(2.0)
-    SplitBackend(short, long).encode([[7] * 60 for _ in range(20)])
-    assert long.passes == [] and all(len(p) * max(p) <= 512 for p in short.passes)
-    assert sum(len(p) for p in short.passes) == 20
-
-
-def test_with_bf16_batched_passes_all_go_to_torch() -> None:
-    short, long = Fake(1.0), Fake(2.0)
-    split = SplitBackend(short, long, bf16=True)
+def test_small_passes_go_to_onnx_large_ones_to_torch_in_order() -> None:
+    onnx, torch = Fake(1.0), Fake(2.0)
+    split = SplitBackend(onnx, torch)
     assert split.encode([[7] * 10 for _ in range(16)])[:, 0].tolist() == [2.0] * 16
     assert split.encode([[7] * 40 for _ in range(4)])[:, 0].tolist() == [2.0] * 4
-    # under 128 padded tokens, ONNX: by length, as without bf16
+    assert split.encode([[7] * 203])[:, 0].tolist() == [2.0]
+    # under 128 padded tokens: ONNX, one pass
     assert split.encode([[7] * 10 for _ in range(8)])[:, 0].tolist() == [1.0] * 8
+    assert split.encode([[7] * 100])[:, 0].tolist() == [1.0]
+    lengths = [10, 300, 64, 3]
+    out = split.encode([[7] * n for n in lengths])
+    assert out[:, 1].tolist() == lengths  # each row is its own input's
+    assert onnx.passes == [([10] * 8, None), ([100], None)]
+
+
+def test_many_short_rows_run_on_one_torch_thread() -> None:
+    onnx, torch = Fake(1.0), Fake(2.0)
+    split = SplitBackend(onnx, torch)
+    split.encode([[7] * 13 for _ in range(25)])  # 64 clients of short texts
+    split.encode([[7] * 13 for _ in range(40)])  # 520 padded tokens: all threads
+    split.encode([[7] * 203 for _ in range(2)])  # long inputs: all threads
+    assert [threads for _, threads in torch.passes] == [1, None, None]
+    assert torch_threads(7, 7 * 60) is None and torch_threads(8, 8 * 63) == 1

@@ -78,7 +78,11 @@ class EmbeddingBatcher:
 
     def _collect(self, first: _Item) -> list[_Item]:
         items, tokens = [first], len(first.tokens)
-        deadline = time.monotonic() + self._max_wait
+        # A lone input waits up to max_wait for others arriving with it. A backlog means the
+        # model is the bottleneck: take what is queued and run it now (waiting left the
+        # model idle ~2 ms a pass at 64 clients of short texts).
+        backlog = not self._queue.empty()
+        deadline = time.monotonic() + (0.0 if backlog else self._max_wait)
         while tokens < self._max_tokens:
             remaining = deadline - time.monotonic()
             try:
