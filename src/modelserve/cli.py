@@ -178,7 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     emb.add_argument("--concurrency", default="1,16,64")
     emb.add_argument("--inputs", default="1,32", help="inputs per request")
     emb.add_argument("--words", default="8,200", help="text lengths in words")
-    emb.add_argument("--total-inputs", type=int, default=512, help="inputs per level")
+    emb.add_argument("--total-inputs", type=int, default=512,
+                     help="inputs per level (at least 2 requests per client)")
     emb.add_argument("--in-process", default=None,
                      help="also time SentenceTransformer.encode on this model directory")
     emb.add_argument("--threads", type=int, default=None)

@@ -120,8 +120,10 @@ def run_embeddings_bench(args: argparse.Namespace) -> None:
             rows.append(in_process(args.in_process, 1, words, args.total_inputs, args.threads))
             print(json.dumps(asdict(rows[-1])), flush=True)
         for per_request in [int(n) for n in args.inputs.split(",")]:
-            requests = max(8, args.total_inputs // per_request)
             for level in [int(c) for c in args.concurrency.split(",")]:
+                # At least two requests per client: with one each, a level is a single burst
+                # (ramp-up and drain, no steady state) and its figure swings by ±20 %.
+                requests = max(8, args.total_inputs // per_request, 2 * level)
                 rows.append(asyncio.run(run_level(
                     args.url.rstrip("/"), args.path, args.model, level, per_request, words,
                     requests, args.label or args.url)))
