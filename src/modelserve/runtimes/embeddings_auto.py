@@ -1,15 +1,14 @@
 """`runtime: auto` for embeddings: which backend runs a model directory, by a measured rule.
 
-(An exported sentence-transformers directory keeps its torch half too: EmbeddingRuntime then
-runs each pass on ONNX or torch, runtimes/embeddings_split.py. This module decides only
-whether there is an ONNX export and where.)
+(On a CPU with bf16 units an exported sentence-transformers directory keeps its torch half
+too: EmbeddingRuntime then runs each pass on ONNX or torch, runtimes/embeddings_split.py.
+This module decides only whether there is an ONNX export and where.)
 
-The rule (docs/benchmarks.md, "Embeddings: ONNX Runtime variants"): on the fp32 export with
-512-token passes, ONNX Runtime gives `SentenceTransformer.encode`'s vectors to 1e-7. Through
-the server at 64 clients (2 threads, Xeon with AVX-512/AMX, two runs) it did 1.3-1.7x the
-embeddings/s of the sentence-transformers runtime on 8-word texts and 0.88-0.93x on 200-word
-ones (torch's fused SDPA attention is the difference there). A large win on short inputs
-against a ~10 % loss on long ones, so:
+The rule (docs/benchmarks.md, "Embeddings"): the fp32 export gives
+`SentenceTransformer.encode`'s vectors to 1e-7 and, with 512-token passes, runs 1.3-1.7x
+torch fp32 on short texts on an Intel Xeon (0.9x on long ones) and 1.5-2.2x at every length
+on an AMD EPYC; on CPUs with bf16 units the large passes go to torch in bf16 on top of it
+(runtimes/embeddings_split.py). So:
 
 - a directory with `model.onnx` (made by `modelserve export-onnx`) runs on `onnx`;
 - a sentence-transformers directory of a BERT-style encoder (the family measured) is exported
@@ -20,8 +19,7 @@ against a ~10 % loss on long ones, so:
   which loads any sentence-transformers directory.
 
 No timing happens at load: a calibration on a shared, busy machine would pick differently
-from one start to the next. A deployment that embeds only long passages may name
-`sentence-transformers`.
+from one start to the next, so the rule was measured on two CPUs instead.
 """
 
 from __future__ import annotations
