@@ -33,7 +33,9 @@ def assert_openai_error(resp: httpx.Response, status: int, param: str | None = N
 
 
 def metric(http: httpx.Client, name: str, model: str) -> float:
-    for family in text_string_to_metric_families(http.get("/metrics").text):
+    scrape = http.get("/metrics")
+    assert scrape.status_code == 200, scrape.text
+    for family in text_string_to_metric_families(scrape.text):
         for sample in family.samples:
             if sample.name == name and sample.labels.get("model") == model:
                 return float(sample.value)

@@ -183,8 +183,10 @@ class ModelRegistry:
                 out[name] = stats
         return out
 
-    async def refresh_stats(self, timeout: float = 2.0) -> None:
-        """Ask every worker for its kind stats (before a scrape)."""
+    async def refresh_stats(self, timeout: float = 0.5) -> None:
+        """Ask every worker for its kind stats (before a scrape). A worker that does not answer
+        within `timeout` keeps its last stats: a scrape must stay quick, well inside the
+        server's own `request_timeout_seconds`, even while a model is busy."""
         async def one(loaded: LoadedModel) -> None:
             assert loaded.worker is not None
             with contextlib.suppress(Exception):
