@@ -23,9 +23,13 @@ TEXTS = ["A man is eating food.", "The new movie is awesome.",
 
 
 @pytest.fixture(scope="module")
-def reference() -> np.ndarray:
-    model = SentenceTransformer(str(PackageSource(**MINILM).resolve()), device="cpu")
-    return np.asarray(model.encode(TEXTS), dtype=np.float32)
+def st_model() -> SentenceTransformer:
+    return SentenceTransformer(str(PackageSource(**MINILM).resolve()), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def reference(st_model: SentenceTransformer) -> np.ndarray:
+    return np.asarray(st_model.encode(TEXTS), dtype=np.float32)
 
 
 def runtime(source: Path | dict[str, str], runtime: str = "auto",
@@ -90,7 +94,8 @@ def test_auto_exports_a_sentence_transformers_dir_and_runs_fp32_on_onnx(
 
 
 def test_auto_runs_large_passes_in_bf16_where_the_cpu_has_it(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reference: np.ndarray) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reference: np.ndarray,
+        st_model: SentenceTransformer) -> None:
     monkeypatch.setenv("MODEL_CACHE", str(tmp_path))
     for rt in runtime(MINILM):
         assert rt.backend_name == ("split" if has_fast_bf16() else "onnx")
@@ -102,6 +107,5 @@ def test_auto_runs_large_passes_in_bf16_where_the_cpu_has_it(
     assert (got * reference).sum(axis=1).min() >= 0.9999
     if not has_fast_bf16():
         assert_exact(got, reference)
-    short = np.asarray(SentenceTransformer(str(PackageSource(**MINILM).resolve()), device="cpu")
-                       .encode([make_text(i, 8) for i in range(25)]), dtype=np.float32)
+    short = np.asarray(st_model.encode([make_text(i, 8) for i in range(25)]), dtype=np.float32)
     assert (many * short).sum(axis=1).min() >= 0.9999
