@@ -40,7 +40,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     kernels, instructions this CPU lacks) would otherwise kill the suite with a segfault deep
     in the first chat test. The decode runs in a child process, so its fault is reported."""
     from modelserve.build_check import check_build, describe
-    from modelserve.config import ConfigError, PackageSource
+    from modelserve.sources import ConfigError, PackageSource
 
     try:
         model: Path | None = PackageSource(**SMOLLM2).resolve()
@@ -238,8 +238,8 @@ def qwen_gguf() -> Path:
 @pytest.fixture(scope="session")
 def minilm_onnx(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The real MiniLM exported with `export-onnx`, fp32 and int8."""
-    from modelserve.config import PackageSource
     from modelserve.export_onnx import export_onnx
+    from modelserve.sources import PackageSource
 
     src = PackageSource(**MINILM).resolve()
     root = tmp_path_factory.mktemp("onnx")
@@ -290,3 +290,14 @@ def async_client(server: LiveServer) -> Callable[[], openai.AsyncOpenAI]:
 def http(server: LiveServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, timeout=120) as c:
         yield c
+
+
+@pytest.fixture
+def tiny_kind(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tiny fault-test kind (tests/fixtures/tiny_kind.py), known to this process and,
+    through MODELSERVE_KINDS, to every worker or server process a test starts."""
+    from modelserve.kinds import KINDS
+    from tests.fixtures.tiny_kind import TINY
+
+    monkeypatch.setitem(KINDS, TINY.name, TINY)
+    monkeypatch.setenv("MODELSERVE_KINDS", "tests.fixtures.tiny_kind:TINY")

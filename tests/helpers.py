@@ -1,11 +1,14 @@
 """Helpers shared by test modules (fixtures live in conftest.py): OpenAI error checks,
-/metrics readers, chat content parts, a local HTTP host for remote-image tests."""
+/metrics readers, chat content parts, a local HTTP host for remote-image tests, model states
+and streams that must end cleanly."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -90,3 +93,43 @@ def http_host(handler: type[BaseHTTPRequestHandler]) -> Iterator[int]:
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def admin_models(http: httpx.Client) -> dict[str, dict[str, Any]]:
+    """/admin/models by name."""
+    return {m["name"]: m for m in http.get("/admin/models").json()["data"]}
+
+
+def wait_state(http: httpx.Client, name: str, *states: str, timeout: float = 120,
+               check: Callable[[dict[str, Any]], bool] = lambda m: True) -> dict[str, Any]:
+    """Poll /admin/models until the model is in one of `states` (and `check` holds)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        model = admin_models(http)[name]
+        if model["state"] in states and check(model):
+            return model
+        time.sleep(0.02)
+    raise AssertionError(f"{name} never reached {states}: {admin_models(http)[name]}")
+
+
+def sse_events(url: str, path: str, body: dict[str, Any], events: list[str],
+               started: threading.Event | None = None, timeout: float = 120) -> None:
+    """POST a streamed request and append each event's data to `events` as it arrives
+    (`started` is set at the third event)."""
+    with httpx.stream("POST", f"{url}{path}", json=body, timeout=timeout) as resp:
+        for line in resp.iter_lines():
+            if line.startswith("data: "):
+                events.append(line[6:])
+                if started is not None and len(events) > 2:
+                    started.set()
+
+
+def assert_ended_cleanly(events: list[str]) -> str:
+    """A stream ends with `[DONE]`, after an error event if it failed; returns "error" or
+    "done"."""
+    assert events and events[-1] == "[DONE]", events[-3:]
+    if len(events) > 1 and '"error"' in events[-2]:
+        error = json.loads(events[-2])["error"]
+        assert error["code"] == "model_unavailable", error
+        return "error"
+    return "done"

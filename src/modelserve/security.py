@@ -22,9 +22,10 @@ from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.storage import storage_from_string
 from pydantic import TypeAdapter, ValidationError
 
-from modelserve.config import ConfigError, Settings
+from modelserve.config import Settings
 from modelserve.config_sections import ApiKey, RateLimits, RateLimitSettings
 from modelserve.dependencies import STORAGE_ERRORS, DependencyHealth, redis_client_options
+from modelserve.sources import ConfigError
 
 logger = logging.getLogger(__name__)
 Scope = Literal["user", "admin"]

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from modelserve.cli import main
-from modelserve.config import PackageSource
+from modelserve.sources import PackageSource
 from tests.conftest import SMOLLM2, LiveServer
 
 MODELSERVE = [sys.executable, "-m", "modelserve.cli"]

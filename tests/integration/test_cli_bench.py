@@ -84,7 +84,7 @@ def test_bench_chat_against_live_server(server: LiveServer, tmp_path: Path,
 
 def test_bench_embeddings_against_live_server(server: LiveServer, tmp_path: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
-    from modelserve.config import PackageSource
+    from modelserve.sources import PackageSource
     from tests.conftest import EMBED_MODEL, MINILM
 
     out = tmp_path / "emb.jsonl"

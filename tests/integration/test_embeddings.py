@@ -12,7 +12,7 @@ import openai
 import pytest
 from sentence_transformers import SentenceTransformer
 
-from modelserve.config import PackageSource
+from modelserve.sources import PackageSource
 from tests.conftest import EMBED_INT8, EMBED_MODEL, EMBED_MRL, EMBED_ST, MINILM
 from tests.helpers import assert_openai_error, metric
 

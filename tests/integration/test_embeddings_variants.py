@@ -12,9 +12,10 @@ import pytest
 from sentence_transformers import SentenceTransformer
 
 from modelserve.bench.embeddings import make_text
-from modelserve.config import ModelSpec, PackageSource
+from modelserve.config import ModelSpec
 from modelserve.runtimes.embeddings import EmbeddingRuntime
 from modelserve.runtimes.embeddings_split import has_fast_bf16
+from modelserve.sources import PackageSource
 from tests.conftest import MINILM
 
 # Short sentences and 200-word texts (~203 tokens: several 512-token passes per batch).

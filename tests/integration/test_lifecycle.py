@@ -109,8 +109,8 @@ def test_load_second_model_while_streaming_then_unload_frees_memory(
 
     # Gemma's memory is its worker's: measured, then gone with the process on unload.
     worker = states(admin)["gemma"]
-    assert worker["memory_bytes"] > 100 * 1024 * 1024, \
-        f"the worker's RSS is only {worker['memory_bytes'] / 2**20:.0f} MiB"
+    assert worker["rss_bytes"] > 100 * 1024 * 1024, \
+        f"the worker's RSS is only {worker['rss_bytes'] / 2**20:.0f} MiB"
     gone = admin.post("/admin/models/unload", params={"wait": "true"}, json={"name": "gemma"})
     assert gone.status_code == 200 and gone.json()["state"] == "unloaded"
     assert not Path(f"/proc/{worker['pid']}").exists()

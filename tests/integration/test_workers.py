@@ -99,7 +99,7 @@ def test_kill_9_fails_only_that_models_streams_and_it_restarts(live: LiveServer,
         error = json.loads(events[-2])["error"]
         assert error["code"] == "model_unavailable" and "SIGKILL" in error["message"]
     failed = models(http)["chat"]
-    assert failed["state"] == "failed" and "killed by SIGKILL" in failed["error"]
+    assert failed["state"] == "restarting" and "killed by SIGKILL" in failed["error"]
     ready = wait_state(http, "chat", "ready")
     assert ready["restarts"] == 1 and ready["pid"] != pid
     again = http.post("/v1/chat/completions", json={"model": "chat", "messages": USER,
@@ -162,7 +162,7 @@ def test_unload_stops_the_worker_and_returns_all_its_memory(http: httpx.Client,
                        json={"name": "gemma", "kind": "chat", "source": str(gemma_gguf),
                              "options": {"threads": 1, "context_size": 512}})
     assert loaded.json()["state"] == "ready"
-    rss, pid = loaded.json()["memory_bytes"], loaded.json()["pid"]
+    rss, pid = loaded.json()["rss_bytes"], loaded.json()["pid"]
     assert rss > 100 * 2**20, f"the worker holds {rss / 2**20:.0f} MiB"
     assert metric(http, "modelserve_model_memory_bytes",
                   model="gemma") > 100 * 2**20

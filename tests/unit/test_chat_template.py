@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from modelserve.config import LlamaCppOptions
+from modelserve.kinds.options import LlamaCppOptions
 from modelserve.runtimes.builtin_templates import (
     BUILTIN_TEMPLATES,
     is_builtin_name,

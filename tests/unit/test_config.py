@@ -3,14 +3,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from modelserve.config import (
-    ConfigError,
-    LlamaCppOptions,
-    ModelSpec,
-    PackageSource,
-    PathSource,
-    load_settings,
-)
+from modelserve.config import ModelSpec, load_settings
+from modelserve.kinds.options import LlamaCppOptions
+from modelserve.sources import ConfigError, PackageSource, PathSource
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from modelserve.config import EmbeddingOptions, ModelSpec
+from modelserve.config import ModelSpec
+from modelserve.kinds.options import EmbeddingOptions
 from modelserve.runtimes import embeddings_auto
 from modelserve.runtimes.embeddings_auto import ONNX, ST, choose, revision
 

@@ -11,7 +11,8 @@ from pydantic import ValidationError
 
 from modelserve.api.errors import APIError
 from modelserve.api.image_uploads import decode_upload, to_mask
-from modelserve.config import DiffusionOptions, ModelSpec
+from modelserve.config import ModelSpec
+from modelserve.kinds.options import DiffusionOptions
 from modelserve.runtimes.image_sizes import (
     SizeError,
     SizeLimits,

@@ -1,12 +1,14 @@
-"""A model kind is one declaration: a fourth kind registered here, and nowhere else, is
-parsed from config, built by the registry, routed, hooked on load and scraped by /metrics."""
+"""A model kind is one declaration: a kind registered in KINDS, and nowhere else, is parsed
+from config, built in a worker process (or inline), routed, hooked on load and scraped by
+/metrics; the same table admits kinds from outside the package."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from fastapi import APIRouter, Request
@@ -18,7 +20,10 @@ from modelserve.api.app import create_app
 from modelserve.config import ModelSpec, Settings
 from modelserve.config_sections import LifecycleSettings
 from modelserve.kinds import KINDS, MetricDef, ModelKind
-from modelserve.metrics import ServerMetrics
+from modelserve.kinds.wiring import KindRuntime, KindServing, ServerHooks
+
+if TYPE_CHECKING:
+    from modelserve.worker.transport import Worker
 
 
 class EchoOptions(BaseModel):
@@ -32,16 +37,37 @@ class EchoStats:
 
 
 class EchoRuntime:
+    """The worker's side."""
+
     def __init__(self, spec: ModelSpec) -> None:
         self.options = spec.options_as(EchoOptions)
         self.created = int(time.time())
         self.stats = EchoStats()
-        self.loaded_as: str | None = None
-        self.closed = False
 
     def reply(self, text: str) -> str:
         self.stats.requests += 1
         return self.options.prefix + text
+
+    def close(self) -> None:
+        pass
+
+
+class EchoFront:
+    """The API process's side."""
+
+    def __init__(self, spec: ModelSpec, worker: Worker, info: dict[str, Any],
+                 kept: dict[str, Any]) -> None:
+        self.worker = worker
+        self.created: int = info["created"]
+        self.loaded_as: str | None = None
+        self.closed = False
+
+    def card(self) -> dict[str, Any]:
+        return {}
+
+    async def reply(self, text: str) -> str:
+        answer: str = await self.worker.acall("reply", text)
+        return answer
 
     def close(self) -> None:
         self.closed = True
@@ -54,38 +80,40 @@ def _echo_routers() -> Sequence[APIRouter]:
     return (echo_router,)
 
 
-def _mark_loaded(runtime: EchoRuntime, metrics: ServerMetrics, name: str) -> None:
-    runtime.loaded_as = name
+def _mark_loaded(front: EchoFront, server: ServerHooks, name: str) -> None:
+    front.loaded_as = name
 
 
-ECHO: ModelKind[EchoRuntime] = ModelKind(
+ECHO_RUNTIME: KindRuntime[EchoRuntime] = KindRuntime(
+    build=EchoRuntime, describe=lambda rt: {"created": rt.created}, stats=lambda rt: rt.stats)
+ECHO_SERVING: KindServing[EchoFront] = KindServing(front=EchoFront, routers=_echo_routers,
+                                                   on_loaded=_mark_loaded)
+ECHO: ModelKind[EchoFront] = ModelKind(
     name="echo",
     runtimes={"echo-rt": EchoOptions},
     default_runtime="echo-rt",
-    build=EchoRuntime,
-    describe=lambda runtime: {},
-    front=lambda spec, worker, info: EchoRuntime(spec),  # not used: these tests run inline
-    routers=_echo_routers,
-    metrics=(MetricDef("modelserve_echo_requests", "counter", "Echo requests", "requests"),),
-    stats=lambda runtime: runtime.stats,
     use="echoing",
-    on_loaded=_mark_loaded,
+    metrics=(MetricDef("modelserve_echo_requests", "counter", "Echo requests", "requests"),),
+    runtime="tests.unit.test_kinds:ECHO_RUNTIME",
+    serving="tests.unit.test_kinds:ECHO_SERVING",
 )
 
 
 @echo_router.post("/v1/echo")
 async def echo(body: dict[str, str], request: Request) -> dict[str, str]:
-    runtime = await leases.acquire_kind(request, body["model"], ECHO)
-    return {"text": runtime.reply(body["text"])}
+    front = await leases.acquire_kind(request, body["model"], ECHO)
+    return {"text": await front.reply(body["text"])}
 
 
 @pytest.fixture
-def echo_kind(monkeypatch: pytest.MonkeyPatch) -> ModelKind[EchoRuntime]:
+def echo_kind(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModelKind[EchoFront]]:
     monkeypatch.setitem(KINDS, ECHO.name, ECHO)
-    return ECHO
+    # A worker process builds its kind table from the same declarations: this names it.
+    monkeypatch.setenv("MODELSERVE_KINDS", "tests.unit.test_kinds:ECHO")
+    yield ECHO
 
 
-def test_a_new_kind_parses_with_its_own_options(echo_kind: ModelKind[EchoRuntime],
+def test_a_new_kind_parses_with_its_own_options(echo_kind: ModelKind[EchoFront],
                                                 tmp_path: Path) -> None:
     by_kind = ModelSpec.model_validate({"name": "e", "kind": "echo", "source": str(tmp_path),
                                         "options": {"prefix": ">"}})
@@ -101,15 +129,15 @@ def test_a_new_kind_parses_with_its_own_options(echo_kind: ModelKind[EchoRuntime
                                   "options": {"prefix": 1}})
 
 
-def test_a_new_kind_is_built_routed_and_scraped(echo_kind: ModelKind[EchoRuntime],
-                                                tmp_path: Path) -> None:
+@pytest.mark.parametrize("isolation", ["process", "inline"])
+def test_a_new_kind_is_built_routed_and_scraped(echo_kind: ModelKind[EchoFront],
+                                                tmp_path: Path, isolation: str) -> None:
     (tmp_path / "weights.bin").write_bytes(b"echo")
     spec = ModelSpec.model_validate({"name": "e", "kind": "echo", "source": str(tmp_path)})
-    # Inline: this test's kind exists only in this process, not in a spawned worker's.
-    app = create_app(Settings(models=[spec], lifecycle=LifecycleSettings(isolation="inline")))
+    app = create_app(Settings(models=[spec], lifecycle=LifecycleSettings(isolation=isolation)))
     with TestClient(app) as client:
-        runtime = app.state.registry.loaded_of(ECHO)["e"]
-        assert isinstance(runtime, EchoRuntime) and runtime.loaded_as == "e"
+        front = app.state.registry.loaded_of(ECHO)["e"]
+        assert isinstance(front, EchoFront) and front.loaded_as == "e"
 
         answer = client.post("/v1/echo", json={"model": "e", "text": "hi"})
         assert answer.status_code == 200 and answer.json() == {"text": "echo: hi"}
@@ -122,4 +150,6 @@ def test_a_new_kind_is_built_routed_and_scraped(echo_kind: ModelKind[EchoRuntime
         scrape = client.get("/metrics").text
         assert 'modelserve_echo_requests_total{model="e"} 1.0' in scrape
         assert 'modelserve_model_state{model="e",state="ready"} 1.0' in scrape
-    assert runtime.closed
+        pid = client.get("/admin/models").json()["data"][0]["pid"]
+        assert (pid is not None) == (isolation == "process")
+    assert front.closed

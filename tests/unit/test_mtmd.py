@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modelserve.config import PackageSource
 from modelserve.images.decode import ImageLimits, decode_image
 from modelserve.runtimes.llama_cpp import LlamaContext, LlamaError, LlamaModel
 from modelserve.runtimes.mtmd import MtmdProjector, PromptError, pseudo_token
+from modelserve.sources import PackageSource
 from tests.conftest import SMOLLM2
 from tests.fixtures.images import image_bytes
 from tests.fixtures.tiny_mmproj import TinyMmproj, write_tiny_mmproj

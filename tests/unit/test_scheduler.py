@@ -1,7 +1,8 @@
 import pytest
 
-from modelserve.engine.scheduler import QueueFull, Scheduler, common_prefix_len
+from modelserve.engine.scheduler import Scheduler, common_prefix_len
 from modelserve.engine.sequence import SamplingParams, Sequence, SequenceStatus
+from modelserve.failures import QueueFull
 from tests.conftest import step
 
 

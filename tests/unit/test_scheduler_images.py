@@ -12,7 +12,7 @@ from tests.conftest import step
 
 def span(start: int, n: int, n_pos: int | None = None, non_causal: bool = False) -> ImageSpan:
     pos = np.arange(start, start + n, dtype=np.int32).reshape(1, n)
-    return ImageSpan(start=start, embd=np.zeros((n, 4), dtype=np.float32), pos=pos,
+    return ImageSpan(start=start, n_tokens=n, embd=np.zeros((n, 4), dtype=np.float32), pos=pos,
                      n_pos=n if n_pos is None else n_pos, non_causal=non_causal)
 
 

@@ -5,9 +5,10 @@ import pytest
 from pydantic import ValidationError
 
 from modelserve.cli import _is_loopback
-from modelserve.config import ConfigError, Settings
+from modelserve.config import Settings
 from modelserve.config_sections import ApiKey
 from modelserve.security import KeyRing, _duration
+from modelserve.sources import ConfigError
 
 
 def test_keys_plain_hashed_file_and_env(tmp_path: Path) -> None:

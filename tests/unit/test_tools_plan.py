@@ -87,8 +87,8 @@ def smollm2() -> Iterator[tuple[Any, Any]]:
     calls a deprecated llama-cpp-python function once per token)."""
     from llguidance.llamacpp import lltokenizer_from_vocab
 
-    from modelserve.config import PackageSource
     from modelserve.runtimes.llama_cpp import LlamaModel
+    from modelserve.sources import PackageSource
     from tests.conftest import SMOLLM2
 
     model = LlamaModel(PackageSource(**SMOLLM2).resolve(), vocab_only=True)

@@ -13,10 +13,12 @@ from pydantic import ValidationError
 from modelserve.api.errors import APIError, bad_request, model_not_found, validation_message
 from modelserve.api.openapi import METRICS_RESPONSES, error_responses
 from modelserve.api.protocol import UnloadRequest
-from modelserve.config import ConfigError, ModelSpec, PathSource
+from modelserve.config import ModelSpec
 from modelserve.kinds import KINDS
+from modelserve.lifecycle import Lifecycle
 from modelserve.model_files import under_roots
 from modelserve.registry import ModelRegistry, ModelState
+from modelserve.sources import ConfigError, PathSource
 from modelserve.worker.memory import available_bytes
 
 router = APIRouter()
@@ -50,6 +52,11 @@ def _registry(request: Request) -> ModelRegistry:
     return registry
 
 
+def _lifecycle(request: Request) -> Lifecycle:
+    lifecycle: Lifecycle = request.app.state.lifecycle
+    return lifecycle
+
+
 @router.get("/admin/models")
 async def list_models(request: Request) -> dict[str, Any]:
     registry = _registry(request)
@@ -75,7 +82,7 @@ def _spec_from(body: Any, registry: ModelRegistry) -> ModelSpec:
     except ValidationError as exc:
         field, message = validation_message(exc.errors())
         raise bad_request(f"Invalid model spec: {message}", param=field) from None
-    sources = [("source", spec.source), *KINDS[spec.kind].extra_sources(spec)]
+    sources = [("source", spec.source), *KINDS[spec.kind].extra_sources(spec.options)]
     for param, source in sources:
         if not isinstance(source, PathSource):
             continue
@@ -102,7 +109,7 @@ async def load_model(request: Request, wait: bool = False) -> JSONResponse:
         raise bad_request("We could not parse the JSON body of your request.") from None
     spec = _spec_from(body, registry)
     entry = registry.add(spec)
-    task = registry.start_load(spec.name)
+    task = _lifecycle(request).start_load(spec.name)
     if not wait:
         return JSONResponse(entry.describe(), status_code=202)
     await asyncio.shield(task)
@@ -121,7 +128,7 @@ async def unload_model(req: UnloadRequest, request: Request, wait: bool = False
     entry = registry.entries.get(req.name)
     if entry is None:
         raise model_not_found(req.name)
-    task = registry.in_background(registry.unload(req.name))
+    task = registry.in_background(_lifecycle(request).unload(req.name))
     if wait:
         await asyncio.shield(task)
         return JSONResponse(entry.describe(), status_code=200)

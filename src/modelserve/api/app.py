@@ -22,9 +22,11 @@ from modelserve.api.observe import RequestObserver
 from modelserve.api.openapi import METRICS_RESPONSES, install_openapi
 from modelserve.cache import ResponseCache
 from modelserve.config import Settings
-from modelserve.kinds import KINDS
+from modelserve.kinds import KINDS, ModelFront
+from modelserve.kinds.wiring import serving_of
+from modelserve.lifecycle import Lifecycle
 from modelserve.metrics import ServerMetrics
-from modelserve.registry import ModelRegistry, Runtime
+from modelserve.registry import ModelRegistry
 from modelserve.security import KeyRing, RateLimiter
 
 logger = logging.getLogger(__name__)
@@ -81,12 +83,12 @@ class BodyLimit:
 def create_app(settings: Settings) -> FastAPI:
     registry = ModelRegistry(settings.models, settings.lifecycle)
     metrics = ServerMetrics(registry)
+    lifecycle = Lifecycle(registry, hooks=metrics)
 
-    def on_loaded(name: str, runtime: Runtime, seconds: float) -> None:
+    def on_loaded(name: str, front: ModelFront, seconds: float) -> None:
         metrics.model_load_seconds.labels(name).observe(seconds)
-        KINDS[registry.entries[name].spec.kind].on_loaded(runtime, metrics, name)
 
-    registry.on_loaded.append(on_loaded)
+    lifecycle.on_loaded.append(on_loaded)
 
     keys = KeyRing.from_settings(settings)
     if not keys.enabled:
@@ -110,13 +112,13 @@ def create_app(settings: Settings) -> FastAPI:
             metrics.dependencies["cache"] = cache.health
         if limiter is not None and limiter.health is not None:
             metrics.dependencies["rate_limits"] = limiter.health
-        await registry.load_startup()
-        reaper = asyncio.create_task(registry.reap_forever())
+        await lifecycle.load_startup()
+        reaper = asyncio.create_task(lifecycle.reap_forever())
         try:
             yield
         finally:
             reaper.cancel()
-            await registry.close()
+            await lifecycle.close()
             if app.state.cache is not None:
                 await app.state.cache.close()
             if limiter is not None:
@@ -125,6 +127,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="modelserve", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     app.state.registry = registry
+    app.state.lifecycle = lifecycle
     app.state.metrics = metrics
     app.state.drain = drain
     app.state.cache = None
@@ -135,7 +138,7 @@ def create_app(settings: Settings) -> FastAPI:
     # Every kind's routes, whether or not a model of that kind is configured (an admin load
     # may add one later), then the kind-independent ones.
     for kind in KINDS.values():
-        for router in kind.routers():
+        for router in serving_of(kind).routers():
             app.include_router(router)
     for router in (models.router, admin.router):
         app.include_router(router)

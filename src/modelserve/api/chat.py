@@ -34,10 +34,9 @@ from modelserve.api.tool_parser import OPEN, Event
 from modelserve.api.tools import plan_tools
 from modelserve.config import ImageSettings
 from modelserve.config_sections import InputLimits
-from modelserve.engine.sequence import TokenLogprob
-from modelserve.kinds.chat import CHAT
-from modelserve.runtimes.llama_chat import Generation, LlamaChatRuntime
-from modelserve.runtimes.mtmd import MultimodalPrompt
+from modelserve.engine.generation import Generation
+from modelserve.engine.sequence import MultimodalPrompt, TokenLogprob
+from modelserve.kinds.chat import CHAT, ChatModel
 
 router = APIRouter()
 
@@ -51,7 +50,7 @@ async def create_chat_completion(req: ChatCompletionRequest, request: Request) -
     return await pipeline.serve(ChatRoute(req, request))
 
 
-class ChatRoute(pipeline.Route[ChatCompletionRequest, LlamaChatRuntime]):
+class ChatRoute(pipeline.Route[ChatCompletionRequest, ChatModel]):
     cache_route = "chat"
     planned: ChatPrompt
     prompt: MultimodalPrompt
@@ -67,10 +66,10 @@ class ChatRoute(pipeline.Route[ChatCompletionRequest, LlamaChatRuntime]):
                               "follow response_format, grammar or json_schema.",
                               param="tool_choice")
 
-    async def acquire(self) -> LlamaChatRuntime:
+    async def acquire(self) -> ChatModel:
         return await leases.acquire_kind(self.request, self.req.model, CHAT)
 
-    def count(self, runtime: LlamaChatRuntime) -> tuple[int, int]:
+    async def count(self, runtime: ChatModel) -> tuple[int, int]:
         # Admission counts the text tokens only (a marker stands where each image goes):
         # an image's token count is known only once encoded, and encoding is the work a
         # refused request must not cost. The image tokens are charged when the request
@@ -82,7 +81,7 @@ class ChatRoute(pipeline.Route[ChatCompletionRequest, LlamaChatRuntime]):
         self.thinking = opens_thinking(
             b"".join(runtime.token_bytes(t) for t in tail).decode("utf-8", errors="replace"))
         if self.tools is not None and self.tools.forced:
-            self.grammar = self.tools.grammar(runtime.model.has_token(OPEN))
+            self.grammar = self.tools.grammar(runtime.has_token(OPEN))
         self.max_tokens = self._budget(runtime, len(self.planned.text_tokens))
         return len(self.planned.text_tokens), self.max_tokens * self.req.n
 
@@ -96,7 +95,7 @@ class ChatRoute(pipeline.Route[ChatCompletionRequest, LlamaChatRuntime]):
         return cached_answer(entry, self.req.stream,
                              lambda body: replay_chat(body, self.req.usage_requested))
 
-    async def prepare(self, runtime: LlamaChatRuntime) -> None:
+    async def prepare(self, runtime: ChatModel) -> None:
         counter = self.request.app.state.metrics.image_inputs
 
         def count(stage: str, n: int) -> None:
@@ -107,7 +106,7 @@ class ChatRoute(pipeline.Route[ChatCompletionRequest, LlamaChatRuntime]):
             self.max_tokens = self._budget(runtime, len(self.prompt.tokens))
             context(self.request).prompt_tokens = len(self.prompt.tokens)
 
-    async def respond(self, runtime: LlamaChatRuntime, plan: CachePlan) -> Response:
+    async def respond(self, runtime: ChatModel, plan: CachePlan) -> Response:
         req, request, prompt = self.req, self.request, self.prompt.tokens
         top = (req.top_logprobs or 0) if req.logprobs else None
         jobs = [(prompt, sampling.sampling_params(req, runtime, self.max_tokens, i, top,
@@ -151,7 +150,7 @@ class ChatRoute(pipeline.Route[ChatCompletionRequest, LlamaChatRuntime]):
         settings: ImageSettings = self.request.app.state.settings.images
         return settings
 
-    def _budget(self, runtime: LlamaChatRuntime, prompt_len: int) -> int:
+    def _budget(self, runtime: ChatModel, prompt_len: int) -> int:
         req = self.req
         requested = req.max_completion_tokens or req.max_tokens
         param = "max_completion_tokens" if req.max_completion_tokens else "messages"
@@ -168,7 +167,7 @@ def _remote_images(req: ChatCompletionRequest) -> bool:
                for msg in req.messages if isinstance(msg.content, list) for part in msg.content)
 
 
-async def _stream(req: ChatCompletionRequest, runtime: LlamaChatRuntime, gens: list[Generation],
+async def _stream(req: ChatCompletionRequest, runtime: ChatModel, gens: list[Generation],
                   prompt_tokens: int, include_usage: bool, plan: CachePlan,
                   new_parser: Callable[[], OutputParser]) -> AsyncIterator[str]:
     chunk_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
@@ -251,5 +250,5 @@ def _event_chunks(index: int, events: list[Event],
         yield chunk([ChatChunkChoice(index=index, delta=delta)])
 
 
-def _logprobs(runtime: LlamaChatRuntime, logprobs: list[TokenLogprob]) -> ChoiceLogprobs:
+def _logprobs(runtime: ChatModel, logprobs: list[TokenLogprob]) -> ChoiceLogprobs:
     return ChoiceLogprobs(content=[sampling.chat_logprob_entry(runtime, lp) for lp in logprobs])

@@ -18,13 +18,14 @@ from modelserve.api.errors import APIError, bad_request
 from modelserve.api.protocol import ChatMessage, TextPart
 from modelserve.api.tools import ToolPlan, template_tool_calls, without_tool_template
 from modelserve.config import ImageSettings
+from modelserve.engine.sequence import MultimodalPrompt
 from modelserve.images.data_url import parse_data_url
 from modelserve.images.decode import DecodedImage, ImageLimits, decode_image
 from modelserve.images.errors import ImageError
 from modelserve.images.fetch import ImageFetcher
+from modelserve.kinds.chat import ChatModel
 from modelserve.runtimes.chat_template import ChatTemplateError
-from modelserve.runtimes.llama_chat import LlamaChatRuntime
-from modelserve.runtimes.mtmd import MultimodalPrompt, PromptError
+from modelserve.runtimes.mtmd import PromptError
 
 ImageRef = tuple[str, str]  # (param, url)
 Count = Callable[[str, int], None]  # (stage, how many)
@@ -61,7 +62,7 @@ def template_messages(messages: list[ChatMessage], marker: str | None
     return out, images
 
 
-def with_tools(runtime: LlamaChatRuntime, messages: list[dict[str, Any]],
+def with_tools(runtime: ChatModel, messages: list[dict[str, Any]],
                tools: ToolPlan | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
     """Messages and the `tools` argument for this model's template: a template that renders
     tools gets them as they are; for one that does not, the tools, calls and results are
@@ -79,7 +80,7 @@ def _check_text(text: str, marker: str | None, param: str) -> None:
                           "placeholder; send images as image_url parts.", param=param)
 
 
-def render_prompt(runtime: LlamaChatRuntime, messages: list[ChatMessage]) -> list[int]:
+def render_prompt(runtime: ChatModel, messages: list[ChatMessage]) -> list[int]:
     """Text-only rendering (also what /tokenize uses)."""
     try:
         return runtime.render_chat(*with_tools(runtime, template_messages(messages, None)[0],
@@ -108,7 +109,7 @@ class ImageSource:
     url: str | None = None  # or a remote URL, fetched in `load_images`
 
 
-def plan_chat_prompt(runtime: LlamaChatRuntime, messages: list[ChatMessage],
+def plan_chat_prompt(runtime: ChatModel, messages: list[ChatMessage],
                      settings: ImageSettings, tools: ToolPlan | None = None,
                      variables: dict[str, Any] | None = None) -> ChatPrompt:
     templated, refs = template_messages(messages, runtime.image_marker)
@@ -140,7 +141,7 @@ def _source(param: str, url: str, settings: ImageSettings) -> ImageSource:
         raise _invalid(param, exc) from None
 
 
-async def load_images(runtime: LlamaChatRuntime, prompt: ChatPrompt, settings: ImageSettings,
+async def load_images(runtime: ChatModel, prompt: ChatPrompt, settings: ImageSettings,
                       counter: Count) -> MultimodalPrompt:
     """The prompt with its images fetched, decoded and encoded (`counter(stage, n)` counts
     fetches and encodes as they start)."""
@@ -149,8 +150,8 @@ async def load_images(runtime: LlamaChatRuntime, prompt: ChatPrompt, settings: I
     images = [await _load(param, source, settings, counter) for param, source in prompt.images]
     counter("encode", len(images))
     try:
-        return await asyncio.to_thread(runtime.render_multimodal, prompt.templated, images,
-                                       prompt.tools, prompt.variables)
+        return await runtime.render_multimodal(prompt.templated, images, prompt.tools,
+                                               prompt.variables)
     except (ChatTemplateError, PromptError) as exc:
         raise bad_request(str(exc), param="messages") from None
 

@@ -25,14 +25,14 @@ from modelserve.api.protocol import (
 )
 from modelserve.api.structured import output_grammar
 from modelserve.config_sections import InputLimits
+from modelserve.engine.generation import Generation
 from modelserve.engine.sequence import SamplingParams, TokenLogprob
-from modelserve.kinds.chat import CHAT
-from modelserve.runtimes.llama_chat import Generation, LlamaChatRuntime
+from modelserve.kinds.chat import CHAT, ChatModel
 
 router = APIRouter()
 
 
-def _prompts(req: CompletionRequest, runtime: LlamaChatRuntime
+def _prompts(req: CompletionRequest, runtime: ChatModel
              ) -> tuple[list[list[int]], list[str]]:
     """The prompts as token lists, and as text (for `echo`)."""
     prompt = req.prompt
@@ -56,7 +56,7 @@ def _prompts(req: CompletionRequest, runtime: LlamaChatRuntime
     return token_prompts, [runtime.detokenize(tokens) for tokens in token_prompts]
 
 
-def _logprobs(runtime: LlamaChatRuntime, lps: list[TokenLogprob], offset: int
+def _logprobs(runtime: ChatModel, lps: list[TokenLogprob], offset: int
               ) -> CompletionLogprobs:
     out = CompletionLogprobs()
     for lp in lps:
@@ -75,7 +75,7 @@ async def create_completion(req: CompletionRequest, request: Request) -> Respons
     return await pipeline.serve(CompletionsRoute(req, request))
 
 
-class CompletionsRoute(pipeline.Route[CompletionRequest, LlamaChatRuntime]):
+class CompletionsRoute(pipeline.Route[CompletionRequest, ChatModel]):
     cache_route = "completions"
     prompts: list[list[int]]
     echoes: list[str]
@@ -89,10 +89,10 @@ class CompletionsRoute(pipeline.Route[CompletionRequest, LlamaChatRuntime]):
         check_texts([t for t in texts_in if isinstance(t, str)], limits, "prompt")
         self.grammar = output_grammar(req)
 
-    async def acquire(self) -> LlamaChatRuntime:
+    async def acquire(self) -> ChatModel:
         return await leases.acquire_kind(self.request, self.req.model, CHAT)
 
-    def count(self, runtime: LlamaChatRuntime) -> tuple[int, int]:
+    async def count(self, runtime: ChatModel) -> tuple[int, int]:
         req = self.req
         if req.suffix:
             raise bad_request("suffix is not supported by this model", param="suffix")
@@ -117,7 +117,7 @@ class CompletionsRoute(pipeline.Route[CompletionRequest, LlamaChatRuntime]):
         return cached_answer(entry, self.req.stream,
                              lambda body: replay_completion(body, self.req.usage_requested))
 
-    async def respond(self, runtime: LlamaChatRuntime, plan: CachePlan) -> Response:
+    async def respond(self, runtime: ChatModel, plan: CachePlan) -> Response:
         req, request, echoes, prompt_tokens = self.req, self.request, self.echoes, \
             self.prompt_tokens
         gens = streams.submit_all(runtime, self.jobs)
@@ -143,7 +143,7 @@ class CompletionsRoute(pipeline.Route[CompletionRequest, LlamaChatRuntime]):
         return Response(body, media_type="application/json")
 
 
-async def _stream(req: CompletionRequest, runtime: LlamaChatRuntime, gens: list[Generation],
+async def _stream(req: CompletionRequest, runtime: ChatModel, gens: list[Generation],
                   echoes: list[str], prompt_tokens: int, include_usage: bool, plan: CachePlan
                   ) -> AsyncIterator[str]:
     chunk_id, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())

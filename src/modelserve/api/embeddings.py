@@ -16,15 +16,15 @@ from modelserve.api.input_limits import check_inputs, check_texts
 from modelserve.api.openapi import error_responses
 from modelserve.api.protocol_embeddings import EmbeddingRequest, EmbeddingResponse
 from modelserve.config_sections import InputLimits
-from modelserve.kinds.embeddings import EMBEDDINGS
-from modelserve.runtimes.embeddings import EmbeddingRuntime
+from modelserve.kinds.embeddings import EMBEDDINGS, EmbeddingsModel
 from modelserve.runtimes.st_layout import Floats
 
 router = APIRouter()
 
 
-def _inputs(req: EmbeddingRequest, runtime: EmbeddingRuntime) -> list[list[int]]:
-    """Every input as token ids, checked against the model's limits."""
+async def _inputs(req: EmbeddingRequest, model: EmbeddingsModel) -> list[list[int]]:
+    """Every input as token ids, checked against the model's limits (the texts tokenized
+    in one go: by the front, or in one call to the worker)."""
     raw = req.input
     if isinstance(raw, str):
         items: list[str | list[int]] = [raw]
@@ -32,28 +32,31 @@ def _inputs(req: EmbeddingRequest, runtime: EmbeddingRuntime) -> list[list[int]]
         items = [cast(list[int], raw)]
     else:
         items = list(cast(list[str | list[int]], raw))
-    if len(items) > runtime.max_inputs:
-        raise bad_request(f"Too many inputs: {len(items)} (max_inputs is {runtime.max_inputs}).",
+    if len(items) > model.max_inputs:
+        raise bad_request(f"Too many inputs: {len(items)} (max_inputs is {model.max_inputs}).",
                           param="input", code="too_many_inputs")
+
+    def param(i: int) -> str:
+        return "input" if isinstance(raw, str) or len(items) == 1 else f"input[{i}]"
+
+    for i, item in enumerate(items):
+        if not item:
+            raise bad_request("Input must not be an empty string." if isinstance(item, str)
+                              else "Token-id input must not be empty.", param=param(i))
+        if not isinstance(item, str):
+            sampling.check_token_ids(model, item, param(i))
+    texts = [item for item in items if isinstance(item, str)]
+    tokenized = iter(await model.tokenize_all(texts) if texts else [])
     out = []
     for i, item in enumerate(items):
-        param = "input" if isinstance(raw, str) or len(items) == 1 else f"input[{i}]"
-        if isinstance(item, str):
-            if not item:
-                raise bad_request("Input must not be an empty string.", param=param)
-            tokens = runtime.tokenize(item)
-        else:
-            if not item:
-                raise bad_request("Token-id input must not be empty.", param=param)
-            sampling.check_token_ids(runtime, item, param)
-            tokens = list(item)
-        if len(tokens) > runtime.max_tokens:
+        tokens = next(tokenized) if isinstance(item, str) else list(item)
+        if len(tokens) > model.max_tokens:
             if not req.truncate:
                 raise bad_request(
                     f"Input {i} has {len(tokens)} tokens, over the model's maximum of "
-                    f"{runtime.max_tokens}. Shorten it, or send \"truncate\": true.",
-                    param=param, code="context_length_exceeded")
-            tokens = tokens[: runtime.max_tokens]
+                    f"{model.max_tokens}. Shorten it, or send \"truncate\": true.",
+                    param=param(i), code="context_length_exceeded")
+            tokens = tokens[: model.max_tokens]
         out.append(tokens)
     return out
 
@@ -70,7 +73,7 @@ async def create_embeddings(req: EmbeddingRequest, request: Request) -> Response
     return await pipeline.serve(EmbeddingsRoute(req, request))
 
 
-class EmbeddingsRoute(pipeline.Route[EmbeddingRequest, EmbeddingRuntime]):
+class EmbeddingsRoute(pipeline.Route[EmbeddingRequest, EmbeddingsModel]):
     cache_route = "embeddings"
     inputs: list[list[int]]
 
@@ -81,10 +84,10 @@ class EmbeddingsRoute(pipeline.Route[EmbeddingRequest, EmbeddingRuntime]):
         check_texts([raw] if isinstance(raw, str) else [x for x in raw if isinstance(x, str)],
                     limits, "input")
 
-    async def acquire(self) -> EmbeddingRuntime:
+    async def acquire(self) -> EmbeddingsModel:
         return await leases.acquire_kind(self.request, self.req.model, EMBEDDINGS)
 
-    def count(self, runtime: EmbeddingRuntime) -> tuple[int, int]:
+    async def count(self, runtime: EmbeddingsModel) -> tuple[int, int]:
         req = self.req
         if req.dimensions is not None:
             if not runtime.matryoshka:
@@ -93,13 +96,13 @@ class EmbeddingsRoute(pipeline.Route[EmbeddingRequest, EmbeddingRuntime]):
             if req.dimensions > runtime.dimension:
                 raise bad_request(f"dimensions must be at most {runtime.dimension}.",
                                   param="dimensions")
-        self.inputs = _inputs(req, runtime)
+        self.inputs = await _inputs(req, runtime)
         return sum(len(t) for t in self.inputs), 0
 
     def deterministic(self) -> bool:
         return True
 
-    async def respond(self, runtime: EmbeddingRuntime, plan: CachePlan) -> Response:
+    async def respond(self, runtime: EmbeddingsModel, plan: CachePlan) -> Response:
         req, tokens = self.req, sum(len(t) for t in self.inputs)
         vectors = await runtime.embed(self.inputs, req.dimensions)
         body = {"object": "list", "model": req.model,

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from modelserve.api.protocol import ErrorBody, ErrorResponse
-from modelserve.worker.errors import WorkerDied
+from modelserve.failures import QueueFull, WorkerDied, WorkerStalled
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +55,33 @@ class BodyTimeout(StarletteHTTPException):
 
     def __init__(self, message: str) -> None:
         super().__init__(408, message, headers={"Connection": "close"})
+
+
+def queue_full(what: str = "requests") -> APIError:
+    """A model's queue is full: the one 429 every route answers for it."""
+    return APIError(429, f"The server is busy: too many {what} are waiting for this model. "
+                     "Please retry shortly.", type="rate_limit_error", code="queue_full",
+                     headers={"Retry-After": "1"})
+
+
+def model_unavailable(detail: str, retry_after: float = 5.0, name: str | None = None,
+                      loading: bool = False) -> APIError:
+    """A model that cannot serve now (its worker died, it restarts, it loads): the one 503
+    every route answers for it, streamed or not."""
+    subject = f"The model '{name}'" if name else "The model"
+    return APIError(503, f"{subject} is not available: {detail}. Please retry shortly.",
+                    type="server_error", param="model" if name else None,
+                    code="model_loading" if loading else "model_unavailable",
+                    headers={"Retry-After": str(max(1, round(retry_after)))})
+
+
+def model_failure(error: BaseException) -> APIError | None:
+    """The answer for a model failure raised as an exception (None: not one of those)."""
+    if isinstance(error, QueueFull):
+        return queue_full()
+    if isinstance(error, WorkerDied | WorkerStalled):
+        return model_unavailable(str(error))
+    return None
 
 
 def bad_request(message: str, param: str | None = None, code: str | None = None) -> APIError:
@@ -120,11 +147,13 @@ def install_error_handlers(app: FastAPI) -> None:
                                   code=getattr(exc, "code", None),
                                   headers=getattr(exc, "headers", None)))
 
+    @app.exception_handler(QueueFull)
     @app.exception_handler(WorkerDied)
-    async def _worker_died(request: Request, exc: WorkerDied) -> JSONResponse:
-        return _response(APIError(503, f"The model is not available: {exc}. Please retry "
-                                  "shortly.", type="server_error", code="model_unavailable",
-                                  headers={"Retry-After": "5"}))
+    @app.exception_handler(WorkerStalled)
+    async def _model_failure(request: Request, exc: Exception) -> JSONResponse:
+        answer = model_failure(exc)
+        assert answer is not None
+        return _response(answer)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

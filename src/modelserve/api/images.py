@@ -14,7 +14,7 @@ from starlette.datastructures import UploadFile
 
 from modelserve.api import leases, pipeline, streams
 from modelserve.api.caching import CachePlan
-from modelserve.api.errors import APIError, bad_request
+from modelserve.api.errors import APIError, bad_request, queue_full
 from modelserve.api.image_uploads import decode_upload, to_mask
 from modelserve.api.openapi import error_responses, form_schema
 from modelserve.api.protocol_images import (
@@ -25,16 +25,11 @@ from modelserve.api.protocol_images import (
     ImagesResponse,
 )
 from modelserve.config_sections import InputLimits
-from modelserve.engine.scheduler import QueueFull
-from modelserve.kinds.images import IMAGES
-from modelserve.runtimes.diffusion import (
-    Cancelled,
-    DiffusionRuntime,
-    ImageJob,
-    Mode,
-    UnsupportedMode,
-)
+from modelserve.failures import QueueFull, WorkerDied, WorkerStalled
+from modelserve.kinds.images import IMAGES, URL_STORE, ImagesModel
+from modelserve.runtimes.image_jobs import Cancelled, ImageJob, Mode, UnsupportedMode
 from modelserve.runtimes.image_sizes import SizeError, check_size, resolve_size
+from modelserve.runtimes.image_store import ImageStore
 
 router = APIRouter()
 
@@ -46,14 +41,14 @@ _FILE = {"type": "string", "format": "binary"}
 DEFAULT_STRENGTH = {"image": 0.8, "inpaint": 1.0}
 
 
-def _size(text: str | None, runtime: DiffusionRuntime) -> tuple[int, int]:
+def _size(text: str | None, runtime: ImagesModel) -> tuple[int, int]:
     try:
         return resolve_size(text, runtime.limits)
     except SizeError as exc:
         raise bad_request(str(exc), param="size", code="invalid_size") from None
 
 
-def _steps(req: ImageFields, runtime: DiffusionRuntime) -> int:
+def _steps(req: ImageFields, runtime: ImagesModel) -> int:
     """The request's fields checked against the model's caps; its denoising steps."""
     opts = runtime.options
     if req.stream:
@@ -67,7 +62,7 @@ def _steps(req: ImageFields, runtime: DiffusionRuntime) -> int:
     return steps
 
 
-def _job(req: ImageFields, runtime: DiffusionRuntime, size: tuple[int, int],
+def _job(req: ImageFields, runtime: ImagesModel, size: tuple[int, int],
          mode: Mode = "text") -> ImageJob:
     return ImageJob(prompt=req.prompt, width=size[0], height=size[1],
                     steps=_steps(req, runtime), n=req.n, negative_prompt=req.negative_prompt,
@@ -75,7 +70,7 @@ def _job(req: ImageFields, runtime: DiffusionRuntime, size: tuple[int, int],
                     output_format=req.output_format)
 
 
-class _ImageRoute(pipeline.Route[ImageFields, DiffusionRuntime]):
+class _ImageRoute(pipeline.Route[ImageFields, ImagesModel]):
     """What both image routes share: never cached, admitted for concurrency only (requests
     per minute were counted at auth)."""
 
@@ -84,7 +79,7 @@ class _ImageRoute(pipeline.Route[ImageFields, DiffusionRuntime]):
     def check_limits(self, limits: InputLimits) -> None:
         pass  # the model's own caps (n, steps, sizes) are checked in `count`
 
-    async def acquire(self) -> DiffusionRuntime:
+    async def acquire(self) -> ImagesModel:
         return await leases.acquire_kind(self.request, self.req.model, IMAGES)
 
     def deterministic(self) -> bool:
@@ -92,22 +87,22 @@ class _ImageRoute(pipeline.Route[ImageFields, DiffusionRuntime]):
 
 
 class GenerationRoute(_ImageRoute):
-    def count(self, runtime: DiffusionRuntime) -> tuple[int, int]:
+    async def count(self, runtime: ImagesModel) -> tuple[int, int]:
         self.job = _job(self.req, runtime, _size(self.req.size, runtime))
         return 0, 0
 
-    async def respond(self, runtime: DiffusionRuntime, plan: CachePlan) -> Response:
+    async def respond(self, runtime: ImagesModel, plan: CachePlan) -> Response:
         return await _respond(self.request, runtime, self.job, self.req)
 
 
-async def _respond(request: Request, runtime: DiffusionRuntime, job: ImageJob,
+async def _respond(request: Request, runtime: ImagesModel, job: ImageJob,
                    req: ImageFields) -> Response:
     try:
         blobs = await streams.unless_disconnected(request, runtime.generate(job), [])
     except QueueFull:
-        raise APIError(429, "The server is busy: too many image requests are waiting for this "
-                       "model. Please retry shortly.", type="rate_limit_error",
-                       code="queue_full", headers={"Retry-After": "1"}) from None
+        raise queue_full("image requests") from None
+    except (WorkerDied, WorkerStalled):
+        raise  # answered 503 model_unavailable, as on every route (api/errors.py)
     except Cancelled:
         raise APIError(499, "client disconnected", code="client_closed_request") from None
     except UnsupportedMode as exc:
@@ -149,7 +144,7 @@ async def _decode(file: UploadFile | None, param: str, max_pixels: int) -> Image
     return await asyncio.to_thread(decode_upload, data, param, max_pixels)
 
 
-def _edit_size(req: ImageEditRequest, runtime: DiffusionRuntime,
+def _edit_size(req: ImageEditRequest, runtime: ImagesModel,
                image: Image.Image) -> tuple[int, int]:
     """`size` when sent (the image is resized to it); otherwise the image's own size."""
     if req.size is not None and req.size.strip() != "auto":
@@ -170,11 +165,11 @@ class EditRoute(_ImageRoute):
         self.edit = req
         self.image_file, self.mask_file = image, mask
 
-    def count(self, runtime: DiffusionRuntime) -> tuple[int, int]:
+    async def count(self, runtime: ImagesModel) -> tuple[int, int]:
         _steps(self.req, runtime)
         return 0, 0
 
-    async def prepare(self, runtime: DiffusionRuntime) -> None:
+    async def prepare(self, runtime: ImagesModel) -> None:
         max_pixels = runtime.options.max_input_pixels
         image = await _decode(self.image_file, "image", max_pixels)
         assert image is not None
@@ -199,7 +194,7 @@ class EditRoute(_ImageRoute):
                 job.mask = job.mask.resize(size, Image.Resampling.NEAREST)
         self.job = job
 
-    async def respond(self, runtime: DiffusionRuntime, plan: CachePlan) -> Response:
+    async def respond(self, runtime: ImagesModel, plan: CachePlan) -> Response:
         return await _respond(self.request, runtime, self.job, self.req)
 
 
@@ -245,8 +240,9 @@ async def create_variation() -> Response:
     **error_responses(404)})
 async def get_image(image_id: str, request: Request) -> Response:
     """An image made with `response_format: url`, until its TTL runs out."""
-    for runtime in request.app.state.registry.loaded_of(IMAGES).values():
-        stored = runtime.store.get(image_id)
+    stores: list[ImageStore] = request.app.state.registry.kept_values(URL_STORE)
+    for store in stores:  # every image model's, loaded or not: urls outlive restarts
+        stored = store.get(image_id)
         if stored is not None:
             return Response(stored.data, media_type=stored.media_type,
                             headers={"Cache-Control": "private, max-age=60"})

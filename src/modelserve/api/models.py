@@ -1,7 +1,8 @@
 """GET /v1/models and /v1/models/{id}: every model a request may name.
 
 Unloaded models are listed too when they would load on first use (lazy loading is on), as
-Ollama lists what it can run; models that failed to load or cannot load now are left out.
+Ollama lists what it can run, and so are restarting ones (a request waits for them); models
+that failed to load or cannot load now are left out.
 """
 
 from __future__ import annotations
@@ -17,17 +18,14 @@ router = APIRouter()
 
 
 def _card(entry: ModelEntry) -> ModelCard:
-    created = entry.current.runtime.created if entry.current else 0
-    # How a loaded chat model is told about tools: its own template, or a system prompt.
-    template = getattr(entry.current.runtime, "template", None) if entry.current else None
-    tools = None if template is None else (
-        "template" if template.supports_tools else "system_prompt")
-    return ModelCard(id=entry.spec.name, created=created, kind=entry.spec.kind,
-                     state=entry.state.value, tools=tools)
+    front = entry.current.front if entry.current else None
+    return ModelCard(id=entry.spec.name, created=front.created if front else 0,
+                     kind=entry.spec.kind, state=entry.state.value,
+                     **(front.card() if front else {}))
 
 
 def _listed(registry: ModelRegistry, entry: ModelEntry) -> bool:
-    if entry.state is ModelState.READY or entry.state is ModelState.LOADING:
+    if entry.state in (ModelState.READY, ModelState.LOADING, ModelState.RESTARTING):
         return True
     return entry.state is ModelState.UNLOADED and registry.policy.lazy_load
 

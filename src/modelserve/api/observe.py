@@ -35,6 +35,7 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 class RequestContext:
     request_id: str
     started: float
+    deadline: float | None = None  # the event loop's time when request_timeout_seconds ends
     key_id: str | None = None
     key: KeyInfo | None = None
     model: str | None = None
@@ -79,6 +80,7 @@ class RequestObserver:
         incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         ctx = RequestContext(incoming if _SAFE_ID.match(incoming) else uuid.uuid4().hex,
                              time.perf_counter())
+        ctx.deadline = asyncio.get_running_loop().time() + self.timeout
         scope.setdefault("state", {})["ctx"] = ctx
         status, started = 500, False
 

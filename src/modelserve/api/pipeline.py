@@ -49,8 +49,9 @@ class Route(ABC, Generic[Req, RT]):
     async def acquire(self) -> RT: ...
 
     @abstractmethod
-    def count(self, runtime: RT) -> tuple[int, int]:
-        """(prompt tokens, max new tokens) to admit; raise a 400 for a bad request."""
+    async def count(self, runtime: RT) -> tuple[int, int]:
+        """(prompt tokens, max new tokens) to admit; raise a 400 for a bad request. Never
+        blocks the loop on the model's worker: at most an awaited call."""
 
     @abstractmethod
     def deterministic(self) -> bool:
@@ -72,7 +73,7 @@ async def serve(route: Route[Req, RT]) -> Response:
     request = route.request
     route.check_limits(limits_of(request))
     runtime = await route.acquire()
-    prompt_tokens, max_new_tokens = route.count(runtime)
+    prompt_tokens, max_new_tokens = await route.count(runtime)
     await admission.admit(request, prompt_tokens, max_new_tokens)
     plan = CachePlan.start(request, route.cache_route, route.req, route.deterministic())
     hit = await plan.lookup()

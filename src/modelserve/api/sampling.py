@@ -6,18 +6,18 @@ from __future__ import annotations
 from modelserve.api.errors import APIError, bad_request
 from modelserve.api.protocol import SamplingFields, TokenLogprobEntry, TopLogprob, Usage
 from modelserve.engine.sequence import SamplingParams, TokenLogprob
-from modelserve.runtimes.embeddings import EmbeddingRuntime
-from modelserve.runtimes.llama_chat import LlamaChatRuntime
+from modelserve.kinds.chat import ChatModel
+from modelserve.kinds.embeddings import EmbeddingsModel
 
 
-def check_token_ids(runtime: LlamaChatRuntime | EmbeddingRuntime, tokens: list[int],
+def check_token_ids(runtime: ChatModel | EmbeddingsModel, tokens: list[int],
                     param: str) -> None:
     bad = next((t for t in tokens if not 0 <= t < runtime.n_vocab), None)
     if bad is not None:
         raise bad_request(f"token id {bad} is out of range [0, {runtime.n_vocab})", param=param)
 
 
-def completion_budget(runtime: LlamaChatRuntime, prompt_len: int, requested: int | None,
+def completion_budget(runtime: ChatModel, prompt_len: int, requested: int | None,
                       param: str) -> int:
     """Max new tokens for a prompt; an over-long prompt or request is a 400 with the counts."""
     limit = runtime.context_size
@@ -32,7 +32,7 @@ def completion_budget(runtime: LlamaChatRuntime, prompt_len: int, requested: int
     return requested if requested is not None else limit - prompt_len
 
 
-def sampling_params(req: SamplingFields, runtime: LlamaChatRuntime, max_tokens: int,
+def sampling_params(req: SamplingFields, runtime: ChatModel, max_tokens: int,
                     choice: int, top_logprobs: int | None, grammar: str | None = None
                     ) -> SamplingParams:
     bias = tuple((int(k), float(v)) for k, v in (req.logit_bias or {}).items())
@@ -52,7 +52,7 @@ def usage(prompt_tokens: int, completion_tokens: int, cached: int) -> Usage:
                  prompt_tokens_details={"cached_tokens": cached})
 
 
-def chat_logprob_entry(runtime: LlamaChatRuntime, lp: TokenLogprob) -> TokenLogprobEntry:
+def chat_logprob_entry(runtime: ChatModel, lp: TokenLogprob) -> TokenLogprobEntry:
     def top(token: int, logprob: float) -> TopLogprob:
         return TopLogprob(token=runtime.token_text(token), logprob=logprob,
                           bytes=list(runtime.token_bytes(token)))

@@ -12,27 +12,27 @@ from typing import Any, TypeVar
 from fastapi import Request
 from fastapi.responses import StreamingResponse
 
-from modelserve.api.errors import APIError
-from modelserve.engine.scheduler import QueueFull
+from modelserve.api.errors import APIError, model_unavailable, queue_full
+from modelserve.engine.generation import Generation
 from modelserve.engine.sequence import ImageSpan, SamplingParams, StepOutput, TokenLogprob
-from modelserve.runtimes.llama_chat import Generation, LlamaChatRuntime
+from modelserve.failures import BUSY, UNAVAILABLE
+from modelserve.kinds.chat import ChatModel
 
 T = TypeVar("T")
 
 
-def submit_all(runtime: LlamaChatRuntime, jobs: list[tuple[list[int], SamplingParams]],
+def submit_all(model: ChatModel, jobs: list[tuple[list[int], SamplingParams]],
                images: list[ImageSpan] | None = None) -> list[Generation]:
-    """Queue every choice or none: a full queue cancels what was queued and answers 429."""
+    """Queue every choice or none: a refusal (a full queue, a dead or stalled worker)
+    cancels what was queued and is answered as api/errors.py says."""
     started: list[Generation] = []
     try:
         for prompt, params in jobs:
-            started.append(runtime.submit(prompt, params, images))
-    except QueueFull:
+            started.append(model.submit(prompt, params, images))
+    except BaseException:
         for gen in started:
             gen.cancel()
-        raise APIError(429, "The server is busy: too many requests are waiting for this model. "
-                       "Please retry shortly.", type="rate_limit_error", code="queue_full",
-                       headers={"Retry-After": "1"}) from None
+        raise
     return started
 
 
@@ -61,12 +61,13 @@ async def collect(gen: Generation) -> ChoiceResult:
 
 
 def raise_if_failed(out: StepOutput) -> None:
-    if out.finish_reason == "error" and out.unavailable:
-        raise APIError(503, f"generation failed: {out.error}. Please retry shortly.",
-                       type="server_error", code="model_unavailable",
-                       headers={"Retry-After": "5"})
-    if out.finish_reason == "error":
-        raise APIError(500, f"generation failed: {out.error}", type="server_error")
+    if out.finish_reason != "error":
+        return
+    if out.error_code == UNAVAILABLE:
+        raise model_unavailable(f"generation failed: {out.error}")
+    if out.error_code == BUSY:
+        raise queue_full()
+    raise APIError(500, f"generation failed: {out.error}", type="server_error")
 
 
 async def merge(gens: list[Generation]) -> AsyncIterator[tuple[int, StepOutput]]:

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from modelserve.failures import WorkerDied
+
 logger = logging.getLogger(__name__)
 
 Encoder = Callable[[list[list[int]]], npt.NDArray[np.float32]]
@@ -62,10 +64,13 @@ class EmbeddingBatcher:
         self._max_wait = max_wait_ms / 1000
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self.stats = BatchStats()
+        self._failed: WorkerDied | None = None
         self._thread = threading.Thread(target=self._run, name="embed-batcher", daemon=True)
         self._thread.start()
 
     async def embed(self, inputs: list[list[int]]) -> list[npt.NDArray[np.float32]]:
+        if self._failed is not None:
+            raise self._failed
         loop = asyncio.get_running_loop()
         items = [_Item(tokens, loop.create_future(), loop) for tokens in inputs]
         for item in items:
@@ -75,6 +80,16 @@ class EmbeddingBatcher:
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join(timeout=30)
+
+    def _drain(self) -> list[_Item]:
+        drained: list[_Item] = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return drained
+            if item is not None:
+                drained.append(item)
 
     def _collect(self, first: _Item) -> list[_Item]:
         items, tokens = [first], len(first.tokens)
@@ -98,10 +113,20 @@ class EmbeddingBatcher:
         return items
 
     def _run(self) -> None:
-        while (first := self._queue.get()) is not None:
-            items = [i for i in self._collect(first) if not i.future.cancelled()]
-            for batch in plan_batches([len(i.tokens) for i in items], self._max_tokens):
-                self._run_batch([items[i] for i in batch])
+        items: list[_Item] = []
+        try:
+            while (first := self._queue.get()) is not None:
+                items = [i for i in self._collect(first) if not i.future.cancelled()]
+                for batch in plan_batches([len(i.tokens) for i in items], self._max_tokens):
+                    self._run_batch([items[i] for i in batch])
+        except BaseException as exc:
+            # Not a failed forward pass (that fails its batch only) but a bug here: fail what
+            # is waiting rather than leave it hanging, then let the thread end, which ends a
+            # worker process (the registry restarts it).
+            self._failed = WorkerDied(f"the embeddings batcher failed: {exc}")
+            waiting = [i for i in items + self._drain() if not i.future.done()]
+            _resolve(waiting, [self._failed] * len(waiting))
+            raise
 
     def _run_batch(self, batch: list[_Item]) -> None:
         try:

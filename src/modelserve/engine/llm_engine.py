@@ -19,6 +19,7 @@ from modelserve.engine.detokenizer import IncrementalText
 from modelserve.engine.model_runner import Sampled, StepResult
 from modelserve.engine.scheduler import BatchPlan, Scheduler
 from modelserve.engine.sequence import Sequence, SequenceStatus, StepOutput
+from modelserve.failures import UNAVAILABLE, WorkerDied
 
 
 @dataclass
@@ -68,6 +69,7 @@ class LLMEngine:
         self._aborts: set[int] = set()
         self._texts: dict[int, IncrementalText] = {}  # per running sequence
         self._stopping = False
+        self._failed: str | None = None  # why the loop ended by an exception
         self._warmed_up = threading.Event()
         self._warm_up_error: Exception | None = None
         self._thread = threading.Thread(target=self._run, name="llm-engine", daemon=True)
@@ -114,6 +116,8 @@ class LLMEngine:
     def submit(self, seq: Sequence) -> None:
         """Queue a sequence; raises QueueFull when the waiting queue is at capacity."""
         with self._cond:
+            if self._failed is not None:
+                raise WorkerDied(self._failed)
             if self._stopping:
                 raise RuntimeError("engine is stopped")
             self.scheduler.add(seq)
@@ -135,12 +139,29 @@ class LLMEngine:
             return
         finally:
             self._warmed_up.set()
+        try:
+            self._loop()
+        except BaseException as exc:
+            # A bug or a native error the runner did not contain: every sequence ends with a
+            # 503 now (not a stream that hangs, nor a queue that stays full), then the thread
+            # ends with the exception; in a worker process that ends the worker, which the
+            # registry restarts.
+            self._failed = f"the engine loop failed: {type(exc).__name__}: {exc}"
+            self._fail_all(self._failed, UNAVAILABLE)
+            if self.after_step is not None:
+                self.after_step()
+            raise
+        self._fail_all("engine stopped")
+        if self.after_step is not None:
+            self.after_step()
+
+    def _loop(self) -> None:
         while True:
             with self._cond:
                 while not self._stopping and not self._aborts and not self.scheduler.has_work():
                     self._cond.wait()
                 if self._stopping:
-                    break
+                    return
                 self._apply_aborts()
                 plan = self.scheduler.schedule()
                 self._start_new()
@@ -148,9 +169,6 @@ class LLMEngine:
                 self._step(plan)
             if self.after_step is not None:
                 self.after_step()
-        self._fail_all("engine stopped")
-        if self.after_step is not None:
-            self.after_step()
 
     def _apply_aborts(self) -> None:
         for seq in [*self.scheduler.waiting, *self.scheduler.running]:
@@ -213,7 +231,7 @@ class LLMEngine:
         seq.sink(out)
 
     def _finish(self, seq: Sequence, reason: str, out: StepOutput | None = None,
-                error: str | None = None) -> None:
+                error: str | None = None, code: str | None = None) -> None:
         """Release the sequence's slot and tell its consumer (call with the lock held)."""
         if seq.status is SequenceStatus.FINISHED:
             return
@@ -226,9 +244,10 @@ class LLMEngine:
                                 cached_tokens=seq.cached_tokens)
         out.finish_reason = reason
         out.error = error
+        out.error_code = code
         seq.sink(out)
 
-    def _fail_all(self, message: str) -> None:
+    def _fail_all(self, message: str, code: str | None = None) -> None:
         with self._cond:
             for seq in [*self.scheduler.waiting, *self.scheduler.running]:
-                self._finish(seq, "error", error=message)
+                self._finish(seq, "error", error=message, code=code)

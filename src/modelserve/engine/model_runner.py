@@ -95,6 +95,7 @@ class ModelRunner:
     def _eval_image(self, piece: ImageSlice, result: StepResult) -> None:
         started = time.perf_counter()
         end = piece.offset + piece.count
+        assert piece.span.embd is not None  # attached when the sequence started
         try:
             self.ctx.decode_embeddings(piece.span.embd[piece.offset:end],
                                        piece.span.pos[:, piece.offset:end], piece.seq.slot,

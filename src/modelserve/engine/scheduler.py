@@ -18,15 +18,12 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from modelserve.engine.sequence import ImageSpan, Sequence, SequenceStatus
+from modelserve.failures import QueueFull
 
 # A running set with a hole in its slot ids costs an extra pass over the weights on every
 # step (see `schedule`), so a far-off slot is chosen for its cached prefix only when that
 # saves at least this many prompt tokens over the lowest free slot.
 REUSE_WORTH_A_GAP = 256
-
-
-class QueueFull(Exception):
-    """The waiting queue is at capacity."""
 
 
 @dataclass

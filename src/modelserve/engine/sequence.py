@@ -53,7 +53,9 @@ class StepOutput:
     cached_tokens: int = 0
     error: str | None = None
     queue_seconds: float | None = None  # on the first token: submit to slot, in the engine
-    unavailable: bool = False  # an error because the model's worker died (503, retryable)
+    # With "error": what it stands for (failures.UNAVAILABLE: the model's worker died or its
+    # engine failed, 503; failures.BUSY: its queue was full, 429); None: a 500.
+    error_code: str | None = None
 
 
 class TimingSink(Protocol):
@@ -73,21 +75,38 @@ class ImageSpan:
     In the prompt's token list the span holds a pseudo-token id (negative, so outside every
     vocabulary) derived from the image's hash: prefix matching then reuses an image's KV only
     for the very same image, and stops where two prompts' images differ.
+
+    The embeddings (megabytes for a big projector) never cross a worker's pipe: pickling
+    drops them, and the worker takes them back from its projector's cache by `image_id`, so
+    the `n` choices of a request, or a later turn showing the same image, send none of them.
     """
 
     start: int
-    embd: npt.NDArray[np.float32]  # (n_tokens, n_embd), from the projector
+    n_tokens: int
     pos: npt.NDArray[np.int32]  # (n_pos_per_embd, n_tokens): 1 row, or 4 for M-RoPE models
     n_pos: int  # positions the span advances (differs from n_tokens for M-RoPE)
+    image_id: str = ""  # the image's content hash (mtmd's bitmap id)
     non_causal: bool = False  # attend both ways inside the image: evaluate it in one decode
+    embd: npt.NDArray[np.float32] | None = None  # (n_tokens, n_embd), from the projector
 
-    @property
-    def n_tokens(self) -> int:
-        return int(self.embd.shape[0])
+    def __getstate__(self) -> dict[str, object]:
+        return {**vars(self), "embd": None}
 
     @property
     def end(self) -> int:
         return self.start + self.n_tokens
+
+
+@dataclass
+class MultimodalPrompt:
+    """A rendered prompt: text tokens, and each image's pseudo-token id over its span."""
+
+    tokens: list[int]
+    images: list[ImageSpan] = field(default_factory=list)
+
+    @property
+    def image_tokens(self) -> int:
+        return sum(span.n_tokens for span in self.images)
 
 
 class SequenceStatus(Enum):

@@ -1,32 +1,32 @@
-"""What every model kind declares: its runtimes and options, how its runtime is built, its
-routes, its scrape-time metrics and its load hook. The rest of the server reads these
-declarations and never switches on a kind's name or its runtime class."""
+"""What every model kind declares: its runtimes and their options, what its models are used
+for, its scrape-time metrics, and where its two wirings live (kinds/wiring.py). The rest of
+the server reads these declarations and never switches on a kind's name or its classes.
+
+`F` is the kind's front: what the routes hold of one of its models in the API process, typed
+as a Protocol the kind's module declares (e.g. kinds/chat.py's ChatModel)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel
 
-if TYPE_CHECKING:
-    from fastapi import APIRouter
 
-    from modelserve.config import ModelSpec
-    from modelserve.metrics import ServerMetrics
-    from modelserve.worker.handle import WorkerHandle
-
-
-class ModelRuntime(Protocol):
-    """What the registry and /v1/models need of any loaded model, whatever its kind."""
+class ModelFront(Protocol):
+    """What the registry and /v1/models need of any loaded model's front, whatever its kind."""
 
     created: int  # Unix time it loaded: the `created` of its /v1/models card
 
-    def close(self) -> None: ...
+    def card(self) -> dict[str, Any]:
+        """Fields of its /v1/models card besides id, kind and state."""
+
+    def close(self) -> None:
+        """Free what it holds in the API process (after the last request using it)."""
 
 
-R = TypeVar("R", bound=ModelRuntime)
+F = TypeVar("F", bound=ModelFront)
 
 
 @dataclass(frozen=True)
@@ -39,38 +39,22 @@ class MetricDef:
     stats_field: str
 
 
-def _no_hook(runtime: Any, metrics: ServerMetrics, name: str) -> None:
-    """Most kinds have nothing to wire up once loaded."""
-
-
-def _no_extra_sources(spec: ModelSpec) -> list[tuple[str, object]]:
+def _no_extra_sources(options: Any) -> list[tuple[str, object]]:
     return []
 
 
 @dataclass(frozen=True)
-class ModelKind(Generic[R]):
-    """One model kind. `R` is its runtime class, so a typed lookup hands routes that class
-    (or its front end, which offers the routes the same methods).
-
-    `build`, `front`, `routers` and `stats` import their modules when called: config parsing
-    reads this declaration, and must not pull in llama.cpp, torch or diffusers.
-    """
-
+class ModelKind(Generic[F]):
     name: str
     # runtime name (the YAML `runtime:`) -> the pydantic model of its `options:`
     runtimes: dict[str, type[BaseModel]]
     default_runtime: str
-    build: Callable[[ModelSpec], R]
-    # In the worker process: what the front end needs to know of the built runtime.
-    describe: Callable[[R], dict[str, Any]]
-    # In the API process: what the routes hold while the runtime runs in its worker.
-    front: Callable[[ModelSpec, WorkerHandle, dict[str, Any]], R]
-    routers: Callable[[], Sequence[APIRouter]]
-    metrics: tuple[MetricDef, ...]
-    stats: Callable[[R], object]
     # what the wrong-kind error says this kind's models are used for
     use: str
-    on_loaded: Callable[[R, ServerMetrics, str], None] = _no_hook
-    # (request param, source) of files besides `source` that an admin load must check
-    extra_sources: Callable[[ModelSpec], list[tuple[str, object]]] = field(
+    metrics: tuple[MetricDef, ...]
+    runtime: str  # "module:attr" of its KindRuntime (imported in the worker process)
+    serving: str  # "module:attr" of its KindServing (imported in the API process)
+    # (request param, source) of files besides `source` that an admin load must check,
+    # from the runtime's options
+    extra_sources: Callable[[Any], list[tuple[str, object]]] = field(
         default=_no_extra_sources)

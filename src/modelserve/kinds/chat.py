@@ -2,66 +2,74 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from modelserve.config import LlamaCppOptions
 from modelserve.kinds.base import MetricDef, ModelKind
+from modelserve.kinds.options import LlamaCppOptions
 
-if TYPE_CHECKING:
-    from fastapi import APIRouter
-
-    from modelserve.config import ModelSpec
-    from modelserve.engine.llm_engine import EngineStats
-    from modelserve.metrics import ServerMetrics
-    from modelserve.runtimes.llama_chat import LlamaChatRuntime
-    from modelserve.worker.handle import WorkerHandle
-
-
-def _build(spec: ModelSpec) -> LlamaChatRuntime:
-    from modelserve.runtimes.llama_chat import LlamaChatRuntime
-
-    return LlamaChatRuntime(spec)
+if TYPE_CHECKING:  # leaf modules, imported for the types only: config parsing stays light
+    from modelserve.engine.generation import Generation
+    from modelserve.engine.sequence import (
+        ImageSpan,
+        MultimodalPrompt,
+        SamplingParams,
+        TimingSink,
+    )
+    from modelserve.images.decode import DecodedImage
+    from modelserve.runtimes.chat_template import ChatTemplate
 
 
-def _describe(runtime: LlamaChatRuntime) -> dict[str, Any]:
-    return runtime.describe()
+class ChatModel(Protocol):
+    """What the chat, completions and tokenize routes hold of a chat model (fronts/chat.py):
+    tokenizer and template here, generation in its worker."""
+
+    created: int
+    context_size: int
+    image_marker: str | None  # what stands for an image in message content; None: text only
+    template: ChatTemplate
+    timing: TimingSink | None
+
+    @property
+    def n_vocab(self) -> int: ...
+
+    def card(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+    def has_token(self, text: str) -> bool: ...
+
+    def tokenize(self, text: str) -> list[int]: ...
+
+    def render_chat(self, messages: list[dict[str, Any]],
+                    tools: list[dict[str, Any]] | None = None,
+                    variables: dict[str, Any] | None = None) -> list[int]: ...
+
+    def token_text(self, token: int) -> str: ...
+
+    def token_bytes(self, token: int) -> bytes: ...
+
+    def detokenize(self, tokens: list[int]) -> str: ...
+
+    async def render_multimodal(self, messages: list[dict[str, Any]],
+                                images: list[DecodedImage],
+                                tools: list[dict[str, Any]] | None = None,
+                                variables: dict[str, Any] | None = None) -> MultimodalPrompt:
+        """Render and encode the images (in the worker, which keeps their embeddings)."""
+
+    def submit(self, prompt: list[int], params: SamplingParams,
+               images: list[ImageSpan] | None = None) -> Generation:
+        """Start one sequence (raises QueueFull at capacity)."""
 
 
-def _front(spec: ModelSpec, worker: WorkerHandle, info: dict[str, Any]) -> LlamaChatRuntime:
-    from modelserve.worker.chat_front import ChatFront
-
-    # The front end offers the routes this runtime's methods (typed as the runtime).
-    return ChatFront(spec, worker, info)  # type: ignore[return-value]
+def _extra_sources(options: LlamaCppOptions) -> list[tuple[str, object]]:
+    return [("options.mmproj", options.mmproj)]
 
 
-def _routers() -> Sequence[APIRouter]:
-    from modelserve.api import chat, completions, tokenize
-
-    return (chat.router, completions.router, tokenize.router)
-
-
-def _stats(runtime: LlamaChatRuntime) -> EngineStats:
-    return runtime.engine.snapshot()
-
-
-def _on_loaded(runtime: LlamaChatRuntime, metrics: ServerMetrics, name: str) -> None:
-    # The engine records queue wait and token latencies into this model's histograms.
-    runtime.timing = metrics.timing_for(name)
-
-
-def _extra_sources(spec: ModelSpec) -> list[tuple[str, object]]:
-    return [("options.mmproj", spec.options_as(LlamaCppOptions).mmproj)]
-
-
-CHAT: ModelKind[LlamaChatRuntime] = ModelKind(
+CHAT: ModelKind[ChatModel] = ModelKind(
     name="chat",
     runtimes={"llama.cpp": LlamaCppOptions},
     default_runtime="llama.cpp",
-    build=_build,
-    describe=_describe,
-    front=_front,
-    routers=_routers,
+    use="chat or completions",
     metrics=(
         MetricDef("modelserve_running_sequences", "gauge", "Sequences holding a slot",
                   "running"),
@@ -85,8 +93,7 @@ CHAT: ModelKind[LlamaChatRuntime] = ModelKind(
         MetricDef("modelserve_kv_cache_capacity_tokens", "gauge", "KV cells in all slots",
                   "kv_capacity_tokens"),
     ),
-    stats=_stats,
-    use="chat or completions",
-    on_loaded=_on_loaded,
+    runtime="modelserve.runtimes.llama_chat:CHAT_RUNTIME",
+    serving="modelserve.fronts.chat:CHAT_SERVING",
     extra_sources=_extra_sources,
 )

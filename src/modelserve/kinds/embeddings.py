@@ -2,59 +2,43 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from modelserve.config import EmbeddingOptions
 from modelserve.kinds.base import MetricDef, ModelKind
+from modelserve.kinds.options import EmbeddingOptions
 
 if TYPE_CHECKING:
-    from fastapi import APIRouter
-
-    from modelserve.config import ModelSpec
-    from modelserve.engine.embed_batcher import BatchStats
-    from modelserve.runtimes.embeddings import EmbeddingRuntime
-    from modelserve.worker.handle import WorkerHandle
+    from modelserve.runtimes.st_layout import Floats
 
 
-def _build(spec: ModelSpec) -> EmbeddingRuntime:
-    from modelserve.runtimes.embeddings import EmbeddingRuntime
+class EmbeddingsModel(Protocol):
+    """What /v1/embeddings holds of an embeddings model (fronts/embeddings.py)."""
 
-    return EmbeddingRuntime(spec)
+    created: int
+    dimension: int
+    n_vocab: int
+    max_tokens: int  # per input
+    max_inputs: int  # per request
+    matryoshka: bool  # `dimensions` allowed
 
+    def card(self) -> dict[str, Any]: ...
 
-def _describe(runtime: EmbeddingRuntime) -> dict[str, Any]:
-    return runtime.describe()
+    def close(self) -> None: ...
 
+    async def tokenize_all(self, texts: list[str]) -> list[list[int]]: ...
 
-def _front(spec: ModelSpec, worker: WorkerHandle, info: dict[str, Any]) -> EmbeddingRuntime:
-    from modelserve.worker.embeddings_front import EmbeddingsFront
-
-    # The front end offers the routes this runtime's methods (typed as the runtime).
-    return EmbeddingsFront(spec, worker, info)  # type: ignore[return-value]
-
-
-def _routers() -> Sequence[APIRouter]:
-    from modelserve.api import embeddings
-
-    return (embeddings.router,)
+    async def embed(self, inputs: list[list[int]], dimensions: int | None = None
+                    ) -> list[Floats]: ...
 
 
-def _stats(runtime: EmbeddingRuntime) -> BatchStats:
-    return runtime.batcher.stats
-
-
-EMBEDDINGS: ModelKind[EmbeddingRuntime] = ModelKind(
+EMBEDDINGS: ModelKind[EmbeddingsModel] = ModelKind(
     name="embeddings",
     # auto: onnx where the model has (or can be given) an ONNX export, else
     # sentence-transformers; see runtimes/embeddings_auto.py for the measured rule.
     runtimes={"auto": EmbeddingOptions, "onnx": EmbeddingOptions,
               "sentence-transformers": EmbeddingOptions},
     default_runtime="auto",
-    build=_build,
-    describe=_describe,
-    front=_front,
-    routers=_routers,
+    use="embeddings",
     metrics=(
         MetricDef("modelserve_embedding_batches", "counter", "Embedding forward passes",
                   "batches"),
@@ -63,6 +47,6 @@ EMBEDDINGS: ModelKind[EmbeddingRuntime] = ModelKind(
         MetricDef("modelserve_embedding_max_batch_size", "gauge",
                   "Largest embedding batch so far", "max_batch_size"),
     ),
-    stats=_stats,
-    use="embeddings",
+    runtime="modelserve.runtimes.embeddings:EMBEDDINGS_RUNTIME",
+    serving="modelserve.fronts.embeddings:EMBEDDINGS_SERVING",
 )

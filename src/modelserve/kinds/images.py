@@ -2,55 +2,43 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from modelserve.config import DiffusionOptions
 from modelserve.kinds.base import MetricDef, ModelKind
+from modelserve.kinds.options import DiffusionOptions
 
 if TYPE_CHECKING:
-    from fastapi import APIRouter
-
-    from modelserve.config import ModelSpec
-    from modelserve.runtimes.diffusion import DiffusionRuntime, DiffusionStats
-    from modelserve.worker.handle import WorkerHandle
+    from modelserve.runtimes.image_jobs import ImageJob
+    from modelserve.runtimes.image_sizes import SizeLimits
+    from modelserve.runtimes.image_store import ImageStore
 
 
-def _build(spec: ModelSpec) -> DiffusionRuntime:
-    from modelserve.runtimes.diffusion import DiffusionRuntime
-
-    return DiffusionRuntime(spec)
+# Where an image model's `url` store is kept in its registry entry (across restarts).
+URL_STORE = "images.store"
 
 
-def _describe(runtime: DiffusionRuntime) -> dict[str, Any]:
-    return runtime.describe()
+class ImagesModel(Protocol):
+    """What the image routes hold of an image model (fronts/images.py)."""
+
+    created: int
+    options: DiffusionOptions
+    limits: SizeLimits
+    store: ImageStore  # `url` results; kept across the model's restarts
+
+    def card(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+    async def generate(self, job: ImageJob) -> list[bytes]:
+        """Encoded images (raises QueueFull when too many wait); cancelling the awaiting
+        task stops the job at its next denoising step."""
 
 
-def _front(spec: ModelSpec, worker: WorkerHandle, info: dict[str, Any]) -> DiffusionRuntime:
-    from modelserve.worker.images_front import ImagesFront
-
-    # The front end offers the routes this runtime's methods (typed as the runtime).
-    return ImagesFront(spec, worker, info)  # type: ignore[return-value]
-
-
-def _routers() -> Sequence[APIRouter]:
-    from modelserve.api import images
-
-    return (images.router,)
-
-
-def _stats(runtime: DiffusionRuntime) -> DiffusionStats:
-    return runtime.snapshot()
-
-
-IMAGES: ModelKind[DiffusionRuntime] = ModelKind(
+IMAGES: ModelKind[ImagesModel] = ModelKind(
     name="images",
     runtimes={"diffusers": DiffusionOptions},
     default_runtime="diffusers",
-    build=_build,
-    describe=_describe,
-    front=_front,
-    routers=_routers,
+    use="image generation",
     metrics=(
         MetricDef("modelserve_image_generations", "counter", "Image requests completed",
                   "generations"),
@@ -65,6 +53,6 @@ IMAGES: ModelKind[DiffusionRuntime] = ModelKind(
         MetricDef("modelserve_image_seconds", "counter", "Time inside diffusers pipeline calls",
                   "seconds"),
     ),
-    stats=_stats,
-    use="image generation",
+    runtime="modelserve.runtimes.diffusion:IMAGES_RUNTIME",
+    serving="modelserve.fronts.images:IMAGES_SERVING",
 )

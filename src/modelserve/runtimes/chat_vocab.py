@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from modelserve.config import LlamaCppOptions
+from modelserve.kinds.options import LlamaCppOptions
 from modelserve.runtimes.builtin_templates import is_builtin_name, template_for
 from modelserve.runtimes.chat_template import ChatTemplate
 from modelserve.runtimes.llama_cpp import LlamaModel

@@ -14,54 +14,19 @@ import random
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any
 
 from PIL import Image
 
-from modelserve.config import DiffusionOptions, ModelSpec
-from modelserve.engine.scheduler import QueueFull
+from modelserve.config import ModelSpec
+from modelserve.failures import QueueFull
+from modelserve.kinds.options import DiffusionOptions
+from modelserve.kinds.wiring import KindRuntime
+from modelserve.runtimes.image_jobs import Cancelled, ImageJob, Mode, UnsupportedMode
 from modelserve.runtimes.image_sizes import SizeLimits, parse_size
-from modelserve.runtimes.image_store import make_store
 
 logger = logging.getLogger(__name__)
-
-Mode = Literal["text", "image", "inpaint"]
-
-
-class Cancelled(Exception):
-    """Raised from the step callback to leave the denoising loop (and skip the VAE decode)."""
-
-
-class UnsupportedMode(Exception):
-    """The pipeline has no image-to-image or inpainting variant."""
-
-
-@dataclass
-class ImageJob:
-    prompt: str
-    width: int
-    height: int
-    steps: int
-    n: int = 1
-    negative_prompt: str | None = None
-    guidance_scale: float | None = None
-    seed: int | None = None
-    mode: Mode = "text"
-    image: Image.Image | None = None
-    mask: Image.Image | None = None
-    strength: float | None = None
-    output_format: str = "png"
-    cancel: threading.Event = field(default_factory=threading.Event)
-
-    def __getstate__(self) -> dict[str, Any]:
-        # Sent to a worker process: the cancel flag is that process's own (a Cancel message
-        # cancels the awaiting task there, which sets it).
-        return {k: v for k, v in vars(self).items() if k != "cancel"}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        vars(self).update(state, cancel=threading.Event())
-
 
 @dataclass
 class DiffusionStats:
@@ -128,7 +93,6 @@ class DiffusionRuntime:
         self._variants: dict[Mode, Any] = {"text": pipe}
         self.limits = SizeLimits(self._default_size(), opts.min_width, opts.min_height,
                                  opts.max_width, opts.max_height)
-        self.store = make_store(opts.url_storage, opts.url_ttl_seconds, opts.url_memory_bytes)
         self.stats = DiffusionStats()
         self._lock = threading.Lock()
         self._current: ImageJob | None = None
@@ -271,3 +235,14 @@ class DiffusionRuntime:
             if self._current is not None:
                 self._current.cancel.set()
         self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _describe(runtime: DiffusionRuntime) -> dict[str, Any]:
+    return runtime.describe()
+
+
+def _stats(runtime: DiffusionRuntime) -> DiffusionStats:
+    return runtime.snapshot()
+
+
+IMAGES_RUNTIME = KindRuntime(build=DiffusionRuntime, describe=_describe, stats=_stats)

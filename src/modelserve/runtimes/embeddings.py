@@ -11,8 +11,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from modelserve.config import EmbeddingOptions, ModelSpec
-from modelserve.engine.embed_batcher import EmbeddingBatcher
+from modelserve.config import ModelSpec
+from modelserve.engine.embed_batcher import BatchStats, EmbeddingBatcher
+from modelserve.failures import QueueFull, WorkerDied
+from modelserve.kinds.options import EmbeddingOptions
+from modelserve.kinds.wiring import KindRuntime
 from modelserve.runtimes.st_layout import (
     EmbeddingLayout,
     Floats,
@@ -200,6 +203,11 @@ class EmbeddingRuntime:
     def tokenize(self, text: str) -> list[int]:
         return self.backend.tokenize(text)
 
+    def tokenize_all(self, texts: list[str]) -> list[list[int]]:
+        """Every text at once: one call from the API process, for a model whose tokenizer
+        it cannot run itself (sentence-transformers' own)."""
+        return [self.backend.tokenize(text) for text in texts]
+
     def describe(self) -> dict[str, Any]:
         """What the API process's front end needs (see worker/embeddings_front.py)."""
         file = self.backend.tokenizer_file
@@ -224,9 +232,22 @@ class EmbeddingRuntime:
         of its loop, sent as one message); each gets its vectors or its own error."""
         outcomes = await asyncio.gather(*(self.embed(inputs, dims) for inputs, dims in jobs),
                                         return_exceptions=True)
-        # Errors travel back to the API process: as plain RuntimeErrors, which always pickle.
-        return [RuntimeError(f"embedding failed: {o}") if isinstance(o, BaseException) else o
-                for o in outcomes]
+        # Errors travel back to the API process: as plain RuntimeErrors, which always pickle
+        # (the model's own failures keep their type: they are answered 429 / 503).
+        return [RuntimeError(f"embedding failed: {o}")
+                if isinstance(o, BaseException) and not isinstance(o, QueueFull | WorkerDied)
+                else o for o in outcomes]
 
     def close(self) -> None:
         self.batcher.close()
+
+
+def _describe(runtime: EmbeddingRuntime) -> dict[str, Any]:
+    return runtime.describe()
+
+
+def _stats(runtime: EmbeddingRuntime) -> BatchStats:
+    return runtime.batcher.stats
+
+
+EMBEDDINGS_RUNTIME = KindRuntime(build=EmbeddingRuntime, describe=_describe, stats=_stats)

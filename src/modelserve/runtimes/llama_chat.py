@@ -2,29 +2,30 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import threading
 import time
-import weakref
-from collections.abc import AsyncIterator, Callable
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from modelserve.config import LlamaCppOptions, ModelSpec
-from modelserve.engine.llm_engine import LLMEngine
+from modelserve.config import ModelSpec
+from modelserve.engine.llm_engine import EngineStats, LLMEngine
 from modelserve.engine.model_runner import ModelRunner
 from modelserve.engine.sequence import (
     ImageSpan,
+    MultimodalPrompt,
     SamplingParams,
     Sequence,
     StepOutput,
-    TimingSink,
 )
 from modelserve.images.decode import DecodedImage
+from modelserve.kinds.options import LlamaCppOptions
+from modelserve.kinds.wiring import KindRuntime
 from modelserve.runtimes.chat_vocab import ChatVocabulary
 from modelserve.runtimes.llama_cpp import LlamaContext, LlamaModel
-from modelserve.runtimes.mtmd import MtmdProjector, MultimodalPrompt, PromptError
+from modelserve.runtimes.mtmd import MtmdProjector, PromptError
+
+if TYPE_CHECKING:
+    from modelserve.worker.methods import StreamOut
 
 logger = logging.getLogger(__name__)
 # llama.cpp logs every tensor at load; keep its warnings and errors only.
@@ -62,9 +63,6 @@ class LlamaChatRuntime(ChatVocabulary):
         self.ctx = ctx
         self._init_text(model, opts)
         self.created = int(time.time())
-        self.timing: TimingSink | None = None  # set by the server to feed its histograms
-        self.memory_bytes = model.size_bytes + (
-            model.kv_bytes_per_token() * opts.parallel * self.ctx.ctx_per_seq)
         logger.info("loaded %s from %s in %.2fs (%d slots x %d tokens)", spec.name, path,
                     time.monotonic() - started, opts.parallel, self.ctx.ctx_per_seq)
 
@@ -81,7 +79,7 @@ class LlamaChatRuntime(ChatVocabulary):
         """What the API process's front end needs to know (see worker/chat_front.py)."""
         return {"context_size": self.context_size, "image_marker": self.image_marker,
                 "capacity": self.options.parallel + self.options.max_waiting,
-                "memory_bytes": self.memory_bytes, "created": self.created}
+                "created": self.created}
 
     def close(self) -> None:
         self.engine.stop()
@@ -106,106 +104,36 @@ class LlamaChatRuntime(ChatVocabulary):
                               f"this model's batch_size allows ({limit})")
         return prompt
 
-    def start_sequence(self, prompt: list[int], params: SamplingParams,
-                       images: list[ImageSpan], sink: Callable[[StepOutput], None]) -> int:
-        """Queue one sequence whose outputs go to `sink` on the engine thread (raises
-        QueueFull at capacity); returns its id for `abort`."""
+    def generate(self, prompt: list[int], params: SamplingParams, images: list[ImageSpan],
+                 out: StreamOut) -> Callable[[], None]:
+        """A stream method: the sequence's outputs, each as the engine thread makes it, then
+        the stream's end (after the output with a finish_reason). Raises QueueFull at
+        capacity; returns the stream's cancel (the sequence then ends "cancelled")."""
+        if images:  # spans that crossed the pipe come without their embeddings
+            assert self.projector is not None
+            self.projector.attach(images)
+
+        def sink(output: StepOutput) -> None:
+            out.send(output)
+            if output.finish_reason is not None:
+                out.end()
+
         seq = Sequence(prompt=list(prompt), params=params, images=images, sink=sink)
         self.engine.submit(seq)
-        return seq.id
-
-    def abort(self, seq_id: int) -> None:
-        self.engine.abort(seq_id)
-
-    def submit(self, prompt: list[int], params: SamplingParams,
-               images: list[ImageSpan] | None = None) -> Generation:
-        """Queue one sequence (raises QueueFull at capacity); iterate the result for outputs."""
-        dispatcher = _LoopDispatcher.for_running_loop()
-        gen = Generation(self.timing)
-        seq_id = self.start_sequence(prompt, params, images or [],
-                                     lambda out: dispatcher.send(gen.queue, out))
-        gen.on_cancel = lambda: self.engine.abort(seq_id)
-        return gen
+        return lambda: self.engine.abort(seq.id)
 
 
-class _LoopDispatcher:
-    """Hands engine outputs to one event loop with a single wake-up per engine step.
-
-    Waking the loop once per token of every sequence makes the asyncio thread compete with
-    the engine thread for the GIL; batching the hand-off keeps the decode loop fed.
-    """
-
-    _by_loop: ClassVar[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopDispatcher]] = \
-        weakref.WeakKeyDictionary()
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._lock = threading.Lock()
-        self._pending: list[tuple[asyncio.Queue[StepOutput], StepOutput]] = []
-
-    @classmethod
-    def for_running_loop(cls) -> _LoopDispatcher:
-        loop = asyncio.get_running_loop()
-        dispatcher = cls._by_loop.get(loop)
-        if dispatcher is None:
-            dispatcher = cls._by_loop[loop] = cls(loop)
-        return dispatcher
-
-    def send(self, queue: asyncio.Queue[StepOutput], out: StepOutput) -> None:
-        """Called from the engine thread."""
-        with self._lock:
-            self._pending.append((queue, out))
-            if len(self._pending) > 1:
-                return  # a wake-up is already scheduled
-        with contextlib.suppress(RuntimeError):  # the loop may be gone at shutdown
-            self._loop.call_soon_threadsafe(self._deliver)
-
-    def _deliver(self) -> None:
-        with self._lock:
-            pending, self._pending = self._pending, []
-        for queue, out in pending:
-            queue.put_nowait(out)
+def _describe(runtime: LlamaChatRuntime) -> dict[str, Any]:
+    return runtime.describe()
 
 
-class Generation:
-    """The asyncio side of one sequence (in this process or a worker's): an async iterator
-    of its outputs, cancellable."""
+def _stats(runtime: LlamaChatRuntime) -> EngineStats:
+    return runtime.engine.snapshot()
 
-    def __init__(self, timing: TimingSink | None = None) -> None:
-        self.queue: asyncio.Queue[StepOutput] = asyncio.Queue()
-        self.on_cancel: Callable[[], None] = lambda: None
-        self._timing = timing
-        self._submitted = time.perf_counter()
-        self._last_token_at: float | None = None
-        self.finished = False
 
-    def __aiter__(self) -> AsyncIterator[StepOutput]:
-        return self._outputs()
+def _step_hook(runtime: LlamaChatRuntime, flush: Callable[[], None]) -> None:
+    runtime.engine.after_step = flush
 
-    async def _outputs(self) -> AsyncIterator[StepOutput]:
-        try:
-            while not self.finished:
-                out = await self.queue.get()
-                self.finished = out.finish_reason is not None
-                if self._timing is not None and out.token_ids:
-                    self._observe(out)
-                yield out
-        finally:
-            self.cancel()
 
-    def _observe(self, out: StepOutput) -> None:
-        assert self._timing is not None
-        now = time.perf_counter()
-        if self._last_token_at is None:
-            if out.queue_seconds is not None:
-                self._timing.queue_wait(out.queue_seconds)
-            self._timing.first_token(now - self._submitted)
-        else:
-            self._timing.inter_token((now - self._last_token_at) / len(out.token_ids))
-        self._last_token_at = now
-
-    def cancel(self) -> None:
-        """Free the sequence's slot at the engine's next step (no-op once finished)."""
-        if not self.finished:
-            self.finished = True
-            self.on_cancel()
+CHAT_RUNTIME = KindRuntime(build=LlamaChatRuntime, describe=_describe, stats=_stats,
+                           step_hook=_step_hook)

@@ -94,16 +94,29 @@ class LlamaModel:
         if self._model:
             lc.llama_model_free(self._model)
             self._model = None
+            # The vocabulary lives in the model: a use after this would read freed memory.
+            self._vocab = _ClosedVocab()
 
     @property
     def size_bytes(self) -> int:
         return int(lc.llama_model_size(self._model))
 
-    def kv_bytes_per_token(self) -> int:
-        """The KV cache's cost of one context token: f16 K and V in every layer."""
-        m = self._model
-        head_dim = lc.llama_model_n_embd(m) // max(lc.llama_model_n_head(m), 1)
-        return int(2 * 2 * lc.llama_model_n_layer(m) * lc.llama_model_n_head_kv(m) * head_dim)
+    def kv_bytes_per_token(self) -> int | None:
+        """The KV cache's cost of one context token (f16 K and V in every layer), from the
+        GGUF's metadata, which a vocabulary-only load has too (llama.cpp's hparams getters
+        abort on one); None if a key is missing or varies per layer. An upper bound for
+        sliding-window models (Gemma 3), whose local layers keep less."""
+        arch = self.architecture
+        try:
+            layers = int(self.meta(f"{arch}.block_count") or "")
+            embd = int(self.meta(f"{arch}.embedding_length") or "")
+            heads = int(self.meta(f"{arch}.attention.head_count") or "")
+            kv_heads = int(self.meta(f"{arch}.attention.head_count_kv") or heads)
+            key = int(self.meta(f"{arch}.attention.key_length") or embd // max(heads, 1))
+            value = int(self.meta(f"{arch}.attention.value_length") or key)
+        except ValueError:
+            return None
+        return 2 * layers * kv_heads * (key + value)
 
     def chat_template(self) -> str | None:
         raw = lc.llama_model_chat_template(self._model, None)
@@ -183,6 +196,11 @@ class LlamaModel:
                 return buf.raw[:n].decode("utf-8", errors="replace")
             size = n
         return None
+
+
+class _ClosedVocab:
+    """Stands for a freed vocabulary: ctypes refuses it as an argument (a Python error where
+    a dangling pointer would have been a segfault)."""
 
 
 @dataclass(frozen=True)

@@ -10,15 +10,16 @@ import ctypes
 import hashlib
 import os
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
+from cachetools import LRUCache
 from llama_cpp import _logger as lc_logger
 from llama_cpp import mtmd_cpp as mt
 
-from modelserve.engine.sequence import ImageSpan
+from modelserve.engine.sequence import ImageSpan, MultimodalPrompt
 from modelserve.images.decode import DecodedImage
 from modelserve.runtimes.llama_cpp import LlamaError, LlamaModel
 
@@ -28,20 +29,13 @@ mt.mtmd_helper_log_set(lc_logger.llama_log_callback, ctypes.c_void_p(0))
 
 # Pseudo-token ids of image spans are negative: no vocabulary id can equal one.
 _PSEUDO_BITS = 62
+# Encoded images kept in the worker (an image is 0.1-3 MB of embeddings for common models).
+ENCODED_CACHE_BYTES = 256 * 1024 * 1024
+Embeddings = npt.NDArray[np.float32]
 
 
 class PromptError(ValueError):
     """The prompt and its images do not fit together (a client error)."""
-
-
-@dataclass
-class MultimodalPrompt:
-    tokens: list[int]  # text tokens, and each image's pseudo-token id over its span
-    images: list[ImageSpan] = field(default_factory=list)
-
-    @property
-    def image_tokens(self) -> int:
-        return sum(span.n_tokens for span in self.images)
 
 
 def pseudo_token(image_id: str, chunk: int) -> int:
@@ -72,6 +66,26 @@ class MtmdProjector:
         self.mrope = bool(mt.mtmd_decode_use_mrope(ctx))
         # mtmd's encoder keeps per-context state (its output buffer): one encode at a time.
         self._lock = threading.Lock()
+        # Encoded images by (content hash, chunk): a sequence takes its spans' embeddings
+        # from here (they never cross the worker's pipe), and a later request showing the
+        # same image (the next turn of a conversation) is not encoded again.
+        self._cache_lock = threading.Lock()  # apart: taking embeddings never waits on an encode
+        self._encoded: LRUCache[tuple[str, int], Embeddings] = LRUCache(
+            ENCODED_CACHE_BYTES, getsizeof=lambda embd: int(embd.nbytes))
+        self.encodes = 0  # images (chunks) encoded, cache hits not counted
+
+    def attach(self, spans: list[ImageSpan]) -> None:
+        """Give spans that crossed the pipe their embeddings back (raises PromptError if one
+        was evicted meanwhile: more than ENCODED_CACHE_BYTES of images in between)."""
+        with self._cache_lock:
+            for span in spans:
+                if span.embd is None:
+                    digest, _, ordinal = span.image_id.rpartition(":")
+                    embd = self._encoded.get((digest, int(ordinal or 0)))
+                    if embd is None:
+                        raise PromptError("the image's encoding was evicted before its "
+                                          "request started; please retry")
+                    span.embd = embd
 
     def close(self) -> None:
         if self._ctx:
@@ -136,13 +150,20 @@ class MtmdProjector:
             if kind != mt.MTMD_INPUT_CHUNK_TYPE_IMAGE:
                 raise PromptError("only images are supported as media")
             n_tokens = int(mt.mtmd_input_chunk_get_n_tokens(chunk))
-            if mt.mtmd_encode_chunk(self._ctx, chunk) != 0:
-                raise LlamaError("the projector failed to encode an image")
-            out = mt.mtmd_get_output_embd(self._ctx)
-            embd = np.ctypeslib.as_array(out, shape=(n_tokens, n_embd)).copy()
             image_id = (mt.mtmd_input_chunk_get_id(chunk) or b"").decode()
             ordinal = seen[image_id] = seen.get(image_id, -1) + 1
-            span = ImageSpan(start=len(prompt.tokens), embd=embd,
+            with self._cache_lock:
+                embd = self._encoded.get((image_id, ordinal))
+            if embd is None or embd.shape[0] != n_tokens:
+                if mt.mtmd_encode_chunk(self._ctx, chunk) != 0:
+                    raise LlamaError("the projector failed to encode an image")
+                out = mt.mtmd_get_output_embd(self._ctx)
+                embd = np.ctypeslib.as_array(out, shape=(n_tokens, n_embd)).copy()
+                self.encodes += 1
+                with self._cache_lock:
+                    self._encoded[(image_id, ordinal)] = embd
+            span = ImageSpan(start=len(prompt.tokens), n_tokens=n_tokens, embd=embd,
+                             image_id=f"{image_id}:{ordinal}",
                              pos=self._positions(chunk, pos, n_tokens),
                              n_pos=int(mt.mtmd_input_chunk_get_n_pos(chunk)),
                              non_causal=bool(mt.mtmd_decode_use_non_causal(self._ctx, chunk)))

@@ -2,20 +2,25 @@
 
 They travel pickled over a multiprocessing pipe (bench/ipc_transport.py measured pipe and
 ZeroMQ round trips at 16-22 us, negligible against 10-70 ms engine steps; pickle carries the
-numpy arrays, dataclasses and exceptions these messages hold without a schema per kind). The
-worker batches what one engine step produced for all its sequences into one `Outputs`.
+numpy arrays, dataclasses and exceptions these messages hold without a schema per kind).
+
+Two shapes of work fit every kind, so a new kind needs no new message type:
+- a call (`Call` -> one `Reply`), for request/reply work: embed, generate images, render;
+- a stream (`Open` -> items -> `End`), for work that answers piece by piece: chat tokens
+  today, synthesized speech or a streamed transcript next.
+`Cancel` stops either. The worker batches what one turn of its loop (or one engine step)
+produced into one `Replies` or `Streamed` message: one pipe write, one wake-up.
 """
 
 from __future__ import annotations
 
 import logging
 import pickle
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from modelserve.engine.sequence import ImageSpan, SamplingParams, StepOutput
-
 # -- API process -> worker ------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Call:
@@ -27,25 +32,18 @@ class Call:
 
 
 @dataclass(frozen=True)
+class Open:
+    """Start stream `id`: `method` of the runtime produces its items (see worker/child.py
+    for the three forms a stream method may take)."""
+
+    id: int
+    method: str
+    args: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
 class Cancel:
-    """The caller of `Call` `id` went away: cancel its task."""
-
-    id: int
-
-
-@dataclass(frozen=True)
-class Submit:
-    """Start generating stream `id` (chat); its outputs come back in `Outputs`."""
-
-    id: int
-    prompt: list[int]
-    params: SamplingParams
-    images: list[ImageSpan] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Abort:
-    """Stop stream `id` at the engine's next step."""
+    """The caller of call or stream `id` went away: stop it (a stream still ends)."""
 
     id: int
 
@@ -56,6 +54,7 @@ class Stop:
 
 
 # -- worker -> API process ------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Ready:
@@ -85,17 +84,39 @@ class Replies:
 
 
 @dataclass(frozen=True)
+class End:
+    """The last item of a stream: it finished (`error` None) or failed."""
+
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True)
+class Streamed:
+    """Stream items in order, as (stream id, item or End): all that one engine step (or one
+    turn of the worker's loop) produced, for every stream."""
+
+    items: list[tuple[int, Any]]
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """The worker is alive and its loop turns (sent every `heartbeat_interval`; also while
+    it loads, from a thread). Missing for `liveness_timeout_seconds`: it is killed."""
+
+
+@dataclass(frozen=True)
+class Fatal:
+    """The worker hit a failure it cannot serve on (an exception ended its engine loop) and
+    exits right after this; `reason` is what its requests and /admin/models report."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class Log:
     """A log record of the worker, handled by the API process's logging (one log stream)."""
 
     record: logging.LogRecord
-
-
-@dataclass(frozen=True)
-class Outputs:
-    """Every stream output of one engine step, in order: (stream id, output)."""
-
-    items: list[tuple[int, StepOutput]]
 
 
 def dumps(message: object) -> bytes:

@@ -1,22 +1,31 @@
 """An embeddings model as the API process holds it while the encoder runs in its worker.
 
 Tokenizing stays here when the model's tokenizer is a `tokenizers` file (the ONNX layout), so
-the route checks lengths without a round trip; the batching and the forward passes run in the
-worker, which batches inputs from all requests as before.
+the route checks lengths without a round trip; otherwise all of a request's texts go to the
+worker in one call. The batching and the forward passes run in the worker, which batches
+inputs from all requests.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-from modelserve.config import ModelSpec
+from modelserve.kinds.embeddings import EmbeddingsModel
+from modelserve.kinds.wiring import KindServing
 from modelserve.runtimes.st_layout import Floats
-from modelserve.worker.handle import WorkerHandle
+from modelserve.worker.transport import Worker
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
+
+    from modelserve.config import ModelSpec
 
 
 class EmbeddingsFront:
-    def __init__(self, spec: ModelSpec, worker: WorkerHandle, info: dict[str, Any]) -> None:
+    def __init__(self, spec: ModelSpec, worker: Worker, info: dict[str, Any],
+                 kept: dict[str, Any]) -> None:
         self.spec = spec
         self.worker = worker
         self.dimension: int = info["dimension"]
@@ -35,11 +44,17 @@ class EmbeddingsFront:
             self._tokenizer.no_truncation()
             self._tokenizer.no_padding()
 
-    def tokenize(self, text: str) -> list[int]:
+    def card(self) -> dict[str, Any]:
+        return {}
+
+    def close(self) -> None:
+        pass  # nothing held here but Python objects
+
+    async def tokenize_all(self, texts: list[str]) -> list[list[int]]:
         if self._tokenizer is None:
-            tokens: list[int] = self.worker.call_blocking("tokenize", text)
+            tokens: list[list[int]] = await self.worker.acall("tokenize_all", texts)
             return tokens
-        return list(self._tokenizer.encode(text).ids)
+        return [list(self._tokenizer.encode(text).ids) for text in texts]
 
     async def embed(self, inputs: list[list[int]], dimensions: int | None = None
                     ) -> list[Floats]:
@@ -58,9 +73,6 @@ class EmbeddingsFront:
         task.add_done_callback(self._sending.discard)
         task.add_done_callback(lambda done: _settle(done, [f for _, _, f in pending]))
 
-    def close(self) -> None:
-        self.worker.stop()
-
 
 def _settle(done: asyncio.Future[list[Any]], futures: list[asyncio.Future[list[Floats]]]
             ) -> None:
@@ -78,3 +90,13 @@ def _settle(done: asyncio.Future[list[Any]], futures: list[asyncio.Future[list[F
             future.set_exception(outcome)
         else:
             future.set_result(outcome)
+
+
+def _routers() -> Sequence[APIRouter]:
+    from modelserve.api import embeddings
+
+    return (embeddings.router,)
+
+
+EMBEDDINGS_SERVING: KindServing[EmbeddingsModel] = KindServing(
+    front=EmbeddingsFront, routers=_routers)

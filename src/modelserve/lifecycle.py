@@ -1,0 +1,318 @@
+"""Loading, unloading and restarting models, and the policies that decide when:
+
+- admission: a load must fit the memory budget and the host's free memory by its kind's
+  estimate (weights + caches), counting every live worker, a reload's old one included;
+  least-recently-used idle models are evicted to make room (`max_loaded_models` too);
+- keep-alive: a model idle past its keep-alive is unloaded;
+- restarts: a worker that dies (a crash, an OOM kill, no heartbeat) is restarted after a
+  backoff that doubles per failure in a row up to `restart_backoff_max_seconds`, and a
+  restart that fails is tried again the same way (forever, unless `restart_max_attempts`).
+
+The registry (registry.py) holds the states these steps move between, and the leases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from modelserve.kinds import KINDS, ModelFront
+from modelserve.kinds.wiring import KindServing, ServerHooks, serving_of
+from modelserve.model_files import disk_bytes, revision
+from modelserve.registry import (
+    CapacityError,
+    LoadedModel,
+    ModelEntry,
+    ModelNotFound,
+    ModelRegistry,
+    ModelState,
+)
+from modelserve.worker.handle import WorkerHandle
+from modelserve.worker.local import LocalWorker
+from modelserve.worker.memory import available_bytes
+from modelserve.worker.transport import Worker
+
+logger = logging.getLogger(__name__)
+
+OnLoaded = Callable[[str, ModelFront, float], None]  # (name, front, load seconds)
+
+
+class Lifecycle:
+    def __init__(self, registry: ModelRegistry, hooks: ServerHooks | None = None) -> None:
+        self.registry = registry
+        self.policy = registry.policy
+        self.hooks = hooks
+        self.on_loaded: list[OnLoaded] = []
+        self._load_lock: asyncio.Lock | None = None
+        registry.loader = self
+
+    # -- loading -----------------------------------------------------------------------------
+
+    def start_load(self, name: str) -> asyncio.Task[bool]:
+        """Load (or reload) in the background; the task ends True once ready, False if the
+        load failed. A restart waiting out its backoff is started now instead."""
+        entry = self.registry.entries[name]
+        if entry.task is not None and not entry.task.done():
+            return entry.task
+        if entry.state is ModelState.RESTARTING and entry.restart is not None:
+            entry.restart.cancel()
+            entry.next_restart_at = None
+            entry.set_state(ModelState.LOADING)
+        if entry.current is not None and entry.current.spec == entry.spec:
+            entry.task = asyncio.create_task(_done(True))  # already what was asked for
+            return entry.task
+        if entry.current is None:
+            entry.set_state(ModelState.LOADING)
+        entry.error = None
+        entry.task = asyncio.create_task(self.load(entry), name=f"load {name}")
+        return entry.task
+
+    async def load_startup(self) -> None:
+        """Load the preload models, one by one; a failure is recorded, never fatal."""
+        for name, entry in list(self.registry.entries.items()):
+            if entry.spec.preload or entry.spec.pinned:
+                await self.start_load(name)
+        self.registry.started = True
+
+    async def load(self, entry: ModelEntry) -> bool:
+        if self._load_lock is None:
+            self._load_lock = asyncio.Lock()
+        spec = entry.spec
+        serving = serving_of(KINDS[spec.kind])
+        async with self._load_lock:  # one load at a time: eviction decisions stay coherent
+            started = time.monotonic()
+            try:
+                estimate, rev = await self._admit(entry, serving)
+                loaded = await self._launch(entry, serving, estimate, rev)
+            except Exception as exc:
+                logger.error("model %s failed to load: %s", spec.name, exc)
+                entry.error = str(exc)
+                if entry.state is ModelState.RESTARTING:
+                    return False  # the restart loop tries again
+                if entry.current is None:
+                    entry.set_state(ModelState.FAILED)
+                else:  # a failed reload leaves the old model serving, under its old spec
+                    entry.spec = entry.current.spec
+                return False
+            entry.load_seconds = time.monotonic() - started
+            old, entry.current = entry.current, loaded
+            # Set before anything else can run: a death from here on is seen (watch calls
+            # at once for a worker that died during the front's build).
+            loaded.worker.watch(lambda reason: self._worker_died(entry, loaded, reason))
+            entry.error = None
+            entry.restart_attempts = 0
+            entry.set_state(ModelState.READY)
+            entry.last_used = time.time()
+            logger.info("model %s ready (revision %s) in %.2fs", spec.name, rev,
+                        entry.load_seconds)
+            if self.hooks is not None:
+                serving.on_loaded(loaded.front, self.hooks, spec.name)
+            for callback in self.on_loaded:
+                callback(spec.name, loaded.front, entry.load_seconds)
+        if old is not None:
+            await self.retire(old)
+        return True
+
+    async def _admit(self, entry: ModelEntry, serving: KindServing[Any]) -> tuple[int, str]:
+        """The load's memory estimate (room made for it, or CapacityError) and revision."""
+        spec = entry.spec
+        path = await asyncio.to_thread(spec.resolve_source)
+        files = await asyncio.to_thread(disk_bytes, path)
+        _check_host_memory(files, "its files take")  # before even reading them
+        try:
+            estimate = max(await asyncio.to_thread(serving.estimate, spec), files)
+        except Exception:  # unreadable metadata: the load itself will say what is wrong
+            estimate = files
+        await self.make_room(entry, estimate)
+        _check_host_memory(estimate, "it needs an estimated")
+        return estimate, await asyncio.to_thread(revision, path)
+
+    async def _launch(self, entry: ModelEntry, serving: KindServing[Any], estimate: int,
+                      rev: str) -> LoadedModel:
+        """The model's front over a new worker process (or an inline one)."""
+        spec = entry.spec
+        worker: Worker = LocalWorker(spec) if self.policy.isolation == "inline" \
+            else WorkerHandle(spec, self.policy)
+        try:
+            info = await worker.start()
+            front = await asyncio.to_thread(serving.front, spec, worker, info, entry.kept)
+        except BaseException:
+            self.registry.in_background(asyncio.to_thread(worker.stop))
+            raise
+        return LoadedModel(front, worker, spec, rev, estimate, time.time())
+
+    # -- restarts ----------------------------------------------------------------------------
+
+    def _worker_died(self, entry: ModelEntry, loaded: LoadedModel, reason: str) -> None:
+        """A ready model's worker ended on its own: restart it after a backoff."""
+        if entry.current is not loaded:
+            return  # already replaced or unloaded
+        entry.current = None
+        self.registry.in_background(self.retire(loaded, drain=False))
+        if time.time() - loaded.loaded_at > self.policy.restart_backoff_max_seconds:
+            entry.failures_in_a_row = 0  # it had been up a good while: not a crash loop
+        delay = self._backoff(entry)
+        entry.error = f"{reason}; restarting in {delay:g}s"
+        entry.set_state(ModelState.RESTARTING)
+        entry.restart = self.registry.in_background(self._keep_restarting(entry, delay))
+
+    def _backoff(self, entry: ModelEntry) -> float:
+        entry.failures_in_a_row += 1
+        doubled = self.policy.restart_backoff_seconds * 2.0 ** (entry.failures_in_a_row - 1)
+        return min(doubled, self.policy.restart_backoff_max_seconds)
+
+    async def _keep_restarting(self, entry: ModelEntry, delay: float) -> None:
+        entry.restart_attempts = 0
+        while True:
+            entry.next_restart_at = time.time() + delay
+            await asyncio.sleep(delay)
+            entry.next_restart_at = None
+            if entry.state is not ModelState.RESTARTING or entry.current is not None:
+                return
+            entry.restarts += 1
+            entry.restart_attempts += 1
+            logger.info("restarting model %s (attempt %d)", entry.spec.name,
+                        entry.restart_attempts)
+            entry.task = asyncio.create_task(self.load(entry), name=f"restart {entry.spec.name}")
+            if await entry.task:
+                return
+            limit = self.policy.restart_max_attempts
+            if limit is not None and entry.restart_attempts >= limit:
+                entry.error = f"gave up after {limit} failed restarts: {entry.error}"
+                entry.set_state(ModelState.FAILED)
+                return
+            delay = self._backoff(entry)
+            entry.error = (f"restart {entry.restart_attempts} failed: {entry.error}; "
+                           f"next try in {delay:g}s")
+            entry.set_state(ModelState.RESTARTING)  # wakes requests waiting on it
+
+    # -- room ----------------------------------------------------------------------------
+
+    async def make_room(self, target: ModelEntry, new_bytes: int) -> None:
+        """Evict least-recently-used idle models until the new one fits the policy."""
+        entries = self.registry.entries.values()
+        while True:
+            loaded = [e for e in entries if e.current is not None and e is not target]
+            too_many = (self.policy.max_loaded_models is not None
+                        and len(loaded) >= self.policy.max_loaded_models)
+            budget = self.policy.memory_budget_mb
+            too_big = (budget is not None
+                       and self.registry.memory_in_use() + new_bytes > budget * 1024 * 1024)
+            if not (too_many or too_big):
+                return
+            idle = [e for e in loaded if e.state is ModelState.READY and not e.spec.pinned
+                    and e.in_flight == 0]
+            if not idle:
+                overlap = " (a reload runs beside the version it replaces until it is " \
+                    "ready)" if target.current is not None else ""
+                raise CapacityError(
+                    "no room to load it: "
+                    + ("max_loaded_models reached" if too_many else
+                       f"the memory budget would be exceeded by its estimated "
+                       f"{new_bytes // 2**20} MiB{overlap}")
+                    + " and every loaded model is pinned or busy")
+            victim = min(idle, key=lambda e: e.last_used or 0.0)
+            logger.info("evicting idle model %s to make room for %s", victim.spec.name,
+                        target.spec.name)
+            await self.unload(victim.spec.name)
+
+    # -- unloading ---------------------------------------------------------------------------
+
+    async def unload(self, name: str) -> None:
+        """Stop new requests, let those in flight finish (up to the grace period), free it."""
+        entry = self.registry.entries.get(name)
+        if entry is None:
+            raise ModelNotFound(name)
+        if entry.restart is not None:
+            entry.restart.cancel()
+            entry.next_restart_at = None
+        if entry.task is not None and not entry.task.done():
+            entry.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await entry.task
+        loaded, entry.current = entry.current, None
+        self.registry.required.discard(name)  # an operator's unload is no readiness failure
+        if loaded is None:
+            entry.set_state(ModelState.UNLOADED)
+            return
+        entry.set_state(ModelState.UNLOADING)
+        try:
+            await self.retire(loaded)
+        finally:
+            if entry.current is None:
+                entry.set_state(ModelState.UNLOADED)
+
+    async def retire(self, loaded: LoadedModel, drain: bool = True) -> None:
+        """Let its requests finish (up to the grace period), stop its worker, and close its
+        front once the last request holding it has ended (a stream formatting its last
+        tokens still reads the front's vocabulary)."""
+        self.registry.retiring.add(loaded)
+        try:
+            if drain:
+                deadline = time.monotonic() + self.policy.unload_grace_seconds
+                while loaded.in_flight and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+                if loaded.in_flight:
+                    logger.warning("unloading %s with %d requests still in flight",
+                                   loaded.spec.name, loaded.in_flight)
+            await asyncio.to_thread(loaded.worker.stop)
+        finally:
+            self.registry.retiring.discard(loaded)
+            loaded.retired = True
+            if loaded.in_flight == 0:
+                loaded.front.close()
+        logger.info("model %s stopped", loaded.spec.name)
+
+    async def reap_idle(self) -> list[str]:
+        """Unload models idle past their keep-alive; returns the names unloaded."""
+        now, done = time.time(), []
+        for name, entry in list(self.registry.entries.items()):
+            keep = entry.spec.keep_alive_seconds
+            if keep is None:
+                keep = self.policy.keep_alive_seconds
+            if (keep is None or keep < 0 or entry.spec.pinned
+                    or entry.state is not ModelState.READY or entry.in_flight):
+                continue
+            if now - (entry.last_used or now) >= keep:
+                logger.info("unloading %s: idle for %.0fs", name, now - (entry.last_used or now))
+                await self.unload(name)
+                done.append(name)
+        return done
+
+    async def reap_forever(self, every: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.reap_idle()
+            except Exception:  # keep reaping whatever one unload did
+                logger.exception("idle reaper failed")
+
+    async def close(self) -> None:
+        """Shutdown: stop every worker at once (each may take its time to close)."""
+        stopping = []
+        for entry in self.registry.entries.values():
+            if entry.restart is not None:
+                entry.restart.cancel()
+            if entry.task is not None and not entry.task.done():
+                entry.task.cancel()
+            if entry.current is not None:
+                stopping.append(self.retire(entry.current, drain=False))
+                entry.current = None
+                entry.set_state(ModelState.UNLOADED)
+        await asyncio.gather(*stopping, return_exceptions=True)
+
+
+def _check_host_memory(needed: int, what: str) -> None:
+    """Refuse a load the host cannot hold, before a worker starts and gets OOM-killed."""
+    available = available_bytes()
+    if available is not None and needed > available:
+        raise CapacityError(f"not enough memory to load it: {what} {needed // 2**20} MiB and "
+                            f"the host has {available // 2**20} MiB available")
+
+
+async def _done(value: bool) -> bool:
+    return value

@@ -1,0 +1,85 @@
+"""Writing to a worker's pipe without ever blocking the API process's event loop.
+
+A pipe holds 64 KiB. A worker that stops reading (SIGSTOP, a frozen cgroup, a swap storm)
+lets it fill, and a write on the event loop would then block every model and `/health`. So
+the loop only queues pickled messages here; a thread of the worker's own writes them.
+
+New work (calls, streams) is bounded: past MAX_QUEUED_BYTES or MAX_QUEUED_MESSAGES waiting
+to be written, `put` refuses it and the route answers 429 (503 once the worker is known to be
+unresponsive). Control messages (cancel, stop) are always queued: they are small, bounded by
+the work already in flight, and must not be lost.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from multiprocessing.connection import Connection
+
+# A healthy worker drains its pipe within microseconds, so these bound only a stalled one:
+# room for every request a model queues (chat: slots + max_waiting) several times over.
+MAX_QUEUED_BYTES = 64 * 1024 * 1024
+MAX_QUEUED_MESSAGES = 4096
+
+
+class PipeWriter:
+    def __init__(self, conn: Connection, name: str) -> None:
+        self._conn = conn
+        self._queue: deque[bytes] = deque()
+        self._queued_bytes = 0
+        self._cond = threading.Condition()
+        self._closed = False
+        self.sent_bytes = 0
+        self.sent_messages = 0
+        self._thread = threading.Thread(target=self._run, name=f"{name}-writer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def put(self, data: bytes, bounded: bool = True) -> bool:
+        """Queue one message; False if `bounded` and the queue is full. A message larger
+        than the cap is taken when nothing waits before it (a huge request stays possible)."""
+        with self._cond:
+            if self._closed:
+                return True  # the worker is gone: its reader fails what is in flight
+            if bounded and self._queue and (
+                    self._queued_bytes + len(data) > MAX_QUEUED_BYTES
+                    or len(self._queue) >= MAX_QUEUED_MESSAGES):
+                return False
+            self._queue.append(data)
+            self._queued_bytes += len(data)
+            self._cond.notify()
+        return True
+
+    @property
+    def backlog(self) -> int:
+        """Messages waiting to be written."""
+        return len(self._queue)
+
+    def close(self) -> None:
+        """Stop writing (what is still queued is dropped: the worker is gone or going)."""
+        with self._cond:
+            self._closed = True
+            self._queue.clear()
+            self._queued_bytes = 0
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return
+                data = self._queue[0]
+            try:
+                self._conn.send_bytes(data)  # blocks while the worker's pipe is full
+            except (OSError, ValueError):  # the worker died or the pipe was closed
+                self.close()
+                return
+            with self._cond:
+                if self._queue and self._queue[0] is data:
+                    self._queue.popleft()
+                    self._queued_bytes -= len(data)
+                self.sent_bytes += len(data)
+                self.sent_messages += 1
