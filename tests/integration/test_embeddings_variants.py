@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from sentence_transformers import SentenceTransformer
 
-from modelserve.bench.embeddings import make_text
+from modelserve.loadgen.embeddings import make_text
 from modelserve.config import ModelSpec
 from modelserve.runtimes.embeddings import EmbeddingRuntime
 from modelserve.runtimes.embeddings_split import has_fast_bf16

@@ -6,6 +6,9 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,9 +19,9 @@ import pytest
 import yaml
 from PIL import Image
 
-from modelserve.bench.tiny_diffusion import build_tiny_pipeline
+from modelserve.loadgen.tiny_diffusion import build_tiny_pipeline
 from tests.conftest import CHAT_MODEL, SMOLLM2, LiveServer
-from tests.helpers import assert_openai_error, metric
+from tests.helpers import admin_models, assert_openai_error, metric, wait_state
 
 MODEL = "tiny-sd"
 DISK_MODEL = "tiny-sd-disk"
@@ -49,7 +52,7 @@ def image_server(tmp_path_factory: pytest.TempPathFactory, tiny_sd: Path
                          "scheduler": "DDIMScheduler", "default_response_format": "b64_json",
                          "default_size": "96x64"}},
             {"name": BUSY_MODEL, "kind": "images", "source": str(tiny_sd),
-             "options": {**limits, "max_waiting": 0}},
+             "options": {**limits, "max_waiting": 0, "url_ttl_seconds": 600}},
             {"name": CHAT_MODEL, "source": SMOLLM2,
              "options": {"context_size": 256, "parallel": 1}},
         ],
@@ -316,8 +319,6 @@ def test_disconnect_stops_generation(image_server: LiveServer, http: httpx.Clien
 
 
 def test_full_queue_is_429(image_server: LiveServer, http: httpx.Client) -> None:
-    import threading
-
     done: list[int] = []
     slow = threading.Thread(target=lambda: done.append(httpx.post(
         f"{image_server.url}/v1/images/generations", json=slow_body(BUSY_MODEL, 60),
@@ -347,3 +348,30 @@ def test_bench_images_command(image_server: LiveServer, tiny_sd: Path, tmp_path:
     row = json.loads(out.read_text())
     assert row["rounds"] == 2 and row["server_ms"] > 0 and row["direct_ms"] > 0
     assert "overhead vs pipeline" in capsys.readouterr().out
+
+
+def test_a_killed_worker_is_503_and_its_urls_outlive_the_restart(
+        image_server: LiveServer, client: openai.OpenAI, http: httpx.Client) -> None:
+    made = client.images.generate(model=BUSY_MODEL, prompt="kept", response_format="url",
+                                  extra_body=FAST)
+    url = made.data[0].url
+    assert url is not None
+    before = httpx.get(url)
+    assert before.status_code == 200
+    pid = admin_models(http)[BUSY_MODEL]["pid"]
+    answers: list[httpx.Response] = []
+    slow = threading.Thread(target=lambda: answers.append(httpx.post(
+        f"{image_server.url}/v1/images/generations", json=slow_body(BUSY_MODEL, 2000),
+        timeout=60)))
+    slow.start()
+    deadline = time.monotonic() + 10
+    while metric(http, "modelserve_image_running", BUSY_MODEL) < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    os.kill(pid, signal.SIGKILL)
+    slow.join(timeout=30)
+    err = assert_openai_error(answers[0], 503, code="model_unavailable")
+    assert "SIGKILL" in err["message"]
+    wait_state(http, BUSY_MODEL, "ready", timeout=60)
+    after = httpx.get(url)
+    assert after.status_code == 200 and after.content == before.content

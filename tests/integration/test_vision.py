@@ -24,6 +24,7 @@ from tests.helpers import (
     NO_EOS,
     PNG,
     QuietHandler,
+    admin_models,
     assert_openai_error,
     http_host,
     image,
@@ -268,3 +269,23 @@ def test_remote_image_refusals(fetching_server: LiveServer, image_host: int, url
         err = assert_openai_error(http.post("/v1/chat/completions", json=body), 400,
                                   param="messages[0].content[1].image_url")
     assert says in err["message"], err
+
+
+def test_an_image_crosses_the_pipe_once_for_all_choices(vclient: openai.OpenAI,
+                                                         vhttp: httpx.Client) -> None:
+    """The image goes to the worker once (to be encoded); its embeddings stay there, for
+    each of the `n` sequences, and never come back to the API process."""
+    def pipe() -> tuple[int, int]:
+        model = admin_models(vhttp)[VISION]
+        return model["pipe_bytes_sent"], model["pipe_bytes_received"]
+
+    picture = image_bytes("PNG", size=(48, 40), seed=22)
+    rgb_bytes = 48 * 40 * 3
+    embeddings_bytes = IMAGE_TOKENS * 576 * 4  # SmolLM2's width, float32
+    sent, received = pipe()
+    answer = chat(vclient, user(text("Describe"), image(data_url(picture))), n=4,
+                  logit_bias=NO_EOS, max_tokens=4)
+    assert len(answer.choices) == 4 and all(c.message.content for c in answer.choices)
+    sent_now, received_now = pipe()
+    assert sent_now - sent < rgb_bytes + embeddings_bytes // 2
+    assert received_now - received < embeddings_bytes // 2

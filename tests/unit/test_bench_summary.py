@@ -1,8 +1,8 @@
 import json
 from pathlib import Path
 
-from modelserve.bench.chat import LevelResult, markdown, percentile
-from modelserve.bench.summary import summarise
+from modelserve.loadgen.chat import LevelResult, markdown, percentile
+from modelserve.loadgen.summary import summarise
 
 
 def test_percentile() -> None:

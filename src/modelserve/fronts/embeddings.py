@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from modelserve.failures import QueueFull
 from modelserve.kinds.embeddings import EmbeddingsModel
 from modelserve.kinds.wiring import KindServing
 from modelserve.runtimes.st_layout import Floats
@@ -34,6 +35,10 @@ class EmbeddingsFront:
         self.max_inputs: int = info["max_inputs"]
         self.matryoshka: bool = info["matryoshka"]
         self.created: int = info["created"]
+        # Inputs sent and not yet answered: every request passes here, so this is the
+        # model's queue, bounded even while its worker is stalled.
+        self._capacity: int = info["max_waiting_inputs"]
+        self._waiting = 0
         self._tokenizer: Any = None
         self._pending: list[tuple[list[list[int]], int | None, asyncio.Future[list[Floats]]]] = []
         self._sending: set[asyncio.Task[Any]] = set()
@@ -60,11 +65,17 @@ class EmbeddingsFront:
                     ) -> list[Floats]:
         """Requests arriving in the same turn of the event loop go to the worker as one call:
         at 64 clients of short texts, a message per request cost ~10 % of the throughput."""
+        if self._waiting and self._waiting + len(inputs) > self._capacity:
+            raise QueueFull()
         future: asyncio.Future[list[Floats]] = asyncio.get_running_loop().create_future()
         self._pending.append((inputs, dimensions, future))
         if len(self._pending) == 1:
             asyncio.get_running_loop().call_soon(self._send_pending)
-        return await future
+        self._waiting += len(inputs)
+        try:
+            return await future
+        finally:
+            self._waiting -= len(inputs)
 
     def _send_pending(self) -> None:
         pending, self._pending = self._pending, []

@@ -73,6 +73,9 @@ class EmbeddingOptions(BaseModel):
                            "(faster passes; takes CPU from the API process meanwhile)")
     max_batch_wait_ms: float = Field(2.0, ge=0, le=1000, description="wait to fill a batch")
     max_inputs: int = Field(2048, ge=1, description="inputs per request (OpenAI: 2048)")
+    max_waiting_inputs: int = Field(
+        16384, ge=1, description="inputs sent to the model and not yet embedded before 429 "
+        "(a request larger than this still runs alone)")
     max_tokens: int | None = Field(None, ge=1, description="per input; default: the model's")
     matryoshka: bool = Field(False, description="allow `dimensions` (truncate + renormalize)")
     precision: Literal["auto", "fp32"] = Field(

@@ -7,7 +7,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -16,6 +16,7 @@ from modelserve.engine.embed_batcher import BatchStats, EmbeddingBatcher
 from modelserve.failures import QueueFull, WorkerDied
 from modelserve.kinds.options import EmbeddingOptions
 from modelserve.kinds.wiring import KindRuntime
+from modelserve.runtimes.embedding_backend import EmbeddingBackend
 from modelserve.runtimes.st_layout import (
     EmbeddingLayout,
     Floats,
@@ -25,19 +26,6 @@ from modelserve.runtimes.st_layout import (
 )
 
 logger = logging.getLogger(__name__)
-
-
-class EmbeddingBackend(Protocol):
-    dimension: int
-    vocab_size: int
-    max_seq_length: int
-    # a `tokenizers` file that tokenizes exactly as `tokenize`, or None
-    @property
-    def tokenizer_file(self) -> Path | None: ...
-
-    def tokenize(self, text: str) -> list[int]: ...
-
-    def encode(self, batch: list[list[int]]) -> Floats: ...
 
 
 # Padded tokens per forward pass when the config names none. ONNX Runtime runs a batch op by
@@ -184,6 +172,7 @@ class EmbeddingRuntime:
         self.max_tokens = min(opts.max_tokens or self.backend.max_seq_length,
                               self.backend.max_seq_length)
         self.max_inputs = opts.max_inputs
+        self.max_waiting_inputs = opts.max_waiting_inputs
         self.matryoshka = opts.matryoshka
         self.max_batch_tokens = opts.max_batch_tokens or DEFAULT_BATCH_TOKENS[self.backend_name]
         self.batcher = EmbeddingBatcher(self.backend.encode, self.max_batch_tokens,
@@ -213,6 +202,7 @@ class EmbeddingRuntime:
         file = self.backend.tokenizer_file
         return {"dimension": self.dimension, "n_vocab": self.n_vocab,
                 "max_tokens": self.max_tokens, "max_inputs": self.max_inputs,
+                "max_waiting_inputs": self.max_waiting_inputs,
                 "matryoshka": self.matryoshka, "created": self.created,
                 "backend": self.backend_name,
                 "tokenizer_file": str(file) if file is not None else None}

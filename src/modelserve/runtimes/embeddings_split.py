@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Protocol
 
 from modelserve.llama_build import cpu_flags
-from modelserve.runtimes.embeddings import EmbeddingBackend
+from modelserve.runtimes.embedding_backend import EmbeddingBackend
 from modelserve.runtimes.st_layout import Floats
 
 # Passes of this many padded tokens (rows x longest) or more run on torch in bf16.

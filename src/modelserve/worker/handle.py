@@ -186,8 +186,8 @@ class WorkerHandle:
         if silent > timeout:
             logger.error("model %s: its worker sent no heartbeat for %.1fs: killing it",
                          self.spec.name, silent)
-            self.kill(f"it stopped answering (no heartbeat for {silent:.0f}s, "
-                      f"liveness timeout {timeout:g}s) and was killed")
+            self.kill(f"stopped answering (no heartbeat for {silent:.1f}s, liveness timeout "
+                      f"{timeout:g}s) and was killed")
             return
         self._schedule_liveness_check()
 

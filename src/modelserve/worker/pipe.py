@@ -1,8 +1,9 @@
 """Writing to a worker's pipe without ever blocking the API process's event loop.
 
-A pipe holds 64 KiB. A worker that stops reading (SIGSTOP, a frozen cgroup, a swap storm)
-lets it fill, and a write on the event loop would then block every model and `/health`. So
-the loop only queues pickled messages here; a thread of the worker's own writes them.
+A pipe (a socket pair) buffers a few hundred KiB. A worker that stops reading (SIGSTOP, a
+frozen cgroup, a swap storm) lets it fill, and a write on the event loop would then block
+every model and `/health`. So the loop only queues pickled messages here; a thread of the
+worker's own writes them.
 
 New work (calls, streams) is bounded: past MAX_QUEUED_BYTES or MAX_QUEUED_MESSAGES waiting
 to be written, `put` refuses it and the route answers 429 (503 once the worker is known to be

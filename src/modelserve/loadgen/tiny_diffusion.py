@@ -89,7 +89,7 @@ def build_tiny_pipeline(directory: Path, *, seed: int = 0, width: int = 8,
     return directory
 
 
-if __name__ == "__main__":  # python -m modelserve.bench.tiny_diffusion DIR [WIDTH]
+if __name__ == "__main__":  # python -m modelserve.loadgen.tiny_diffusion DIR [WIDTH]
     import sys
 
     out = build_tiny_pipeline(Path(sys.argv[1]),

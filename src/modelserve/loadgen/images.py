@@ -173,7 +173,7 @@ def run_images_bench(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = args.model_dir
         if model_dir is None:
-            from modelserve.bench.tiny_diffusion import build_tiny_pipeline
+            from modelserve.loadgen.tiny_diffusion import build_tiny_pipeline
 
             model_dir = build_tiny_pipeline(Path(tmp) / "tiny-sd", width=args.tiny_width)
         if args.url:

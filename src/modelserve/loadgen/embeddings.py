@@ -12,7 +12,7 @@ from typing import Any
 
 import aiohttp
 
-from modelserve.bench.chat import percentile
+from modelserve.loadgen.chat import percentile
 
 WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while", "seven",
          "small", "birds", "sing", "about", "rivers", "mountains", "cities", "and", "quiet",
