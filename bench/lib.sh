@@ -12,5 +12,5 @@ wait_up() {
 
 # package_file: a file shipped in PyPI packages, wherever pip put them.
 package_file() {  # PACKAGE FILE
-  "$BIN/python" -c 'import sys; from modelserve.config import PackageSource as P; print(P(package=sys.argv[1], file=sys.argv[2]).resolve())' "$1" "$2"
+  "$BIN/python" -c 'import sys; from modelserve.sources import PackageSource as P; print(P(package=sys.argv[1], file=sys.argv[2]).resolve())' "$1" "$2"
 }

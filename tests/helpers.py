@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import random
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -116,7 +119,7 @@ def sse_events(url: str, path: str, body: dict[str, Any], events: list[str],
                started: threading.Event | None = None, timeout: float = 120) -> None:
     """POST a streamed request and append each event's data to `events` as it arrives
     (`started` is set at the third event)."""
-    with httpx.stream("POST", f"{url}{path}", json=body, timeout=timeout) as resp:
+    with httpx.stream("POST", f"{url.rstrip('/')}{path}", json=body, timeout=timeout) as resp:
         for line in resp.iter_lines():
             if line.startswith("data: "):
                 events.append(line[6:])
@@ -133,3 +136,27 @@ def assert_ended_cleanly(events: list[str]) -> str:
         assert error["code"] == "model_unavailable", error
         return "error"
     return "done"
+
+
+def kill_during_streams(http: httpx.Client, model: str, path: str, body: dict[str, Any],
+                        streams: int, rounds: int, latest: float, seed: int) -> list[str]:
+    """`rounds` times: open `streams` streams on the model, SIGKILL its worker at a random
+    moment in [0, latest) s, and check that every stream ended cleanly; returns how each
+    ended ("error" or "done"). Each round waits for the restarted worker first."""
+    rng, ends, pid = random.Random(seed), [], None
+    for _ in range(rounds):
+        pid = wait_state(http, model, "ready", timeout=60,
+                         check=lambda m, old=pid: m["pid"] != old)["pid"]
+        runs: list[list[str]] = [[] for _ in range(streams)]
+        threads = [threading.Thread(target=sse_events, args=(str(http.base_url), path, body,
+                                                             events)) for events in runs]
+        for t in threads:
+            t.start()
+        time.sleep(rng.uniform(0.0, latest))
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        for t in threads:
+            t.join(timeout=60)
+            assert not t.is_alive(), "a stream never ended"
+        ends += [assert_ended_cleanly(events) for events in runs]
+    return ends

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from sentence_transformers import SentenceTransformer
 
-from modelserve.loadgen.embeddings import make_text
 from modelserve.config import ModelSpec
+from modelserve.loadgen.embeddings import make_text
 from modelserve.runtimes.embeddings import EmbeddingRuntime
 from modelserve.runtimes.embeddings_split import has_fast_bf16
 from modelserve.sources import PackageSource

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import shutil
 import signal
 import subprocess
@@ -30,6 +29,7 @@ from tests.helpers import (
     admin_models,
     assert_ended_cleanly,
     assert_openai_error,
+    kill_during_streams,
     sse_events,
     wait_state,
 )
@@ -134,28 +134,12 @@ def test_a_failed_restart_is_retried_until_the_gguf_is_back(chat_server: LiveSer
 
 
 def test_kill_9_at_20_random_points_of_4_streams(chat_server: LiveServer) -> None:
-    rng = random.Random(22)
     body = {"model": "chat", "messages": USER, "max_tokens": 48, "stream": True,
             "logit_bias": NO_EOS}
-    ends = []
     with httpx.Client(base_url=chat_server.url, timeout=60) as http:
-        pid = None
-        for _ in range(20):
-            pid = wait_state(http, "chat", "ready", timeout=60,
-                             check=lambda m, old=pid: m["pid"] != old)["pid"]
-            runs: list[list[str]] = [[] for _ in range(4)]
-            threads = [threading.Thread(target=sse_events, args=(
-                chat_server.url, "/v1/chat/completions", body, events)) for events in runs]
-            for t in threads:
-                t.start()
-            # From before the first token to after the last one.
-            time.sleep(rng.uniform(0.0, 2.5))
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            for t in threads:
-                t.join(timeout=60)
-                assert not t.is_alive()
-            ends += [assert_ended_cleanly(events) for events in runs]
+        # From before the first token to after the last one (48 tokens take ~1.5 s).
+        ends = kill_during_streams(http, "chat", "/v1/chat/completions", body, streams=4,
+                                   rounds=20, latest=2.5, seed=22)
     assert "error" in ends and "done" in ends, ends
 
 

@@ -9,7 +9,6 @@ import contextlib
 import json
 import multiprocessing
 import os
-import random
 import signal
 import threading
 import time
@@ -26,6 +25,7 @@ from tests.helpers import (
     admin_models,
     assert_ended_cleanly,
     assert_openai_error,
+    kill_during_streams,
     sse_events,
     wait_state,
 )
@@ -184,25 +184,10 @@ def test_restarts_can_be_capped(tmp_path: Path, weights: Path) -> None:
 
 def test_kill_9_at_random_points_of_streams_always_ends_them_cleanly(
         tmp_path: Path, weights: Path) -> None:
-    ends = []
-    with tiny_server(tmp_path, [tiny("a", weights)]) as (live, http):
-        rng = random.Random(7)
-        pid = None
-        for _ in range(8):
-            pid = wait_state(http, "a", "ready", timeout=30,
-                             check=lambda m, old=pid: m["pid"] != old)["pid"]
-            runs: list[list[str]] = [[] for _ in range(3)]
-            threads = [threading.Thread(target=sse_events, args=(
-                live.url, "/v1/tiny/stream",
-                {"model": "a", "method": "count", "args": [30, 0.005]}, events))
-                for events in runs]
-            for t in threads:
-                t.start()
-            time.sleep(rng.uniform(0.0, 0.4))
-            os.kill(pid, signal.SIGKILL)
-            for t in threads:
-                t.join(timeout=30)
-            ends += [assert_ended_cleanly(events) for events in runs]
+    with tiny_server(tmp_path, [tiny("a", weights)]) as (_, http):
+        ends = kill_during_streams(
+            http, "a", "/v1/tiny/stream", {"model": "a", "method": "count", "args": [30, 0.005]},
+            streams=3, rounds=8, latest=0.4, seed=7)
     assert "error" in ends
 
 

@@ -23,3 +23,17 @@ def test_markdown_and_summary(tmp_path: Path) -> None:
     table = summarise(path)
     assert "| modelserve | 8 | 2 | 210.0 | - |" in table
     assert "| peer | 8 | 1 | 100.0 | 2.10x |" in table
+
+
+def test_embeddings_summary(tmp_path: Path) -> None:
+    from modelserve.loadgen.embeddings import EmbedResult
+    from modelserve.loadgen.summary import summarise_embeddings
+
+    rows = [EmbedResult("worker", 64, 1, 8, 100, 0, 900.0, 5.0, 9.0),
+            EmbedResult("inline", 64, 1, 8, 100, 0, 1000.0, 5.0, 9.0),
+            EmbedResult("worker", 64, 1, 8, 100, 0, 1100.0, 5.0, 9.0)]
+    path = tmp_path / "e.jsonl"
+    path.write_text("\n".join(json.dumps(r.__dict__) for r in rows) + "\n")
+    table = summarise_embeddings(path, "worker")
+    assert "| worker | 64 | 1 | 8 | 1000.0 | - | 900 / 1100 |" in table
+    assert "| inline | 64 | 1 | 8 | 1000.0 | 1.00x | 1000 |" in table

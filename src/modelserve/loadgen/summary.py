@@ -1,4 +1,5 @@
-"""Summarise a chat benchmark JSONL file: median per server and level, ratios to modelserve."""
+"""Summarise a benchmark JSONL file (chat, or embeddings rows): median per server and level,
+ratios to a baseline server."""
 
 from __future__ import annotations
 
@@ -37,5 +38,37 @@ def summarise(path: Path, baseline: str = "modelserve") -> str:
     return "\n".join(out)
 
 
+def summarise_embeddings(path: Path, baseline: str) -> str:
+    """Embeddings rows (`modelserve bench embeddings`): emb/s per server and workload, and
+    `baseline` ÷ each (as `summarise` does); per run too, since these machines are noisy."""
+    runs: dict[tuple[str, int, int, int], list[float]] = defaultdict(list)
+    for line in path.read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            key = (row["label"], row["concurrency"], row["inputs_per_request"], row["words"])
+            runs[key].append(row["embeddings_per_s"])
+    labels = sorted({k[0] for k in runs}, key=lambda x: (x != baseline, x))
+    workloads = sorted({k[1:] for k in runs})
+    out = [f"| server | clients | inputs | words | emb/s (median) | vs {baseline} | per run |",
+           "|---|---|---|---|---|---|---|"]
+    for workload in workloads:
+        base = runs.get((baseline, *workload))
+        base_median = statistics.median(base) if base else None
+        for label in labels:
+            rows = runs.get((label, *workload))
+            if not rows:
+                continue
+            median = statistics.median(rows)
+            ratio = f"{base_median / median:.2f}x" if base_median and median and \
+                label != baseline else "-"
+            each = " / ".join(f"{r:.0f}" for r in rows)
+            out.append(f"| {label} | {workload[0]} | {workload[1]} | {workload[2]} "
+                       f"| {median:.1f} | {ratio} | {each} |")
+    return "\n".join(out)
+
+
 if __name__ == "__main__":
-    print(summarise(Path(sys.argv[1]), *sys.argv[2:3]))
+    if len(sys.argv) > 3 and sys.argv[3] == "embeddings":
+        print(summarise_embeddings(Path(sys.argv[1]), sys.argv[2]))
+    else:
+        print(summarise(Path(sys.argv[1]), *sys.argv[2:3]))
