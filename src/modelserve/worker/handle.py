@@ -160,8 +160,8 @@ class WorkerHandle:
         self.kill()
         if self._process.pid is not None:
             self._process.join(timeout=10)
-        self._writer.close()
-        self._conn.close()
+        if not self.ready:  # no reader thread: the pipe is ours to close
+            self._conn.close()
 
     def kill(self, reason: str | None = None) -> None:
         """SIGKILL the worker (never blocks); the reader then fails what is in flight.
@@ -278,7 +278,9 @@ class WorkerHandle:
                 elif not isinstance(message, Heartbeat):
                     logger.warning("model %s: unexpected message %r", self.spec.name, message)
         finally:
-            self._writer.close()
+            # This thread alone closes the pipe, once the writer is done with it (a close
+            # racing a write could hit a reused descriptor).
+            self._writer.close(wait=5.0)
             self._conn.close()
             self._process.join(timeout=5)
             self._died()

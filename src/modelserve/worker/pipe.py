@@ -57,13 +57,16 @@ class PipeWriter:
         """Messages waiting to be written."""
         return len(self._queue)
 
-    def close(self) -> None:
-        """Stop writing (what is still queued is dropped: the worker is gone or going)."""
+    def close(self, wait: float = 0.0) -> None:
+        """Stop writing (what is still queued is dropped: the worker is gone or going);
+        wait up to `wait` s for the thread to end (its write fails fast on a dead pipe)."""
         with self._cond:
             self._closed = True
             self._queue.clear()
             self._queued_bytes = 0
             self._cond.notify()
+        if wait and self._thread.is_alive():
+            self._thread.join(wait)
 
     def _run(self) -> None:
         while True:
