@@ -169,3 +169,16 @@ def test_unload_stops_the_worker_and_returns_all_its_memory(http: httpx.Client,
     gone = http.post("/admin/models/unload", params={"wait": "true"}, json={"name": "gemma"})
     assert gone.json()["state"] == "unloaded" and gone.json()["memory_bytes"] == 0
     assert not Path(f"/proc/{pid}").exists()  # the process, and every byte it held, is gone
+
+
+def test_a_context_too_big_for_the_host_is_refused_before_a_worker_starts(
+        http: httpx.Client) -> None:
+    """Admission counts the KV cache (parallel x context_size) from the GGUF's metadata, so
+    the load is refused up front instead of OOM-killed during its warm-up."""
+    before = {p.pid for p in multiprocessing.active_children()}
+    loaded = http.post("/admin/models/load", params={"wait": "true"},
+                       json={"name": "huge-context", "kind": "chat", "source": SMOLLM2,
+                             "options": {"parallel": 256, "context_size": 2**20}})
+    err = assert_openai_error(loaded, 422, code="model_load_failed")
+    assert "not enough memory to load it: it needs an estimated" in err["message"]
+    assert {p.pid for p in multiprocessing.active_children()} <= before
