@@ -21,6 +21,11 @@ class WorkerStalled(RuntimeError):
     (503: it is killed and restarted once its liveness timeout passes)."""
 
 
+class StateLost(RuntimeError):
+    """The worker no longer holds what this request needed (an image's encoding, evicted
+    from its cache between the encode and the start): 503, retry."""
+
+
 class WorkerLoadError(RuntimeError):
     """The worker could not build the model (its error), or died while loading."""
 

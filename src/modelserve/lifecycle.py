@@ -91,12 +91,15 @@ class Lifecycle:
             except Exception as exc:
                 logger.error("model %s failed to load: %s", spec.name, exc)
                 entry.error = str(exc)
+                if entry.serving_spec is not None and (
+                        entry.current is not None or entry.state is ModelState.RESTARTING):
+                    # A failed reload leaves the old model serving (or restarting) under its
+                    # old spec: a restart must not retry the spec that just failed.
+                    entry.spec = entry.serving_spec
                 if entry.state is ModelState.RESTARTING:
                     return False  # the restart loop tries again
                 if entry.current is None:
                     entry.set_state(ModelState.FAILED)
-                else:  # a failed reload leaves the old model serving, under its old spec
-                    entry.spec = entry.current.spec
                 return False
             entry.load_seconds = time.monotonic() - started
             old, entry.current = entry.current, loaded
@@ -104,7 +107,9 @@ class Lifecycle:
             # at once for a worker that died during the front's build).
             loaded.worker.watch(lambda reason: self._worker_died(entry, loaded, reason))
             entry.error = None
+            entry.serving_spec = spec
             entry.restart_attempts = 0
+            entry.next_restart_at = None
             entry.set_state(ModelState.READY)
             entry.last_used = time.time()
             logger.info("model %s ready (revision %s) in %.2fs", spec.name, rev,
@@ -114,7 +119,9 @@ class Lifecycle:
             for callback in self.on_loaded:
                 callback(spec.name, loaded.front, entry.load_seconds)
         if old is not None:
-            await self.retire(old)
+            # Its own task: cancelling this load (an unload, an eviction) must not leave
+            # the old worker running, uncounted.
+            await asyncio.shield(self.registry.in_background(self.retire(old)))
         return True
 
     async def _admit(self, entry: ModelEntry, serving: KindServing[Any]) -> tuple[int, str]:
@@ -158,6 +165,8 @@ class Lifecycle:
         delay = self._backoff(entry)
         entry.error = f"{reason}; restarting in {delay:g}s"
         entry.set_state(ModelState.RESTARTING)
+        if entry.restart is not None:
+            entry.restart.cancel()  # one restart loop per model
         entry.restart = self.registry.in_background(self._keep_restarting(entry, delay))
 
     def _backoff(self, entry: ModelEntry) -> float:
@@ -175,10 +184,12 @@ class Lifecycle:
                 return
             entry.restarts += 1
             entry.restart_attempts += 1
-            logger.info("restarting model %s (attempt %d)", entry.spec.name,
-                        entry.restart_attempts)
-            entry.task = asyncio.create_task(self.load(entry), name=f"restart {entry.spec.name}")
-            if await entry.task:
+            if entry.task is None or entry.task.done():  # else: a reload is on its way
+                logger.info("restarting model %s (attempt %d)", entry.spec.name,
+                            entry.restart_attempts)
+                entry.task = asyncio.create_task(self.load(entry),
+                                                 name=f"restart {entry.spec.name}")
+            if await asyncio.shield(entry.task):
                 return
             limit = self.policy.restart_max_attempts
             if limit is not None and entry.restart_attempts >= limit:
@@ -243,7 +254,8 @@ class Lifecycle:
         try:
             await self.retire(loaded)
         finally:
-            if entry.current is None:
+            # Unless a load began meanwhile (a lazy request, an operator): its state stands.
+            if entry.current is None and entry.state is ModelState.UNLOADING:
                 entry.set_state(ModelState.UNLOADED)
 
     async def retire(self, loaded: LoadedModel, drain: bool = True) -> None:

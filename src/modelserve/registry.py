@@ -97,6 +97,7 @@ class ModelEntry:
     origin: str = "config"  # or "admin"
     state: ModelState = ModelState.UNLOADED
     current: LoadedModel | None = None
+    serving_spec: ModelSpec | None = None  # the spec of the last load that worked
     error: str | None = None
     last_used: float | None = None
     load_seconds: float | None = None

@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 
-from modelserve.engine.sequence import SamplingParams
+from modelserve.engine.sequence import ImageSpan, SamplingParams
 from modelserve.sources import PackageSource
+from modelserve.worker.protocol import End
 from tests.conftest import SMOLLM2, LiveServer, free_port, serve, server_process
 from tests.helpers import (
     NO_EOS,
@@ -257,3 +259,16 @@ def test_full_queues_are_429_with_retry_after_on_every_route(
         for answer in refused.values():
             assert_openai_error(answer, 429, code="queue_full")
             assert answer.headers["retry-after"] == "1"
+
+
+def test_a_stream_refused_by_an_idle_chat_worker_ends_at_once(chat_server: LiveServer) -> None:
+    """A sequence the engine refuses at its start (here: image spans on a text model) ends
+    with its error even though no engine step follows to send it."""
+    worker = chat_server.app.state.registry.entries["chat"].current.worker
+    ended = threading.Event()
+    span = ImageSpan(start=0, n_tokens=1, pos=np.zeros((1, 1), dtype=np.int32), n_pos=1,
+                     image_id="unknown:0")
+    worker.open("generate", [1, 2], SamplingParams(max_tokens=2), [span],
+                sink=lambda item: ended.set() if isinstance(item, End) else None)
+    assert ended.wait(5)
+    assert chat(chat_server.url).status_code == 200

@@ -215,3 +215,17 @@ def test_protocol_messages_round_trip() -> None:
     message = loads(dumps(Replies([Reply(1, "ok"), Reply(2, None, ValueError("x"))])))
     assert message.items[0].value == "ok" and str(message.items[1].error) == "x"
     assert isinstance(portable_error(Unpicklable("y")), RuntimeError)
+
+
+def test_an_async_stream_cancelled_before_its_first_step_still_ends() -> None:
+    async def scenario() -> list[Any]:
+        items: list[tuple[int, Any]] = []
+        outbox = Outbox(items.extend)
+        outbox.bind(asyncio.get_running_loop())
+        fn = runtime_method(Streamy(), None, "ticks")  # type: ignore[arg-type]
+        cancel = open_stream(fn, (3,), StreamOut(outbox, 1, lambda _: None), None)
+        cancel()  # in the same turn of the loop as the open
+        await asyncio.sleep(0.05)
+        return [item for _, item in items]
+
+    assert asyncio.run(scenario()) == [End()]

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from modelserve.api.protocol import ErrorBody, ErrorResponse
-from modelserve.failures import QueueFull, WorkerDied, WorkerStalled
+from modelserve.failures import QueueFull, StateLost, WorkerDied, WorkerStalled
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def model_failure(error: BaseException) -> APIError | None:
     """The answer for a model failure raised as an exception (None: not one of those)."""
     if isinstance(error, QueueFull):
         return queue_full()
-    if isinstance(error, WorkerDied | WorkerStalled):
+    if isinstance(error, WorkerDied | WorkerStalled | StateLost):
         return model_unavailable(str(error))
     return None
 
@@ -150,6 +150,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(QueueFull)
     @app.exception_handler(WorkerDied)
     @app.exception_handler(WorkerStalled)
+    @app.exception_handler(StateLost)
     async def _model_failure(request: Request, exc: Exception) -> JSONResponse:
         answer = model_failure(exc)
         assert answer is not None

@@ -151,7 +151,9 @@ class LLMEngine:
             if self.after_step is not None:
                 self.after_step()
             raise
-        self._fail_all("engine stopped")
+        # Stopped with sequences still running (an unload past its grace, a shutdown): they
+        # end as the model's unavailability (503), as for a worker that was stopped.
+        self._fail_all("the model was stopped", UNAVAILABLE)
         if self.after_step is not None:
             self.after_step()
 

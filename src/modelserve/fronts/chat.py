@@ -18,7 +18,7 @@ from modelserve.engine.sequence import (
     StepOutput,
     TimingSink,
 )
-from modelserve.failures import BUSY, UNAVAILABLE, QueueFull, WorkerDied
+from modelserve.failures import BUSY, UNAVAILABLE, QueueFull, StateLost, WorkerDied
 from modelserve.images.decode import DecodedImage
 from modelserve.kinds.chat import ChatModel
 from modelserve.kinds.options import LlamaCppOptions
@@ -93,7 +93,7 @@ class ChatFront(ChatVocabulary):
 
 
 def _failure(error: BaseException | None) -> StepOutput:
-    code = UNAVAILABLE if isinstance(error, WorkerDied) else \
+    code = UNAVAILABLE if isinstance(error, WorkerDied | StateLost) else \
         BUSY if isinstance(error, QueueFull) else None
     return StepOutput(finish_reason="error", error=str(error or "the stream ended early"),
                       error_code=code)

@@ -24,6 +24,11 @@ if TYPE_CHECKING:
     from modelserve.config import ModelSpec
 
 
+# Requests with more texts than this are tokenized in a thread (tokenizers' batch encode
+# runs in parallel without the GIL); fewer are quicker on the loop than a thread hop.
+BIG_BATCH = 32
+
+
 class EmbeddingsFront:
     def __init__(self, spec: ModelSpec, worker: Worker, info: dict[str, Any],
                  kept: dict[str, Any]) -> None:
@@ -59,6 +64,9 @@ class EmbeddingsFront:
         if self._tokenizer is None:
             tokens: list[list[int]] = await self.worker.acall("tokenize_all", texts)
             return tokens
+        if len(texts) > BIG_BATCH:  # milliseconds of work: off the loop, in parallel
+            encodings = await asyncio.to_thread(self._tokenizer.encode_batch, texts)
+            return [list(e.ids) for e in encodings]
         return [list(self._tokenizer.encode(text).ids) for text in texts]
 
     async def embed(self, inputs: list[list[int]], dimensions: int | None = None

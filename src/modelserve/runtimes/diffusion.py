@@ -223,7 +223,7 @@ class DiffusionRuntime:
         return self._variants[mode]
 
     def describe(self) -> dict[str, Any]:
-        """What the API process's front end needs (see worker/images_front.py)."""
+        """What the API process's front needs (see fronts/images.py)."""
         return {"limits": self.limits, "created": self.created}
 
     def snapshot(self) -> DiffusionStats:

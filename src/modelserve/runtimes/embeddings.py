@@ -198,7 +198,7 @@ class EmbeddingRuntime:
         return [self.backend.tokenize(text) for text in texts]
 
     def describe(self) -> dict[str, Any]:
-        """What the API process's front end needs (see worker/embeddings_front.py)."""
+        """What the API process's front needs (see fronts/embeddings.py)."""
         file = self.backend.tokenizer_file
         return {"dimension": self.dimension, "n_vocab": self.n_vocab,
                 "max_tokens": self.max_tokens, "max_inputs": self.max_inputs,

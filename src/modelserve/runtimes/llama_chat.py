@@ -76,7 +76,7 @@ class LlamaChatRuntime(ChatVocabulary):
         return self.projector.marker if self.projector is not None else None
 
     def describe(self) -> dict[str, Any]:
-        """What the API process's front end needs to know (see worker/chat_front.py)."""
+        """What the API process's front needs to know (see fronts/chat.py)."""
         return {"context_size": self.context_size, "image_marker": self.image_marker,
                 "capacity": self.options.parallel + self.options.max_waiting,
                 "created": self.created}

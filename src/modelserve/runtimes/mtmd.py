@@ -20,6 +20,7 @@ from llama_cpp import _logger as lc_logger
 from llama_cpp import mtmd_cpp as mt
 
 from modelserve.engine.sequence import ImageSpan, MultimodalPrompt
+from modelserve.failures import StateLost
 from modelserve.images.decode import DecodedImage
 from modelserve.runtimes.llama_cpp import LlamaError, LlamaModel
 
@@ -75,7 +76,7 @@ class MtmdProjector:
         self.encodes = 0  # images (chunks) encoded, cache hits not counted
 
     def attach(self, spans: list[ImageSpan]) -> None:
-        """Give spans that crossed the pipe their embeddings back (raises PromptError if one
+        """Give spans that crossed the pipe their embeddings back (raises StateLost if one
         was evicted meanwhile: more than ENCODED_CACHE_BYTES of images in between)."""
         with self._cache_lock:
             for span in spans:
@@ -83,8 +84,8 @@ class MtmdProjector:
                     digest, _, ordinal = span.image_id.rpartition(":")
                     embd = self._encoded.get((digest, int(ordinal or 0)))
                     if embd is None:
-                        raise PromptError("the image's encoding was evicted before its "
-                                          "request started; please retry")
+                        raise StateLost("the image's encoding was evicted before its "
+                                        "request started")
                     span.embd = embd
 
     def close(self) -> None:

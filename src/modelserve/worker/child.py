@@ -29,6 +29,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from modelserve.config import ModelSpec
+from modelserve.failures import WorkerDied
 from modelserve.kinds import KINDS, load_plugins
 from modelserve.kinds.wiring import KindRuntime, runtime_of
 from modelserve.worker.methods import Outbox, StreamOut, open_stream, runtime_method, start_call
@@ -74,12 +75,12 @@ def main(spec: ModelSpec, conn: Connection, options: WorkerOptions) -> None:
     logging.getLogger().addHandler(_ForwardLogs(sender))
     # Ctrl-C reaches the whole process group; the API process drains, then stops us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    load_plugins()
-    wiring = runtime_of(KINDS[spec.kind])
     loading = threading.Event()
     threading.Thread(target=_beat_while, args=(sender, loading, options.heartbeat_interval),
                      name="worker-load-heartbeat", daemon=True).start()
     try:
+        load_plugins()  # an import error here is the load's error, said in full
+        wiring = runtime_of(KINDS[spec.kind])
         runtime = wiring.build(spec)
     except BaseException as exc:
         loading.set()
@@ -150,7 +151,8 @@ class Worker:
         self._heartbeat_interval = heartbeat_interval
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="worker-call")
         self._calls: dict[int, asyncio.Future[Any]] = {}
-        self._streams: dict[int, Callable[[], None]] = {}  # stream id -> its cancel
+        self._cancelled: set[int] = set()  # calls the API process cancelled
+        self._streams: dict[int, tuple[StreamOut, Callable[[], None]]] = {}  # out, cancel
         self._replies: list[Reply] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Event | None = None
@@ -174,8 +176,11 @@ class Worker:
         beats = asyncio.create_task(self._beat())
         await self._stopped.wait()
         beats.cancel()
-        for cancel in list(self._streams.values()):
-            cancel()
+        # Stopped (an unload past its grace, a shutdown): what still runs ends as a 503, not
+        # as a client's cancel; the runtime's close stops the work itself.
+        for out, _ in list(self._streams.values()):
+            out.end(WorkerDied("its worker process was stopped"))
+        self.outbox.flush()
         for task in self._calls.values():
             task.cancel()
 
@@ -223,10 +228,11 @@ class Worker:
             case Cancel(id=some_id):
                 task = self._calls.get(some_id)
                 if task is not None:
+                    self._cancelled.add(some_id)
                     task.cancel()
-                cancel = self._streams.get(some_id)
-                if cancel is not None:
-                    cancel()
+                stream = self._streams.get(some_id)
+                if stream is not None:
+                    stream[1]()
 
     def _start_call(self, call_id: int, method: str, args: tuple[Any, ...]) -> None:
         try:
@@ -241,8 +247,12 @@ class Worker:
 
     def _reply(self, call_id: int, done: asyncio.Future[Any]) -> None:
         self._calls.pop(call_id, None)
-        if done.cancelled():
+        if call_id in self._cancelled:
+            self._cancelled.discard(call_id)
             return  # the caller cancelled it and does not wait for an answer
+        if done.cancelled():  # by the runtime itself: its caller still gets an answer
+            self._add_reply(Reply(call_id, None, RuntimeError("the call was cancelled")))
+            return
         error = done.exception()
         self._add_reply(Reply(call_id, None, portable_error(error)) if error is not None
                         else Reply(call_id, done.result()))
@@ -258,16 +268,21 @@ class Worker:
             self._sender.send(Replies(replies))
         except Exception:  # a value that does not pickle: its caller gets an error, not a hang
             logger.exception("could not send replies")
-            self._sender.send(Replies([Reply(r.id, None, RuntimeError(
-                "the worker could not send the result")) for r in replies]))
+            for reply in replies:  # one at a time: only the bad one fails
+                try:
+                    self._sender.send(Replies([reply]))
+                except Exception:
+                    self._sender.send(Replies([Reply(reply.id, None, RuntimeError(
+                        "the worker could not send the result"))]))
 
     def _open(self, stream_id: int, method: str, args: tuple[Any, ...]) -> None:
         out = StreamOut(self.outbox, stream_id, self._ended)
         try:
             fn = runtime_method(self.runtime, self.wiring, method)
-            self._streams[stream_id] = open_stream(fn, args, out, self._pool)
+            self._streams[stream_id] = (out, open_stream(fn, args, out, self._pool))
         except Exception as exc:  # refused at the start (QueueFull, bad arguments)
             out.end(portable_error(exc))
+            self.outbox.flush()  # an idle engine would not flush it
 
     def _ended(self, stream_id: int) -> None:
         """From any thread, once a stream's End is queued: forget it (on the loop, after

@@ -72,6 +72,7 @@ class WorkerHandle:
         self._on_death: Callable[[str], None] | None = None
         self._death_reported = False
         self.ready = False
+        self._loaded = False  # it sent Ready (set by the thread that waits for it)
         self.last_heard = time.monotonic()  # any message from the worker is a sign of life
         self.longest_silence = 0.0  # since it was ready: what liveness_timeout must exceed
         self.received_bytes = 0
@@ -119,6 +120,8 @@ class WorkerHandle:
             info = await asyncio.to_thread(self._wait_ready)
         except BaseException:
             self.kill()
+            if self._loaded:  # it was ready as the load was cancelled: nobody reads its pipe
+                self._conn.close()
             raise
         self.ready = True
         self.last_heard = time.monotonic()
@@ -128,20 +131,27 @@ class WorkerHandle:
         return info
 
     def _wait_ready(self) -> dict[str, Any]:
-        while True:
-            try:
-                message = loads(self._conn.recv_bytes())
-            except (EOFError, OSError):
-                self._process.join(timeout=5)
-                raise WorkerLoadError(self._why_dead(loading=True)) from None
-            self.last_heard = time.monotonic()
-            if isinstance(message, Log):
-                _log(message)
-            elif isinstance(message, LoadFailed):
-                self._process.join(timeout=5)
-                raise WorkerLoadError(message.message)
-            elif isinstance(message, Ready):
-                return message.info
+        """In a thread, until the worker is ready; on a failure this thread closes the pipe
+        (it is the one reading it: a close from another thread could race its read)."""
+        try:
+            while True:
+                try:
+                    message = loads(self._conn.recv_bytes())
+                except (EOFError, OSError):
+                    self._process.join(timeout=5)
+                    raise WorkerLoadError(self._why_dead(loading=True)) from None
+                self.last_heard = time.monotonic()
+                if isinstance(message, Log):
+                    _log(message)
+                elif isinstance(message, LoadFailed):
+                    self._process.join(timeout=5)
+                    raise WorkerLoadError(message.message)
+                elif isinstance(message, Ready):
+                    self._loaded = True
+                    return message.info
+        finally:
+            if not self._loaded:
+                self._conn.close()
 
     def watch(self, on_death: Callable[[str], None]) -> None:
         """Call `on_death(reason)` on the event loop once, when the worker dies without being
@@ -160,7 +170,7 @@ class WorkerHandle:
         self.kill()
         if self._process.pid is not None:
             self._process.join(timeout=10)
-        if not self.ready:  # no reader thread: the pipe is ours to close
+        else:  # never started: no thread reads the pipe, it is ours to close
             self._conn.close()
 
     def kill(self, reason: str | None = None) -> None:
@@ -266,17 +276,11 @@ class WorkerHandle:
                 self.longest_silence = max(self.longest_silence, now - self.last_heard)
                 self.last_heard = now
                 self.received_bytes += len(data)
-                message = loads(data)
-                if isinstance(message, Streamed):
-                    self._post(self._streams.deliver, message.items)
-                elif isinstance(message, Replies):
-                    self._post(_settle_all, self._take_calls(message.items))
-                elif isinstance(message, Log):
-                    _log(message)
-                elif isinstance(message, Fatal):
-                    self._fatal_reason = message.reason
-                elif not isinstance(message, Heartbeat):
-                    logger.warning("model %s: unexpected message %r", self.spec.name, message)
+                try:
+                    self._handle(loads(data))
+                except Exception:  # one bad message (a log record, say) ends nothing
+                    logger.exception("model %s: a message from its worker failed",
+                                     self.spec.name)
         finally:
             # This thread alone closes the pipe, once the writer is done with it (a close
             # racing a write could hit a reused descriptor).
@@ -284,6 +288,18 @@ class WorkerHandle:
             self._conn.close()
             self._process.join(timeout=5)
             self._died()
+
+    def _handle(self, message: object) -> None:
+        if isinstance(message, Streamed):
+            self._post(self._streams.deliver, message.items)
+        elif isinstance(message, Replies):
+            self._post(_settle_all, self._take_calls(message.items))
+        elif isinstance(message, Log):
+            _log(message)
+        elif isinstance(message, Fatal):
+            self._fatal_reason = message.reason
+        elif not isinstance(message, Heartbeat):
+            logger.warning("model %s: unexpected message %r", self.spec.name, message)
 
     def _take_calls(self, replies: list[Reply]) -> list[tuple[asyncio.Future[Any], Reply]]:
         with self._lock:

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from modelserve.config import ModelSpec
+from modelserve.failures import WorkerDied
 from modelserve.kinds import KINDS
 from modelserve.kinds.wiring import runtime_of
 from modelserve.model_files import release_freed_memory
@@ -64,6 +65,7 @@ class LocalWorker:
         pass  # it ends only with the server
 
     def stop(self, timeout: float = 30.0) -> None:
+        self.exit_reason = "the model was stopped"
         if self.runtime is not None:
             self.runtime.close()
             self.runtime = None
@@ -73,9 +75,11 @@ class LocalWorker:
         pass  # nothing to kill but ourselves
 
     async def acall(self, method: str, *args: Any) -> Any:
+        self._check_running()
         return await start_call(runtime_method(self.runtime, self.wiring, method), args, None)
 
     def open(self, method: str, *args: Any, sink: StreamSink) -> int:
+        self._check_running()
         stream_id = next(self._ids)
         self._sinks.add(stream_id, sink)
         out = StreamOut(self._outbox, stream_id, self._ended)
@@ -86,6 +90,10 @@ class LocalWorker:
             self._sinks.discard(stream_id)
             raise
         return stream_id
+
+    def _check_running(self) -> None:
+        if self.exit_reason is not None:
+            raise WorkerDied(self.exit_reason)
 
     def cancel(self, stream_id: int) -> None:
         cancel = self._cancels.get(stream_id)

@@ -42,6 +42,8 @@ def open_stream(fn: Any, args: tuple[Any, ...], out: StreamOut,
     """Start a stream; returns its cancel. Raises what the method raises at its start."""
     if inspect.isasyncgenfunction(fn):
         task = asyncio.ensure_future(_pull_async(fn(*args), out))
+        # Cancelled before its first step, the task never enters _pull_async's try.
+        task.add_done_callback(lambda _: out.end())
 
         def cancel_task() -> None:
             task.cancel()
@@ -107,10 +109,12 @@ class Outbox:
                 self._loop.call_soon_threadsafe(self.flush)
 
     def flush(self) -> None:
+        # Sent under the lock: two threads flushing (the engine's, the loop's) must not
+        # reorder a stream's items.
         with self._lock:
             items, self._items = self._items, []
-        if items:
-            self._send(items)
+            if items:
+                self._send(items)
 
 
 class StreamOut:

@@ -3,10 +3,10 @@
 A pipe (a socket pair) buffers a few hundred KiB. A worker that stops reading (SIGSTOP, a
 frozen cgroup, a swap storm) lets it fill, and a write on the event loop would then block
 every model and `/health`. So the loop writes itself only what cannot block: a small message
-when nothing waits before it and the socket reports room (Linux says writable only while at
-least half of its send buffer is free); anything else waits here for a thread of the
-worker's own to write it. The direct write saves that thread hop on every request (measured
-in docs/benchmarks.md).
+when nothing waits before it and the socket reports room (Linux reports a unix socket
+writable only while at most a quarter of its send buffer is in use); anything else waits
+here for a thread of the worker's own to write it. The direct write saves that thread hop
+on every request (measured in docs/benchmarks.md).
 
 New work (calls, streams) is bounded: past MAX_QUEUED_BYTES or MAX_QUEUED_MESSAGES waiting
 to be written, `put` refuses it and the route answers 429 (503 once the worker is known to be
