@@ -67,6 +67,16 @@ def resume(pid: int) -> None:
         os.kill(pid, signal.SIGCONT)
 
 
+def long_stream(url: str) -> tuple[threading.Thread, list[str]]:
+    """A 10 s stream of model "a", read by a thread into the returned list."""
+    events: list[str] = []
+    stream = threading.Thread(target=sse_events, args=(
+        url, "/v1/tiny/stream", {"model": "a", "method": "count", "args": [1000, 0.01]},
+        events))
+    stream.start()
+    return stream, events
+
+
 def quick_health(http: httpx.Client) -> float:
     started = time.monotonic()
     assert http.get("/health").status_code == 200
@@ -195,11 +205,7 @@ def test_a_thread_failing_in_the_worker_ends_it_and_its_streams(
         tmp_path: Path, weights: Path) -> None:
     with tiny_server(tmp_path, [tiny("a", weights)]) as (live, http):
         pid = admin_models(http)["a"]["pid"]
-        events: list[str] = []
-        stream = threading.Thread(target=sse_events, args=(
-            live.url, "/v1/tiny/stream",
-            {"model": "a", "method": "count", "args": [1000, 0.01]}, events))
-        stream.start()
+        stream, events = long_stream(live.url)
         time.sleep(0.3)
         call(live.url, "a", "fail_thread")
         stream.join(timeout=5)
@@ -304,11 +310,7 @@ def test_streams_still_running_at_unload_end_as_unavailable(tmp_path: Path,
                                                             weights: Path) -> None:
     with tiny_server(tmp_path, [tiny("a", weights)],
                      lifecycle={"unload_grace_seconds": 0.3}) as (live, http):
-        events: list[str] = []
-        stream = threading.Thread(target=sse_events, args=(
-            live.url, "/v1/tiny/stream",
-            {"model": "a", "method": "count", "args": [1000, 0.01]}, events))
-        stream.start()
+        stream, events = long_stream(live.url)
         time.sleep(0.3)
         assert http.post("/admin/models/unload", params={"wait": "true"},
                          json={"name": "a"}).status_code == 200
