@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any, cast
 
 import pytest
 
-from modelserve.api.caching import replay_chat
-from modelserve.api.protocol import ChatChoice, ChatCompletionResponse, Usage
-from modelserve.api.reasoning import OutputParser, opens_thinking, parse_message
-from modelserve.api.tool_parser import Event
+from modelserve.api.chat import ChatSurface
+from modelserve.api.protocol import ChatCompletionRequest
+from modelserve.chat.events import CallStart, Choice, ReasoningDelta, Result, TextDelta, Usage
+from modelserve.chat.reasoning import OutputParser, opens_thinking, parse_answer
+from modelserve.chat.route import Replay
+from modelserve.chat.tool_parser import Event
 
 NAMES = frozenset({"get_weather"})
 CALL = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
@@ -50,17 +53,16 @@ def _feed(parser: OutputParser, text: str, step: int) -> list[Event]:
 def test_whole_and_streamed_agree(text: str, tools: frozenset[str] | None, thinking: bool,
                                   reasoning: str | None, content: str | None, calls: list[str],
                                   step: int) -> None:
-    message = parse_message(text, tools, thinking)
-    assert (message.reasoning_content, message.content) == (reasoning, content)
-    assert [c.function.name for c in message.tool_calls or []] == calls
+    answer = parse_answer(text, tools, thinking)
+    assert (answer.reasoning, answer.content) == (reasoning, content)
+    assert [c.name for c in answer.tool_calls] == calls
 
     events = _feed(OutputParser(tools, thinking), text, step)
-    assert "".join(e.reasoning for e in events if e.reasoning) == (reasoning or "")
-    assert "".join(e.content for e in events if e.content) == (content or "")
-    names = [e.call.function.name for e in events if e.call and e.call.id]
-    assert names == calls
+    assert "".join(e.text for e in events if isinstance(e, ReasoningDelta)) == (reasoning or "")
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == (content or "")
+    assert [e.name for e in events if isinstance(e, CallStart)] == calls
     # Reasoning comes before everything else.
-    kinds = ["r" if e.reasoning else "o" for e in events]
+    kinds = ["r" if isinstance(e, ReasoningDelta) else "o" for e in events]
     assert kinds == sorted(kinds, key=lambda k: k != "r")
 
 
@@ -68,7 +70,7 @@ def test_plain_text_goes_out_as_it_comes() -> None:
     """The stream's fast path depends on it: each piece of a plain answer comes back whole."""
     parser = OutputParser()
     for piece in ["Hello", " wor", "ld", "\n"]:
-        assert [e.content for e in parser.feed(piece)] == [piece]
+        assert [cast(TextDelta, e).text for e in parser.feed(piece)] == [piece]
 
 
 @pytest.mark.parametrize(("tail", "opened"), [("<|im_start|>assistant\n<think>\n", True),
@@ -80,13 +82,15 @@ def test_a_prompt_that_opens_the_think_block(tail: str, opened: bool) -> None:
 
 def test_a_cached_answer_replays_its_reasoning_first() -> None:
     """The response cache streams a stored answer as the live stream sent it."""
-    stored = ChatCompletionResponse(model="m", usage=Usage(prompt_tokens=1, completion_tokens=2,
-                                                           total_tokens=3), choices=[ChatChoice(
-        index=0, message=parse_message("<think>hm</think>Hi", None), finish_reason="stop")])
+    answer = parse_answer("<think>hm</think>Hi", None)
+    stored = Result("abc", 0, "m", [Choice(0, answer.content, answer.reasoning, [], "stop")],
+                    Usage(1, 2))
+    surface = ChatSurface(ChatCompletionRequest.model_validate(
+        {"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": True}))
 
-    async def deltas() -> list[dict[str, str]]:
+    async def deltas() -> list[dict[str, Any]]:
         return [json.loads(c.removeprefix("data: "))["choices"][0]["delta"]
-                async for c in replay_chat(stored.model_dump(mode="json"), False)
+                async for c in surface.stream(Replay(stored), cast(Any, None))
                 if "[DONE]" not in c]
 
     assert asyncio.run(deltas()) == [{"role": "assistant", "content": ""},

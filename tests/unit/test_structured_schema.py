@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from modelserve.api.structured import closed
+from modelserve.chat.grammars import closed
 
 
 def test_objects_that_list_properties_are_closed_unless_they_say_otherwise() -> None:

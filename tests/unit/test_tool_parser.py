@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from modelserve.api.tool_parser import ToolCallParser, parse_output
+from modelserve.chat.events import CallArguments, CallStart, TextDelta
+from modelserve.chat.tool_parser import ToolCallParser
 
 NAMES = frozenset({"get_weather", "f"})
 TWO_CALLS = ('Sure.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Pa\\"ris}", '
@@ -48,26 +49,32 @@ CASES = [
 ]
 
 
+def parse_whole(text: str) -> ToolCallParser:
+    parser = ToolCallParser(NAMES)
+    parser.feed(text)
+    parser.finish()
+    return parser
+
+
 @pytest.mark.parametrize(("text", "content", "calls"), CASES)
 @pytest.mark.parametrize("step", [1, 2, 5, 1000])
 def test_whole_and_streamed_agree(text: str, content: str | None,
                                   calls: list[tuple[str, str]], step: int) -> None:
-    whole_content, whole_calls = parse_output(text, NAMES)
+    whole_content, whole_calls = parse_whole(text).result()
     assert whole_content == content
-    assert [(c.function.name, c.function.arguments) for c in whole_calls] == calls
+    assert [(c.name, c.arguments) for c in whole_calls] == calls
     assert all(c.id.startswith("call_") for c in whole_calls)
 
     parser, events = ToolCallParser(NAMES), []
     for i in range(0, len(text), step):
         events += parser.feed(text[i:i + step])
     events += parser.finish()
-    assert "".join(e.content for e in events if e.content) == (content or "")
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == (content or "")
     streamed: list[list[str]] = []
     for event in events:
-        if event.call is None:
-            continue
-        if event.call.id is not None:  # a call's first delta: id, name, arguments ""
-            assert event.call.index == len(streamed) and event.call.function.arguments == ""
-            streamed.append([event.call.function.name or "", ""])
-        streamed[event.call.index][1] += event.call.function.arguments or ""
+        if isinstance(event, CallStart):  # a call opens with its id and name
+            assert event.call == len(streamed)
+            streamed.append([event.name, ""])
+        elif isinstance(event, CallArguments):
+            streamed[event.call][1] += event.arguments
     assert [tuple(c) for c in streamed] == calls

@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 
+from modelserve.api.chat import chat_turn
 from modelserve.api.errors import APIError
 from modelserve.api.protocol import ChatCompletionRequest
-from modelserve.api.tools import plan_tools, without_tool_template
+from modelserve.chat.tools import plan_tools, without_tool_template
+from modelserve.chat.turn import Turn
 from modelserve.runtimes.chat_template import ChatTemplate
 
 WEATHER: dict[str, Any] = {"type": "function", "function": {
@@ -26,9 +28,9 @@ TOOL_TEMPLATE = ("{% if tools %}{% for t in tools %}[{{ t.function.name }}]{% en
 PLAIN_TEMPLATE = "{% for m in messages %}{{ m.role }}:{{ m.content }}|{% endfor %}"
 
 
-def request(**fields: Any) -> ChatCompletionRequest:
-    return ChatCompletionRequest.model_validate(
-        {"model": "m", "messages": [{"role": "user", "content": "hi"}], **fields})
+def request(**fields: Any) -> Turn:
+    return chat_turn(ChatCompletionRequest.model_validate(
+        {"model": "m", "messages": [{"role": "user", "content": "hi"}], **fields}))
 
 
 def test_a_template_that_renders_tools_is_told_apart() -> None:

@@ -1,17 +1,19 @@
-"""POST /v1/completions (the legacy text completion API)."""
+"""POST /v1/completions (the legacy text completion API): prompts run through the chat
+core's run layer (chat/run.py) without a template or parser, encoded as OpenAI's text
+completions."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-import uuid
+import json
 from collections.abc import AsyncIterator
 from typing import cast
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
 
-from modelserve.api import leases, pipeline, sampling, streams
-from modelserve.api.caching import CachePlan, cached_answer, replay_completion
+from modelserve.api import leases, pipeline, sampling
+from modelserve.api.caching import CachePlan
+from modelserve.api.chat import output_format
 from modelserve.api.chunks import ChunkHead, completion_chunk
 from modelserve.api.errors import APIError, bad_request
 from modelserve.api.input_limits import check_sampling, check_texts
@@ -23,9 +25,13 @@ from modelserve.api.protocol import (
     CompletionRequest,
     CompletionResponse,
 )
-from modelserve.api.structured import output_grammar
+from modelserve.api.streams import sse
+from modelserve.chat import events as ev
+from modelserve.chat.budget import check_token_ids, completion_budget, sampling_params
+from modelserve.chat.grammars import output_grammar
+from modelserve.chat.route import Replay, Source
+from modelserve.chat.run import TurnRun, submit_all
 from modelserve.config_sections import InputLimits
-from modelserve.engine.generation import Generation
 from modelserve.engine.sequence import SamplingParams, TokenLogprob
 from modelserve.kinds.chat import CHAT, ChatModel
 
@@ -52,7 +58,7 @@ def _prompts(req: CompletionRequest, runtime: ChatModel
         return [runtime.tokenize(t) for t in texts], texts
     for i, tokens in enumerate(token_prompts):
         param = f"prompt[{i}]" if len(token_prompts) > 1 else "prompt"
-        sampling.check_token_ids(runtime, tokens, param)
+        check_token_ids(runtime, tokens, param)
     return token_prompts, [runtime.detokenize(tokens) for tokens in token_prompts]
 
 
@@ -87,7 +93,7 @@ class CompletionsRoute(pipeline.Route[CompletionRequest, ChatModel]):
         check_sampling(req, limits, req.max_tokens)
         texts_in = [req.prompt] if isinstance(req.prompt, str) else req.prompt
         check_texts([t for t in texts_in if isinstance(t, str)], limits, "prompt")
-        self.grammar = output_grammar(req)
+        self.grammar = output_grammar(output_format(req))
 
     async def acquire(self) -> ChatModel:
         return await leases.acquire_kind(self.request, self.req.model, CHAT)
@@ -98,13 +104,13 @@ class CompletionsRoute(pipeline.Route[CompletionRequest, ChatModel]):
             raise bad_request("suffix is not supported by this model", param="suffix")
         if req.echo and req.logprobs is not None:
             raise bad_request("echo together with logprobs is not supported", param="echo")
+        settings = sampling.sampling(req, req.max_tokens, req.logprobs)
+        check_token_ids(runtime, [t for t, _ in settings.logit_bias], "logit_bias")
         self.prompts, texts = _prompts(req, runtime)
         self.jobs = []
         for prompt in self.prompts:
-            max_tokens = sampling.completion_budget(runtime, len(prompt), req.max_tokens,
-                                                    "max_tokens")
-            self.jobs += [(prompt, sampling.sampling_params(req, runtime, max_tokens, i,
-                                                            req.logprobs, self.grammar))
+            max_tokens = completion_budget(runtime, len(prompt), req.max_tokens, "max_tokens")
+            self.jobs += [(prompt, sampling_params(settings, max_tokens, i, self.grammar))
                           for i in range(req.n)]
         self.echoes = texts if req.echo else [""] * len(self.prompts)
         self.prompt_tokens = sum(len(p) for p in self.prompts)
@@ -113,80 +119,77 @@ class CompletionsRoute(pipeline.Route[CompletionRequest, ChatModel]):
     def deterministic(self) -> bool:
         return self.req.temperature == 0 or self.req.seed is not None
 
-    def replay(self, entry: bytes) -> Response:
-        return cached_answer(entry, self.req.stream,
-                             lambda body: replay_completion(body, self.req.usage_requested))
+    def replay(self, entry: bytes, runtime: ChatModel) -> Response:
+        result = ev.Result.from_json(json.loads(entry))
+        if self.req.stream:
+            return _streaming(self._stream(Replay(result), runtime))
+        return Response(self._answer(result, runtime), media_type="application/json")
 
     async def respond(self, runtime: ChatModel, plan: CachePlan) -> Response:
-        req, request, echoes, prompt_tokens = self.req, self.request, self.echoes, \
-            self.prompt_tokens
-        gens = streams.submit_all(runtime, self.jobs)
+        req = self.req
+        run = TurnRun(submit_all(runtime, self.jobs), self.prompt_tokens, req.model, None,
+                      req.logprobs is not None)
         if req.stream:
-            return streams.event_stream(_stream(req, runtime, gens, echoes, prompt_tokens,
-                                                self.req.usage_requested, plan))
-        results = await streams.unless_disconnected(
-            request, asyncio.gather(*(streams.collect(gen) for gen in gens)), gens)
+            return _streaming(self._run_stream(run, runtime, plan))
+        result = await run.collect(self.request)
+        context(self.request).completion_tokens = run.completion_tokens
+        await plan.store(json.dumps(result.to_json()).encode())
+        return Response(self._answer(result, runtime), media_type="application/json")
+
+    def _echo(self, index: int) -> str:
+        return self.echoes[index // self.req.n]
+
+    def _answer(self, result: ev.Result, runtime: ChatModel) -> bytes:
         choices = []
-        for i, r in enumerate(results):
-            echo = echoes[i // req.n]
-            logprobs = _logprobs(runtime, r.logprobs, len(echo)) \
-                if req.logprobs is not None else None
-            choices.append(CompletionChoice(index=i, text=echo + r.text, logprobs=logprobs,
-                                            finish_reason=r.finish_reason))
-        completion = sum(len(r.tokens) for r in results)
-        context(request).completion_tokens = completion
-        cached = min(r.cached_tokens for r in results)
-        body = CompletionResponse(model=req.model, choices=choices,
-                                  usage=sampling.usage(prompt_tokens, completion, cached)
-                                  ).model_dump_json().encode()
-        await plan.store(body)
-        return Response(body, media_type="application/json")
+        for c in result.choices:
+            echo = self._echo(c.index)
+            logprobs = _logprobs(runtime, c.logprobs or [], len(echo)) \
+                if self.req.logprobs is not None else None
+            choices.append(CompletionChoice(index=c.index, text=echo + (c.content or ""),
+                                            logprobs=logprobs, finish_reason=c.finish_reason))
+        return CompletionResponse(id=f"cmpl-{result.id}", created=result.created,
+                                  model=result.model, choices=choices,
+                                  usage=sampling.usage(result.usage)).model_dump_json().encode()
+
+    async def _run_stream(self, run: TurnRun, runtime: ChatModel, plan: CachePlan
+                          ) -> AsyncIterator[str]:
+        try:
+            async for chunk in self._stream(run, runtime):
+                yield chunk
+        finally:
+            plan.ctx.completion_tokens = run.completion_tokens
+        if run.result is not None:
+            await plan.store(json.dumps(run.result.to_json()).encode())
+
+    async def _stream(self, source: Source, runtime: ChatModel) -> AsyncIterator[str]:
+        req = self.req
+        head = ChunkHead(f"cmpl-{source.id}", source.created, source.model,
+                         req.usage_requested)
+        choices = len(self.echoes) * req.n
+        for i in range(choices):
+            if self._echo(i):
+                yield completion_chunk(head, [CompletionChoice(index=i, text=self._echo(i),
+                                                               finish_reason=None)])
+        offsets = [len(self._echo(i)) for i in range(choices)]
+        try:
+            async for event in source.events():
+                if isinstance(event, ev.TextDelta):
+                    logprobs = _logprobs(runtime, event.logprobs or [], offsets[event.index]) \
+                        if req.logprobs is not None else None
+                    offsets[event.index] += len(event.text)
+                    yield completion_chunk(head, [CompletionChoice(
+                        index=event.index, text=event.text, logprobs=logprobs,
+                        finish_reason=None)])
+                elif isinstance(event, ev.Finish):
+                    yield completion_chunk(head, [CompletionChoice(
+                        index=event.index, text="", finish_reason=event.reason)])
+        except APIError as exc:
+            yield exc.sse()
+        if req.usage_requested:
+            yield completion_chunk(head, [], sampling.usage(source.usage))
+        yield sse("[DONE]")
 
 
-async def _stream(req: CompletionRequest, runtime: ChatModel, gens: list[Generation],
-                  echoes: list[str], prompt_tokens: int, include_usage: bool, plan: CachePlan
-                  ) -> AsyncIterator[str]:
-    chunk_id, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
-    head = ChunkHead(chunk_id, created, req.model, include_usage)
-
-    def chunk(choices: list[CompletionChoice]) -> str:
-        return completion_chunk(head, choices)
-
-    for i, echo in enumerate(echoes):
-        for j in range(req.n):
-            if echo:
-                yield chunk([CompletionChoice(index=i * req.n + j, text=echo,
-                                              finish_reason=None)])
-    completion, offsets = 0, {i: len(echoes[i // req.n]) for i in range(len(gens))}
-    texts = [echoes[i // req.n] for i in range(len(gens))]
-    finishes = [""] * len(gens)
-    # The prefix-cache hit of the choice that reused least, as the non-streamed answer reports.
-    cached: int | None = None
-    try:
-        async for index, out in streams.merge(gens):
-            streams.raise_if_failed(out)
-            completion += len(out.token_ids)
-            texts[index] += out.text
-            if out.finish_reason is not None:
-                finishes[index] = out.finish_reason
-                cached = out.cached_tokens if cached is None else min(cached, out.cached_tokens)
-            if out.text or out.finish_reason is not None or out.logprobs:
-                logprobs = _logprobs(runtime, out.logprobs, offsets[index]) \
-                    if req.logprobs is not None else None
-                offsets[index] += len(out.text)
-                yield chunk([CompletionChoice(index=index, text=out.text, logprobs=logprobs,
-                                              finish_reason=out.finish_reason)])
-    except APIError as exc:
-        yield exc.sse()
-    finally:
-        plan.ctx.completion_tokens = completion
-    usage = sampling.usage(prompt_tokens, completion, cached or 0)
-    if include_usage:
-        yield completion_chunk(head, [], usage)
-    yield streams.sse("[DONE]")
-    if req.logprobs is None and all(f in ("stop", "length") for f in finishes):
-        await plan.store(CompletionResponse(
-            id=chunk_id, created=created, model=req.model, usage=usage,
-            choices=[CompletionChoice(index=i, text=text, finish_reason=finishes[i])
-                     for i, text in enumerate(texts)],
-        ).model_dump_json().encode())
+def _streaming(chunks: AsyncIterator[str]) -> StreamingResponse:
+    return StreamingResponse(chunks, media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache"})

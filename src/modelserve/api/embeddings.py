@@ -9,12 +9,13 @@ import numpy as np
 import orjson
 from fastapi import APIRouter, Request, Response
 
-from modelserve.api import leases, pipeline, sampling
+from modelserve.api import leases, pipeline
 from modelserve.api.caching import CachePlan
 from modelserve.api.errors import bad_request
 from modelserve.api.input_limits import check_inputs, check_texts
 from modelserve.api.openapi import error_responses
 from modelserve.api.protocol_embeddings import EmbeddingRequest, EmbeddingResponse
+from modelserve.chat.budget import check_token_ids
 from modelserve.config_sections import InputLimits
 from modelserve.kinds.embeddings import EMBEDDINGS, EmbeddingsModel
 from modelserve.runtimes.st_layout import Floats
@@ -44,7 +45,7 @@ async def _inputs(req: EmbeddingRequest, model: EmbeddingsModel) -> list[list[in
             raise bad_request("Input must not be an empty string." if isinstance(item, str)
                               else "Token-id input must not be empty.", param=param(i))
         if not isinstance(item, str):
-            sampling.check_token_ids(model, item, param(i))
+            check_token_ids(model, item, param(i))
     texts = [item for item in items if isinstance(item, str)]
     tokenized = iter(await model.tokenize_all(texts) if texts else [])
     out = []

@@ -11,7 +11,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from modelserve.api.protocol import ErrorBody, ErrorResponse
 from modelserve.failures import QueueFull, StateLost, WorkerDied, WorkerStalled
 
 logger = logging.getLogger(__name__)
@@ -30,8 +29,10 @@ class APIError(Exception):
         self.headers = headers
 
     def body(self) -> dict[str, Any]:
-        err = ErrorBody(message=self.message, type=self.type, param=self.param, code=self.code)
-        return ErrorResponse(error=err).model_dump()
+        """OpenAI's envelope (api/protocol.py's ErrorResponse documents it); other surfaces
+        render the same error in their own shape (api/anthropic, api/ollama)."""
+        return {"error": {"message": self.message, "type": self.type, "param": self.param,
+                          "code": self.code}}
 
     def sse(self) -> str:
         """The same error as a server-sent event, for failures after a stream began."""

@@ -12,7 +12,7 @@ from PIL import Image
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
-from modelserve.api import leases, pipeline, streams
+from modelserve.api import leases, pipeline
 from modelserve.api.caching import CachePlan
 from modelserve.api.errors import APIError, bad_request, queue_full
 from modelserve.api.image_uploads import decode_upload, to_mask
@@ -24,6 +24,7 @@ from modelserve.api.protocol_images import (
     ImageGenerationRequest,
     ImagesResponse,
 )
+from modelserve.api.streams import unless_disconnected
 from modelserve.config_sections import InputLimits
 from modelserve.failures import QueueFull, WorkerDied, WorkerStalled
 from modelserve.kinds.images import IMAGES, URL_STORE, ImagesModel
@@ -98,7 +99,7 @@ class GenerationRoute(_ImageRoute):
 async def _respond(request: Request, runtime: ImagesModel, job: ImageJob,
                    req: ImageFields) -> Response:
     try:
-        blobs = await streams.unless_disconnected(request, runtime.generate(job), [])
+        blobs = await unless_disconnected(request, runtime.generate(job), [])
     except QueueFull:
         raise queue_full("image requests") from None
     except (WorkerDied, WorkerStalled):

@@ -8,7 +8,7 @@ from __future__ import annotations
 from fastapi import Request
 
 from modelserve.api.errors import APIError
-from modelserve.api.protocol import ChatMessage, SamplingFields, TextPart
+from modelserve.api.protocol import SamplingFields
 from modelserve.config_sections import InputLimits
 
 
@@ -29,21 +29,6 @@ def check_sampling(req: SamplingFields, limits: InputLimits,
             and max_tokens > limits.max_tokens:
         raise _over(f"max_tokens is {max_tokens}, over the maximum of {limits.max_tokens}",
                     "max_tokens", "max_tokens")
-
-
-def check_messages(messages: list[ChatMessage], limits: InputLimits) -> None:
-    if len(messages) > limits.max_messages:
-        raise _over(f"{len(messages)} messages, over the maximum of {limits.max_messages}",
-                    "messages", "max_messages")
-    for i, msg in enumerate(messages):
-        if isinstance(msg.content, list):
-            chars = sum(len(p.text) for p in msg.content if isinstance(p, TextPart))
-        else:
-            chars = len(msg.content or "")
-        if chars > limits.max_message_chars:
-            raise _over(f"message {i} has {chars} characters, over the maximum of "
-                        f"{limits.max_message_chars}", f"messages[{i}].content",
-                        "max_message_chars")
 
 
 def check_texts(texts: list[str], limits: InputLimits, param: str) -> None:

@@ -19,18 +19,18 @@ Cheap refusals (400, 429) and cache hits therefore cost no fetch, decode or enco
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from fastapi import Request, Response
 from pydantic import BaseModel
 
 from modelserve.api import admission
-from modelserve.api.caching import CachePlan
+from modelserve.api.caching import NO_EFFECT, CachePlan
 from modelserve.api.input_limits import limits_of
 from modelserve.config_sections import InputLimits
 
 RT = TypeVar("RT")
-Req = TypeVar("Req", bound=BaseModel)
+Req = TypeVar("Req")
 
 
 class Route(ABC, Generic[Req, RT]):
@@ -57,7 +57,13 @@ class Route(ABC, Generic[Req, RT]):
     def deterministic(self) -> bool:
         """The same request always gives the same answer (so it may be cached)."""
 
-    def replay(self, entry: bytes) -> Response:
+    def cache_body(self) -> dict[str, Any]:
+        """What identifies the request in the cache: its fields, but those that never change
+        the answer (a wire request's; a route with another kind of request says)."""
+        assert isinstance(self.req, BaseModel)
+        return self.req.model_dump(mode="json", exclude=NO_EFFECT)
+
+    def replay(self, entry: bytes, runtime: RT) -> Response:
         """A cache hit as the client asked for it."""
         return Response(entry, media_type="application/json")
 
@@ -75,9 +81,10 @@ async def serve(route: Route[Req, RT]) -> Response:
     runtime = await route.acquire()
     prompt_tokens, max_new_tokens = await route.count(runtime)
     await admission.admit(request, prompt_tokens, max_new_tokens)
-    plan = CachePlan.start(request, route.cache_route, route.req, route.deterministic())
+    plan = CachePlan.start(request, route.cache_route, route.cache_body,
+                           route.deterministic())
     hit = await plan.lookup()
     if hit is not None:
-        return route.replay(hit)
+        return route.replay(hit, runtime)
     await route.prepare(runtime)
     return await route.respond(runtime, plan)

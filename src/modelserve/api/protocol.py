@@ -66,7 +66,7 @@ class SamplingFields(NullMeansDefault):
     repeat_penalty: float = Field(1.0, gt=0.0, le=10.0)
     # As `_check_logit_bias` checks: token-id keys, biases in [-100, 100].
     logit_bias: dict[str, float] | None = Field(None, json_schema_extra={"anyOf": [
-        {"type": "object", "propertyNames": {"pattern": "^-*[0-9]+$"},
+        {"type": "object", "propertyNames": {"pattern": "^-?[0-9]+$"},
          "additionalProperties": {"type": "number", "minimum": -100, "maximum": 100}},
         {"type": "null"}]})
     stream: bool = False
@@ -92,7 +92,7 @@ class SamplingFields(NullMeansDefault):
     @classmethod
     def _check_logit_bias(cls, value: dict[str, float] | None) -> dict[str, float] | None:
         for key, bias in (value or {}).items():
-            if not key.lstrip("-").isdigit():
+            if not key.removeprefix("-").isdigit():
                 raise ValueError(f"logit_bias keys must be token ids, got {key!r}")
             if not -100 <= bias <= 100:
                 raise ValueError(f"logit_bias values must be in [-100, 100], got {bias}")

@@ -18,6 +18,7 @@ class IncrementalText:
         self._holdback = max((len(s) for s in self._stop), default=1) - 1
         self._pending = ""  # decoded, not yet emitted
         self.stopped = False
+        self.matched: str | None = None  # the stop string that ended the text
 
     def push(self, data: bytes) -> str:
         """Feed one token's bytes; return the text that is now safe to emit."""
@@ -49,8 +50,11 @@ class IncrementalText:
         return out
 
     def _first_stop(self, text: str) -> int | None:
-        hits = [i for i in (text.find(s) for s in self._stop) if i >= 0]
-        return min(hits) if hits else None
+        hits = [(i, s) for s in self._stop if (i := text.find(s)) >= 0]
+        if not hits:
+            return None
+        at, self.matched = min(hits)
+        return at
 
     def _longest_stop_prefix_suffix(self, text: str) -> int:
         """Length of the longest tail of `text` that is a proper prefix of some stop string."""

@@ -220,15 +220,18 @@ class LLMEngine:
             out.queue_seconds = max(seq.admitted_at - seq.submitted_at, 0.0)
         if self.vocab.is_eog(token):
             out.text = text.flush()
+            out.stop_sequence = text.matched  # a stop string held back until the end
             return self._finish(seq, "stop", out)
         out.text = text.push(self.vocab.token_bytes(token))
         if text.stopped:
+            out.stop_sequence = text.matched
             return self._finish(seq, "stop", out)
         if sampled.grammar_done:  # only the end of generation could follow
             out.text += text.flush()
             return self._finish(seq, "stop", out)
         if len(seq.output) >= seq.params.max_tokens:
             out.text += text.flush()
+            out.stop_sequence = text.matched
             return self._finish(seq, "stop" if text.stopped else "length", out)
         seq.sink(out)
 

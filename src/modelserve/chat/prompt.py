@@ -2,9 +2,9 @@
 
 Image parts become the projector's media marker in the templated text, and their images are
 loaded (data: URL, or fetched when the server allows it), checked, decoded and encoded before
-the prompt reaches the engine; every problem with one is a 400 naming its `param`. The cheap
-part (template, URL checks) and the costly one (fetch, decode, encode) are separate steps of
-the request pipeline (api/pipeline.py).
+the prompt reaches the engine; every problem with one is a 400 naming its `param` (the
+client's name for the part). The cheap part (template, URL checks) and the costly one (fetch,
+decode, encode) are separate steps of the request pipeline (api/pipeline.py).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelserve.api.errors import APIError, bad_request
-from modelserve.api.protocol import ChatMessage, TextPart
-from modelserve.api.tools import ToolPlan, template_tool_calls, without_tool_template
+from modelserve.chat.tools import ToolPlan, template_tool_calls, without_tool_template
+from modelserve.chat.turn import Message, Text
 from modelserve.config import ImageSettings
 from modelserve.engine.sequence import MultimodalPrompt
 from modelserve.images.data_url import parse_data_url
@@ -32,30 +32,32 @@ Count = Callable[[str, int], None]  # (stage, how many)
 NO_IMAGES = "This model does not accept images (image_url content)."
 
 
-def template_messages(messages: list[ChatMessage], marker: str | None
+def template_messages(messages: list[Message], marker: str | None
                       ) -> tuple[list[dict[str, Any]], list[ImageRef]]:
     """Messages as the template takes them, with `marker` where each image goes (in order),
     and the images' URLs; `marker` None means the model takes no images."""
     out, images = [], []
-    for i, msg in enumerate(messages):
+    for msg in messages:
         if isinstance(msg.content, list):
             pieces = []
-            for j, part in enumerate(msg.content):
-                if isinstance(part, TextPart):
-                    _check_text(part.text, marker, f"messages[{i}].content[{j}].text")
+            for part in msg.content:
+                if isinstance(part, Text):
+                    _check_text(part.text, marker, part.where)
                     pieces.append(part.text)
                 elif marker is None:
-                    raise bad_request(NO_IMAGES, param=f"messages[{i}].content")
+                    raise bad_request(NO_IMAGES, param=f"{msg.where}.content")
                 else:
                     pieces.append(marker)
-                    images.append((f"messages[{i}].content[{j}].image_url", part.image_url.url))
+                    images.append((part.where, part.url))
             content = "\n".join(pieces)
         else:
-            content = msg.content or ""
-            _check_text(content, marker, f"messages[{i}].content")
-        # "developer" is OpenAI's new name for "system"; templates only know the latter.
-        role = "system" if msg.role == "developer" else msg.role
-        entry = {**msg.model_dump(exclude_none=True), "role": role, "content": content}
+            content = msg.content
+            _check_text(content, marker, f"{msg.where}.content")
+        entry: dict[str, Any] = {**msg.extra, "role": msg.role, "content": content}
+        if msg.name is not None:
+            entry["name"] = msg.name
+        if msg.tool_call_id is not None:
+            entry["tool_call_id"] = msg.tool_call_id
         if msg.tool_calls:
             entry["tool_calls"] = template_tool_calls(msg)
         out.append(entry)
@@ -80,7 +82,7 @@ def _check_text(text: str, marker: str | None, param: str) -> None:
                           "placeholder; send images as image_url parts.", param=param)
 
 
-def render_prompt(runtime: ChatModel, messages: list[ChatMessage]) -> list[int]:
+def render_prompt(runtime: ChatModel, messages: list[Message]) -> list[int]:
     """Text-only rendering (also what /tokenize uses)."""
     try:
         return runtime.render_chat(*with_tools(runtime, template_messages(messages, None)[0],
@@ -109,7 +111,7 @@ class ImageSource:
     url: str | None = None  # or a remote URL, fetched in `load_images`
 
 
-def plan_chat_prompt(runtime: ChatModel, messages: list[ChatMessage],
+def plan_chat_prompt(runtime: ChatModel, messages: list[Message],
                      settings: ImageSettings, tools: ToolPlan | None = None,
                      variables: dict[str, Any] | None = None) -> ChatPrompt:
     templated, refs = template_messages(messages, runtime.image_marker)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from modelserve.api.protocol import AssistantMessage
-from modelserve.api.tool_parser import Event, ToolCallParser
+from modelserve.chat.events import Answer, ReasoningDelta, TextDelta
+from modelserve.chat.tool_parser import Event, ToolCallParser
 
 THINK, UNTHINK = "<think>", "</think>"
 
@@ -61,14 +61,13 @@ class OutputParser:
             self._events += self._calls.finish()
         return self._take()
 
-    def message(self) -> AssistantMessage:
+    def answer(self) -> Answer:
         if self._calls is not None:
             content, calls = self._calls.result()
         else:
             content, calls = self.content, []
-        return AssistantMessage(
-            content=None if not content and (calls or self.reasoning) else content,
-            reasoning_content=self.reasoning or None, tool_calls=calls or None)
+        return Answer(content=None if not content and (calls or self.reasoning) else content,
+                      reasoning=self.reasoning or None, tool_calls=calls)
 
     def _take(self) -> list[Event]:
         events, self._events = self._events, []
@@ -116,7 +115,7 @@ class OutputParser:
             self._events += self._calls.feed(text)
         elif text:
             self.content += text
-            self._events.append(Event(content=text))
+            self._events.append(TextDelta(0, text))
 
     def _reason(self, text: str) -> None:
         # Whitespace at either end of the thoughts is layout, as around tool calls.
@@ -127,13 +126,12 @@ class OutputParser:
             body = body.lstrip()
         if body:
             self.reasoning += body
-            self._events.append(Event(reasoning=body))
+            self._events.append(ReasoningDelta(0, body))
 
 
-def parse_message(text: str, tools: frozenset[str] | None, thinking: bool = False
-                  ) -> AssistantMessage:
-    """A whole answer as the message the stream of the same text reassembles to."""
+def parse_answer(text: str, tools: frozenset[str] | None, thinking: bool = False) -> Answer:
+    """A whole answer as the stream of the same text reassembles to."""
     parser = OutputParser(tools, thinking)
     parser.feed(text)
     parser.finish()
-    return parser.message()
+    return parser.answer()

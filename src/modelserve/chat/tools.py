@@ -1,5 +1,5 @@
-"""Tool calling: a request's tools checked and planned (what the template sees, the grammar a
-forced call samples under); api/tool_parser.py reads the calls back out of the output."""
+"""Tool calling: a turn's tools checked and planned (what the template sees, the grammar a
+forced call samples under); tool_parser.py reads the calls back out of the output."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelserve.api.errors import bad_request
-from modelserve.api.protocol import ChatCompletionRequest, ChatMessage
-from modelserve.api.protocol_tools import FunctionDefinition, NamedToolChoice
-from modelserve.api.structured import closed, schema_grammar
-from modelserve.api.tool_parser import CLOSE, OPEN
+from modelserve.chat.grammars import closed, schema_grammar
+from modelserve.chat.tool_parser import CLOSE, OPEN
+from modelserve.chat.turn import Message, Tool, Turn
 
 # A forced request may make at most this many parallel calls: a small model under a grammar
 # that always allows one more call could otherwise repeat calls until max_tokens.
@@ -23,7 +22,7 @@ class ToolPlan:
     """How one request uses its tools."""
 
     tools: list[dict[str, Any]]  # as templates take them: {"type": "function", "function": ...}
-    forced: list[FunctionDefinition]  # required/named: the calls the grammar allows; [] = auto
+    forced: list[Tool]  # required/named: the calls the grammar allows; [] = auto
     parallel: bool
 
     @property
@@ -39,64 +38,73 @@ class ToolPlan:
         return call_grammar(self.forced, self.parallel, special_tokens)
 
 
-def plan_tools(req: ChatCompletionRequest) -> ToolPlan | None:
+def plan_tools(turn: Turn) -> ToolPlan | None:
     """Check the tool fields and the tool turns of the history (400s name the field); None:
     the model is not offered tools."""
-    _check_history(req.messages)
-    tools, choice = req.tools or [], req.tool_choice
-    if choice not in (None, "none") and not tools:
-        raise bad_request("tool_choice needs tools: send the functions in `tools`.",
-                          param="tool_choice")
-    names = [t.function.name for t in tools]
-    dup = next((n for n in names if names.count(n) > 1), None)
+    _check_history(turn.messages)
+    tools, choice, names = turn.tools, turn.tool_choice, turn.names
+    if choice is not None and choice.mode != "none" and not tools:
+        raise bad_request(f"{names.tool_choice} needs tools: send the functions in "
+                          f"`{names.tools}`.", param=names.tool_choice)
+    tool_names = [t.name for t in tools]
+    dup = next((n for n in tool_names if tool_names.count(n) > 1), None)
     if dup is not None:
-        raise bad_request(f"Tool names must be unique; {dup!r} is given twice.", param="tools")
-    if isinstance(choice, NamedToolChoice) and choice.function.name not in names:
-        raise bad_request(f"tool_choice names {choice.function.name!r}, which is not in tools "
-                          f"({', '.join(names)}).", param="tool_choice.function.name")
-    for i, tool in enumerate(tools):
-        _check_parameters(tool.function, f"tools[{i}].function.parameters")
-    if not tools or choice == "none":
+        raise bad_request(f"Tool names must be unique; {dup!r} is given twice.",
+                          param=names.tools)
+    if choice is not None and choice.mode == "named" and choice.name not in tool_names:
+        raise bad_request(f"{names.tool_choice} names {choice.name!r}, which is not in tools "
+                          f"({', '.join(tool_names)}).", param=names.tool_choice_name)
+    for tool in tools:
+        _check_parameters(tool)
+    if not tools or (choice is not None and choice.mode == "none"):
         return None
-    if isinstance(choice, NamedToolChoice):
-        forced = [t.function for t in tools if t.function.name == choice.function.name]
+    named = choice is not None and choice.mode == "named"
+    if named:
+        forced = [t for t in tools if t.name == choice.name]  # type: ignore[union-attr]
     else:
-        forced = [t.function for t in tools] if choice == "required" else []
-    return ToolPlan([{"type": "function", "function": t.function.model_dump(exclude_none=True)}
-                     for t in tools], forced,
+        forced = list(tools) if choice is not None and choice.mode == "required" else []
+    return ToolPlan([{"type": "function", "function": _function(t)} for t in tools], forced,
                     # Only when asked for: a small model under a grammar that allows another
                     # call tends to make several (Qwen2.5-Coder-0.5B asks for four cities'
                     # weather), and llama-server's default is one call too.
-                    req.parallel_tool_calls is True and not isinstance(choice, NamedToolChoice))
+                    turn.parallel_tool_calls is True and not named)
 
 
-def _check_history(messages: list[ChatMessage]) -> None:
-    for i, msg in enumerate(messages):
+def _function(tool: Tool) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": tool.name, **tool.extra}
+    if tool.description is not None:
+        out["description"] = tool.description
+    if tool.parameters is not None:
+        out["parameters"] = tool.parameters
+    return out
+
+
+def _check_history(messages: list[Message]) -> None:
+    for msg in messages:
         if msg.role == "tool" and not msg.tool_call_id:
             raise bad_request("A tool message needs the tool_call_id of the call it answers.",
-                              param=f"messages[{i}].tool_call_id")
+                              param=f"{msg.where}.tool_call_id")
         if msg.tool_calls and msg.role != "assistant":
             raise bad_request("Only assistant messages carry tool_calls.",
-                              param=f"messages[{i}].tool_calls")
-        for j, call in enumerate(msg.tool_calls or []):
+                              param=f"{msg.where}.tool_calls")
+        for j, call in enumerate(msg.tool_calls):
             # Templates take the arguments as a dict: text that does not parse cannot reach them.
             try:
-                json.loads(call.function.arguments)
+                json.loads(call.arguments)
             except ValueError as exc:
                 raise bad_request(f"The arguments are not valid JSON: {exc}",
-                                  param=f"messages[{i}].tool_calls[{j}].function.arguments") \
+                                  param=f"{msg.where}.tool_calls[{j}].function.arguments") \
                     from None
 
 
-def _check_parameters(function: FunctionDefinition, param: str) -> None:
+def _check_parameters(tool: Tool) -> None:
     """The schema compiles as a forced call will compile it (closed, in call_grammar)."""
-    if function.parameters is not None:
-        schema_grammar(function.parameters, param,
-                       f"The parameters schema of {function.name!r} cannot be used")
+    if tool.parameters is not None:
+        schema_grammar(tool.parameters, tool.where,
+                       f"The parameters schema of {tool.name!r} cannot be used")
 
 
-def call_grammar(functions: list[FunctionDefinition], parallel: bool,
-                 special_tokens: bool) -> str:
+def call_grammar(functions: list[Tool], parallel: bool, special_tokens: bool) -> str:
     """Lark for one (or, parallel, up to MAX_FORCED_CALLS) `<tool_call>` blocks whose JSON is
     {"name": one of `functions`, "arguments": that function's parameters}."""
     from llguidance import LLMatcher
@@ -138,12 +146,11 @@ For each function call, return a json object with function name and arguments wi
 </tool_call>"""
 
 
-def template_tool_calls(msg: ChatMessage) -> list[dict[str, Any]]:
+def template_tool_calls(msg: Message) -> list[dict[str, Any]]:
     """An assistant turn's calls as templates read them: arguments as a dict."""
     return [{"id": c.id, "type": "function",
-             "function": {"name": c.function.name,
-                          "arguments": json.loads(c.function.arguments)}}
-            for c in msg.tool_calls or []]
+             "function": {"name": c.name, "arguments": json.loads(c.arguments)}}
+            for c in msg.tool_calls]
 
 
 def without_tool_template(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None

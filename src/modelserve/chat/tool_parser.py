@@ -15,7 +15,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelserve.api.protocol_tools import DeltaFunction, DeltaToolCall, FunctionCall, ToolCall
+from modelserve.chat.events import CallArguments, CallStart, ReasoningDelta, TextDelta
+from modelserve.chat.turn import ToolCall
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
 _HEAD = re.compile(r'\s*\{\s*"name"\s*:\s*"([^"\\]*)"\s*,\s*"arguments"\s*:\s*')
@@ -30,13 +31,8 @@ MISTRAL, PYTHON_TAG, LLAMA = "[TOOL_CALLS]", "<|python_tag|>", "{"
 OPENERS = (*BLOCKS, MISTRAL)
 
 
-@dataclass
-class Event:
-    """What a piece of output adds: content text, reasoning text, or a tool-call delta."""
-
-    content: str | None = None
-    call: DeltaToolCall | None = None
-    reasoning: str | None = None
+# What a piece of output adds, as the core's events for choice 0 (run.py sets the choice).
+Event = TextDelta | ReasoningDelta | CallStart | CallArguments
 
 
 @dataclass
@@ -94,8 +90,7 @@ class ToolCallParser:
         return events
 
     def tool_calls(self) -> list[ToolCall]:
-        return [ToolCall(id=c.id, function=FunctionCall(name=c.name, arguments=c.arguments))
-                for c in self.calls]
+        return [ToolCall(c.id, c.name, c.arguments) for c in self.calls]
 
     def result(self) -> tuple[str | None, list[ToolCall]]:
         """The content sent so far (None if there are calls and no text) and the calls."""
@@ -285,14 +280,11 @@ class ToolCallParser:
     def _start(self, name: str, events: list[Event]) -> None:
         call = _Call(f"call_{uuid.uuid4().hex[:24]}", name)
         self.calls.append(call)
-        events.append(Event(call=DeltaToolCall(
-            index=len(self.calls) - 1, id=call.id, type="function",
-            function=DeltaFunction(name=name, arguments=""))))
+        events.append(CallStart(0, len(self.calls) - 1, call.id, name))
 
     def _arguments(self, piece: str, events: list[Event]) -> None:
         self.calls[-1].arguments += piece
-        events.append(Event(call=DeltaToolCall(index=len(self.calls) - 1,
-                                               function=DeltaFunction(arguments=piece))))
+        events.append(CallArguments(0, len(self.calls) - 1, piece))
 
     def _content(self, text: str, events: list[Event]) -> None:
         # Whitespace around and between calls is layout, not content: sent only when text
@@ -304,18 +296,10 @@ class ToolCallParser:
             body = body.lstrip()
         if body:
             self.content += body
-            events.append(Event(content=body))
+            events.append(TextDelta(0, body))
 
 
 def _compact(arguments: Any) -> str:
     """Arguments as OpenAI sends them: a JSON string, compact (given text is kept as is)."""
     return arguments if isinstance(arguments, str) \
         else json.dumps(arguments, ensure_ascii=False, separators=(",", ":"))
-
-
-def parse_output(text: str, names: frozenset[str]) -> tuple[str | None, list[ToolCall]]:
-    """A whole answer: its content (None if only calls) and its calls."""
-    parser = ToolCallParser(names)
-    parser.feed(text)
-    parser.finish()
-    return parser.result()

@@ -1,6 +1,7 @@
-"""Constrained output: a request's `response_format`, `grammar` or `json_schema` compiled into
-the llguidance grammar its sequences sample under (engine/constraints.py), or a 400 naming the
-field when it cannot be honoured — never an unconstrained answer."""
+"""Constrained output: a turn's output format (a JSON schema, any JSON object, or a GBNF
+grammar) compiled into the llguidance grammar its sequences sample under
+(engine/constraints.py), or a 400 naming the field when it cannot be honoured — never an
+unconstrained answer."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from modelserve.api.errors import bad_request
-from modelserve.api.protocol_output import OutputControls
+from modelserve.chat.turn import OutputFormat
 
 if TYPE_CHECKING:
     from llguidance._lib import JsonCompileOptions
@@ -17,25 +18,16 @@ if TYPE_CHECKING:
 JSON_OPTIONS: JsonCompileOptions = {"whitespace_flexible": False}
 
 
-def output_grammar(req: OutputControls) -> str | None:
-    """The grammar this request's output must follow; None: free text."""
-    fmt = req.response_format
-    asked = [name for name, value in (("response_format", fmt and fmt.type != "text"),
-                                      ("grammar", req.grammar), ("json_schema", req.json_schema))
-             if value]
-    if len(asked) > 1:
-        raise bad_request(f"Send one way of constraining the output, not {' and '.join(asked)}.",
-                          param=asked[1])
-    if fmt is not None and fmt.type == "json_object":
-        return schema_grammar({"type": "object"}, "response_format")
-    if fmt is not None and fmt.type == "json_schema":
-        assert fmt.json_schema is not None
-        return schema_grammar(fmt.json_schema.schema_ or {}, "response_format.json_schema")
-    if req.json_schema:
-        return schema_grammar(req.json_schema, "json_schema")
-    if req.grammar:
-        return _from_gbnf(req.grammar)
-    return None
+def output_grammar(fmt: OutputFormat | None) -> str | None:
+    """The grammar a turn's output must follow; None: free text."""
+    if fmt is None:
+        return None
+    if fmt.kind == "json_object":
+        return schema_grammar({"type": "object"}, fmt.where)
+    if fmt.kind == "json_schema":
+        return schema_grammar(fmt.schema or {}, fmt.where)
+    assert fmt.grammar is not None
+    return _from_gbnf(fmt.grammar, fmt.where)
 
 
 def closed(schema: Any) -> Any:
@@ -64,11 +56,11 @@ def schema_grammar(schema: dict[str, Any], param: str,
         param, what, "invalid_schema")
 
 
-def _from_gbnf(gbnf: str) -> str:
+def _from_gbnf(gbnf: str, param: str) -> str:
     from llguidance import LLMatcher
     from llguidance.gbnf_to_lark import gbnf_to_lark
 
-    return _compiled(lambda: LLMatcher.grammar_from_lark(gbnf_to_lark(gbnf)), "grammar",
+    return _compiled(lambda: LLMatcher.grammar_from_lark(gbnf_to_lark(gbnf)), param,
                      "The grammar is not valid GBNF", "invalid_grammar")
 
 
