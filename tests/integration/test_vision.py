@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -289,3 +290,15 @@ def test_an_image_crosses_the_pipe_once_for_all_choices(vclient: openai.OpenAI,
     sent_now, received_now = pipe()
     assert sent_now - sent < rgb_bytes + embeddings_bytes // 2
     assert received_now - received < embeddings_bytes // 2
+
+
+def test_an_image_block_through_the_anthropic_sdk(vision_server: LiveServer) -> None:
+    client = anthropic.Anthropic(base_url=vision_server.url, api_key="unused", max_retries=0)
+    data = PNG.partition("base64,")[2]
+    message = client.messages.create(model=VISION, max_tokens=6, messages=[{
+        "role": "user", "content": [
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                         "data": data}},
+            {"type": "text", "text": "Describe it."}]}])
+    assert message.content[0].type == "text" and message.content[0].text
+    assert message.usage.input_tokens > IMAGE_TOKENS

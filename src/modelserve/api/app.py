@@ -17,9 +17,17 @@ from modelserve import __version__
 from modelserve.api import admin, models
 from modelserve.api.auth import Authenticator
 from modelserve.api.drain import Drain, DrainGate
-from modelserve.api.errors import APIError, BodyTimeout, BodyTooLarge, install_error_handlers
+from modelserve.api.errors import (
+    SHAPES,
+    APIError,
+    BodyTimeout,
+    BodyTooLarge,
+    ErrorShape,
+    error_response,
+    install_error_handlers,
+)
 from modelserve.api.observe import RequestObserver
-from modelserve.api.openapi import METRICS_RESPONSES, install_openapi
+from modelserve.api.openapi import ERROR_MODELS, METRICS_RESPONSES, install_openapi
 from modelserve.cache import ResponseCache
 from modelserve.config import Settings
 from modelserve.kinds import KINDS, ModelFront
@@ -77,7 +85,16 @@ class BodyLimit:
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         err = APIError(413, self._message(), code="request_too_large")
-        await JSONResponse(err.body(), status_code=413)(scope, receive, send)
+        await error_response(err, scope["path"])(scope, receive, send)
+
+
+def install_error_shapes() -> None:
+    """Each surface answers its errors in its own shape (OpenAI's everywhere else)."""
+    from modelserve.api.anthropic import errors as anthropic
+    from modelserve.api.anthropic.protocol import AnthropicError
+
+    SHAPES["/v1/messages"] = ErrorShape(anthropic.body, anthropic.stream_error)
+    ERROR_MODELS["/v1/messages"] = ("AnthropicError", AnthropicError)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -133,6 +150,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.cache = None
     app.state.limiter = None
     install_error_handlers(app)
+    install_error_shapes()
     install_openapi(app, auth=keys.enabled, metrics_scope=settings.security.metrics_scope,
                     limits=settings.limits)
     # Every kind's routes, whether or not a model of that kind is configured (an admin load

@@ -6,11 +6,10 @@ A plain ASGI middleware, so a request is refused before its body is even read.
 
 from __future__ import annotations
 
-from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from modelserve.api.admission import limits_unavailable, rate_limited
-from modelserve.api.errors import APIError
+from modelserve.api.errors import APIError, error_response
 from modelserve.api.observe import RequestContext
 from modelserve.metrics import ServerMetrics
 from modelserve.security import KeyRing, LimitsUnavailable, RateLimited, RateLimiter
@@ -39,12 +38,17 @@ class Authenticator:
         needed = self.needed_scope(scope["path"])
         if needed is None:
             return await self.app(scope, receive, send)
-        header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+        headers = dict(scope["headers"])
+        header = headers.get(b"authorization", b"").decode("latin-1")
         scheme, _, token = header.partition(" ")
-        key = self.keys.authenticate(token.strip()) if scheme.lower() == "bearer" else None
+        # Anthropic's clients send the key as x-api-key (its newer SDK as a bearer too).
+        given = token.strip() if scheme.lower() == "bearer" else \
+            headers.get(b"x-api-key", b"").decode("latin-1").strip()
+        key = self.keys.authenticate(given) if given else None
         if key is None:
-            message = ("Incorrect API key provided." if header else
-                       "You didn't provide an API key. Send it as 'Authorization: Bearer KEY'.")
+            message = ("Incorrect API key provided." if header or given else
+                       "You didn't provide an API key. Send it as 'Authorization: Bearer KEY' "
+                       "(or 'x-api-key: KEY').")
             return await _refuse(scope, receive, send, APIError(
                 401, message, type="invalid_request_error", code="invalid_api_key",
                 headers={"WWW-Authenticate": "Bearer"}))
@@ -69,5 +73,4 @@ class Authenticator:
 
 
 async def _refuse(scope: Scope, receive: Receive, send: Send, err: APIError) -> None:
-    await JSONResponse(err.body(), status_code=err.status, headers=err.headers)(
-        scope, receive, send)
+    await error_response(err, scope["path"])(scope, receive, send)

@@ -17,10 +17,9 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from modelserve.api.errors import APIError
+from modelserve.api.errors import APIError, error_response, shape_for
 
 logger = logging.getLogger(__name__)
 # Served while draining: probes and scrapes (`/ready` answers 503 by itself).
@@ -133,7 +132,8 @@ class DrainGate:
             if message["type"] == "http.response.start":
                 state.started = True
                 content_type = dict(message.get("headers", [])).get(b"content-type", b"")
-                state.event_stream = content_type.startswith(b"text/event-stream")
+                state.event_stream = content_type.startswith((b"text/event-stream",
+                                                              b"application/x-ndjson"))
             elif message["type"] == "http.response.body" and not message.get("more_body"):
                 state.complete = True
             await send(message)
@@ -156,13 +156,12 @@ class DrainGate:
             await _answer(scope, receive, send, shutting_down())
             return
         last = b""
-        if state.event_stream:  # the client's SSE parser sees an error, then the end
-            last = (shutting_down().sse() + "data: [DONE]\n\n").encode()
+        if state.event_stream:  # the client's stream parser sees an error, then the end
+            last = shape_for(scope["path"]).stream_end(shutting_down()).encode()
         with contextlib.suppress(Exception):  # the client may be gone already
             await send({"type": "http.response.body", "body": last, "more_body": False})
 
 
 async def _answer(scope: Scope, receive: Receive, send: Send, err: APIError) -> None:
     with contextlib.suppress(Exception):
-        await JSONResponse(err.body(), status_code=err.status, headers=err.headers)(
-            scope, receive, send)
+        await error_response(err, scope["path"])(scope, receive, send)

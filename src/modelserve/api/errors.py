@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -94,8 +96,32 @@ def model_not_found(name: str) -> APIError:
                     code="model_not_found", type="invalid_request_error")
 
 
-def _response(err: APIError) -> JSONResponse:
-    return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
+@dataclass(frozen=True)
+class ErrorShape:
+    """How an API surface writes an error: as a whole body, and as the end of a stream it
+    has begun (the client's parser sees an error, then the end)."""
+
+    body: Callable[[APIError], dict[str, Any]]
+    stream_end: Callable[[APIError], str]
+
+
+OPENAI = ErrorShape(lambda err: err.body(), lambda err: err.sse() + "data: [DONE]\n\n")
+# Surfaces with another shape, by the path prefix of their routes (api/app.py fills it);
+# every other path answers in OpenAI's envelope.
+SHAPES: dict[str, ErrorShape] = {}
+
+
+def shape_for(path: str) -> ErrorShape:
+    return next((shape for prefix, shape in SHAPES.items() if path.startswith(prefix)), OPENAI)
+
+
+def error_response(err: APIError, path: str) -> JSONResponse:
+    """The one place an error becomes a response, in the shape of the surface asked."""
+    return JSONResponse(shape_for(path).body(err), status_code=err.status, headers=err.headers)
+
+
+def _response(err: APIError, request: Request) -> JSONResponse:
+    return error_response(err, request.url.path)
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:
@@ -134,11 +160,11 @@ def validation_error(exc: RequestValidationError) -> APIError:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def _api_error(request: Request, exc: APIError) -> JSONResponse:
-        return _response(exc)
+        return _response(exc, request)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return _response(validation_error(exc))
+        return _response(validation_error(exc), request)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -146,7 +172,7 @@ def install_error_handlers(app: FastAPI) -> None:
                 404: "not_found_error"}.get(exc.status_code, "invalid_request_error")
         return _response(APIError(exc.status_code, str(exc.detail), type=kind,
                                   code=getattr(exc, "code", None),
-                                  headers=getattr(exc, "headers", None)))
+                                  headers=getattr(exc, "headers", None)), request)
 
     @app.exception_handler(QueueFull)
     @app.exception_handler(WorkerDied)
@@ -155,10 +181,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _model_failure(request: Request, exc: Exception) -> JSONResponse:
         answer = model_failure(exc)
         assert answer is not None
-        return _response(answer)
+        return _response(answer, request)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         logger.exception("unhandled error on %s", request.url.path)
         return _response(APIError(500, "The server had an error while processing your request.",
-                                  type="server_error"))
+                                  type="server_error"), request)

@@ -19,10 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import Request
-from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from modelserve.api.errors import APIError
+from modelserve.api.errors import APIError, error_response
 from modelserve.metrics import ServerMetrics
 from modelserve.registry import Lease
 from modelserve.security import KeyInfo
@@ -103,7 +102,7 @@ class RequestObserver:
                 err = APIError(408, f"The request took longer than the server's limit of "
                                f"{self.timeout:g} s (request_timeout_seconds).",
                                code="request_timeout")
-                await JSONResponse(err.body(), status_code=408)(scope, receive, send_observed)
+                await error_response(err, scope["path"])(scope, receive, send_observed)
             else:  # mid-stream: all we can do is end the body
                 with contextlib.suppress(Exception):
                     await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -38,15 +38,24 @@ METRICS_RESPONSES: dict[int | str, dict[str, Any]] = {
           "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}}
 
 
-def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """`responses=` for a route that answers these statuses itself, in the error envelope."""
-    return {status: {"model": ErrorResponse, "description": DESCRIPTIONS[status]}
+# Surfaces whose errors have another shape, by their routes' path prefix (as api/errors.py's
+# SHAPES): the schema of their error body, named as in components.
+ERROR_MODELS: dict[str, tuple[str, type[BaseModel]]] = {}
+
+
+def error_responses(*statuses: int, model: type[BaseModel] = ErrorResponse
+                    ) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route that answers these statuses itself, in the error envelope
+    (`model`: another surface's)."""
+    return {status: {"model": model, "description": DESCRIPTIONS[status]}
             for status in statuses}
 
 
-def _error(status: int) -> dict[str, Any]:
+def _error(status: int, path: str) -> dict[str, Any]:
+    name = next((name for prefix, (name, _) in ERROR_MODELS.items() if path.startswith(prefix)),
+                "ErrorResponse")
     return {"description": DESCRIPTIONS[status],
-            "content": {"application/json": {"schema": ERROR_REF}}}
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}}
 
 
 def form_schema(model: type[BaseModel], files: dict[str, bool]) -> dict[str, Any]:
@@ -126,6 +135,10 @@ def install_openapi(app: FastAPI, *, auth: bool, metrics_scope: str,
         envelope = ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(envelope.pop("$defs", {}))
         schemas["ErrorResponse"] = envelope
+        for name, model in ERROR_MODELS.values():
+            shape = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas.update(shape.pop("$defs", {}))
+            schemas[name] = shape
         # FastAPI's own validation error shapes: nothing here ever answers with them.
         schemas.pop("HTTPValidationError", None)
         schemas.pop("ValidationError", None)
@@ -165,7 +178,7 @@ def _document(op: dict[str, Any], method: str, path: str, scope: str | None) -> 
     if path not in ALWAYS_SERVED:  # refused while the server drains
         adds.append(503)
     for status in adds:
-        responses.setdefault(str(status), _error(status))
+        responses.setdefault(str(status), _error(status, path))
 
 
 

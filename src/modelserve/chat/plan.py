@@ -97,7 +97,11 @@ def count(plan: TurnPlan, model: ChatModel, images: ImageSettings) -> tuple[int,
     request settles (api/admission.py)."""
     turn = plan.turn
     check_token_ids(model, [t for t, _ in turn.sampling.logit_bias], turn.names.logit_bias)
-    plan.prompt = plan_chat_prompt(model, turn.messages, images, plan.tools, turn.variables)
+    if turn.raw_prompt is not None:
+        plan.prompt = ChatPrompt([], model.tokenize(turn.raw_prompt, special=True))
+    else:
+        plan.prompt = plan_chat_prompt(model, turn.messages, images, plan.tools,
+                                       turn.variables)
     # A template that opens the think block itself: the output starts inside it.
     tail = plan.prompt.text_tokens[-8:]
     plan.thinking = opens_thinking(

@@ -16,6 +16,7 @@ from fastapi.responses import StreamingResponse
 
 from modelserve.api import leases, pipeline
 from modelserve.api.caching import CachePlan
+from modelserve.api.input_limits import limits_of
 from modelserve.api.observe import context
 from modelserve.chat import plan as planning
 from modelserve.chat.events import Event, Result, Usage
@@ -143,6 +144,15 @@ class TurnRoute(pipeline.Route[Turn, ChatModel]):
     def _images(self) -> ImageSettings:
         settings: ImageSettings = self.request.app.state.settings.images
         return settings
+
+
+async def count_prompt(turn: Turn, request: Request) -> int:
+    """The prompt's tokens as the model sees them (its template, tools, a marker for each
+    image), for the count-tokens routes: checked like a turn, run nowhere."""
+    plan = planning.check(turn, limits_of(request))
+    model = await leases.acquire_kind(request, turn.model, CHAT)
+    settings: ImageSettings = request.app.state.settings.images
+    return planning.count(plan, model, settings)[0]
 
 
 async def serve(turn: Turn, request: Request, surface: Surface, stream: bool,

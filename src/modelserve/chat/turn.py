@@ -111,6 +111,8 @@ class Turn:
     output: OutputFormat | None = None
     variables: dict[str, Any] = field(default_factory=dict)  # extra template variables
     names: Names = field(default_factory=Names)
+    # A prompt the client templated itself (Ollama's `raw`): used as it is, no template.
+    raw_prompt: str | None = None
 
     def images(self) -> list[Image]:
         return [p for m in self.messages if isinstance(m.content, list)

@@ -118,8 +118,9 @@ def estimate(spec: ModelSpec) -> int:
 
 def _routers() -> Sequence[APIRouter]:
     from modelserve.api import chat, completions, tokenize
+    from modelserve.api.anthropic import messages
 
-    return (chat.router, completions.router, tokenize.router)
+    return (chat.router, completions.router, tokenize.router, messages.router)
 
 
 def _on_loaded(front: ChatModel, server: ServerHooks, name: str) -> None:

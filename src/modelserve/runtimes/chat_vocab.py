@@ -73,9 +73,10 @@ class ChatVocabulary:
     def _add_bos(self, text: str) -> bool:
         return self.model.add_bos and not (self._bos_text and text.startswith(self._bos_text))
 
-    def tokenize(self, text: str) -> list[int]:
-        """Plain completion prompts: user text, so special-token syntax is not parsed."""
-        return self.model.tokenize(text, add_special=True, parse_special=False)
+    def tokenize(self, text: str, special: bool = False) -> list[int]:
+        """Plain completion prompts: user text, so special-token syntax is not parsed unless
+        `special` (a prompt the client templated itself, Ollama's `raw`)."""
+        return self.model.tokenize(text, add_special=True, parse_special=special)
 
     def token_text(self, token: int) -> str:
         return self.model.token_text(token)
