@@ -56,7 +56,8 @@ def test_serve_command_serves_default_config(tmp_path: Path) -> None:
         models = httpx.get(f"http://127.0.0.1:{port}/v1/models").json()
         assert [(m["id"], m["state"]) for m in models["data"]] == [
             ("smollm2-135m-instruct", "ready"), ("all-minilm-l6-v2", "ready"),
-            ("gemma-3-270m-it", "unloaded")]  # loaded on its first request
+            # loaded on their first request
+            ("gemma-3-270m", "unloaded"), ("qwen2.5-coder-0.5b-instruct", "unloaded")]
         emb = httpx.post(f"http://127.0.0.1:{port}/v1/embeddings",
                          json={"model": "all-minilm-l6-v2", "input": "hello"}).json()
         assert len(emb["data"][0]["embedding"]) == 384

@@ -126,3 +126,19 @@ def test_16_concurrent_requests_mixing_free_text_and_schemas(
         await asyncio.gather(*(one(i) for i in range(16)))
 
     asyncio.run(all_of_them())
+
+
+class City(BaseModel):  # no bounds at all: the grammar's own bound must end the integer
+    name: str
+    population: int
+
+
+def test_an_unbounded_integer_ends_and_the_answer_parses(client: openai.OpenAI) -> None:
+    """SmolLM2 at temperature 0 used to write `"population":1111…` until max_tokens."""
+    completion = client.chat.completions.parse(
+        model=CHAT_MODEL, messages=[{"role": "user", "content": "Describe Paris."}],
+        response_format=City, max_tokens=200, temperature=0)
+    choice = completion.choices[0]
+    assert choice.finish_reason == "stop", choice.message.content
+    city = choice.message.parsed
+    assert isinstance(city, City) and abs(city.population) < 10**16

@@ -5,6 +5,7 @@ unconstrained answer."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -30,11 +31,19 @@ def output_grammar(fmt: OutputFormat | None) -> str | None:
     return _from_gbnf(fmt.grammar, fmt.where)
 
 
+# llama.cpp's JSON-schema converter allows an integer at most 16 digits; so do we, where the
+# schema sets no bound: a small model at temperature 0 can otherwise write `1111…` until
+# max_tokens, and the client's parse fails.
+INTEGER_BOUND = 10**16 - 1
+_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+
+
 def closed(schema: Any) -> Any:
     """`schema` with `additionalProperties: false` on every object that lists its properties
-    and says nothing of others (xgrammar's strict mode, vLLM's default). The JSON Schema
-    default allows any extra property, and a small model offered that keeps inventing keys
-    until max_tokens; OpenAI's strict mode requires the same closure of its clients."""
+    and says nothing of others (xgrammar's strict mode, vLLM's default), and every integer
+    without bounds bounded to 16 digits. The JSON Schema default allows any extra property,
+    and a small model offered that keeps inventing keys until max_tokens; OpenAI's strict
+    mode requires the same closure of its clients."""
     if isinstance(schema, list):
         return [closed(item) for item in schema]
     if not isinstance(schema, dict):
@@ -43,7 +52,14 @@ def closed(schema: Any) -> Any:
     if "properties" in out and "additionalProperties" not in out \
             and "unevaluatedProperties" not in out:
         out["additionalProperties"] = False
+    if out.get("type") == "integer" and not any(bound in out for bound in _BOUNDS):
+        out["minimum"], out["maximum"] = -INTEGER_BOUND, INTEGER_BOUND
     return out
+
+
+def inline_json(schema: dict[str, Any]) -> str:
+    """`schema`, closed and compact, as a Lark `%json` rule body."""
+    return "%json " + json.dumps({**closed(schema), "x-guidance": JSON_OPTIONS})
 
 
 def schema_grammar(schema: dict[str, Any], param: str,

@@ -84,9 +84,9 @@ def check(turn: Turn, limits: InputLimits) -> TurnPlan:
     check_limits(turn, limits)
     grammar = output_grammar(turn.output)
     tools = plan_tools(turn)
-    if tools is not None and tools.forced and grammar is not None:
+    if tools is not None and tools.forced and _own_grammar(turn):
         raise bad_request("A forced tool call (tool_choice required or named) cannot also "
-                          "follow an output format or grammar.", param=turn.names.tool_choice)
+                          "follow a grammar.", param=turn.names.tool_choice)
     return TurnPlan(turn, grammar, tools)
 
 
@@ -106,10 +106,27 @@ def count(plan: TurnPlan, model: ChatModel, images: ImageSettings) -> tuple[int,
     tail = plan.prompt.text_tokens[-8:]
     plan.thinking = opens_thinking(
         b"".join(model.token_bytes(t) for t in tail).decode("utf-8", errors="replace"))
-    if plan.tools is not None and plan.tools.forced:
-        plan.grammar = plan.tools.grammar(model.has_token(OPEN))
+    # A forced call's turn holds no text for an output format to shape (it applies to the
+    # answer after the results); an auto one's calls are constrained once begun, unless the
+    # answer opens in a think block (its special tokens are no free text to the grammar).
+    # A client's own grammar shapes the whole answer, calls too.
+    if plan.tools is not None and not _own_grammar(turn) and \
+            (plan.tools.forced or (hermes_calls(model) and not plan.thinking)):
+        plan.grammar = plan.tools.grammar(model.has_token(OPEN), turn.output)
     plan.max_tokens = budget(plan, model, len(plan.prompt.text_tokens))
     return len(plan.prompt.text_tokens), plan.max_tokens * turn.sampling.n
+
+
+def _own_grammar(turn: Turn) -> bool:
+    return turn.output is not None and turn.output.kind == "grammar"
+
+
+def hermes_calls(model: ChatModel) -> bool:
+    """The model writes calls as `<tool_call>` blocks (or a bare JSON call): its vocabulary
+    has the tag (Qwen, Hermes), or its template knows no tools and the system prompt teaches
+    it the format. Other native formats (Llama's `<|python_tag|>`, Mistral's `[TOOL_CALLS]`)
+    are left unconstrained: the auto grammar would forbid their special tokens."""
+    return model.has_token(OPEN) or not model.template.supports_tools
 
 
 def budget(plan: TurnPlan, model: ChatModel, prompt_len: int) -> int:

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelserve.api.errors import bad_request
-from modelserve.chat.grammars import closed, schema_grammar
+from modelserve.chat.grammars import closed, inline_json, schema_grammar
 from modelserve.chat.tool_parser import CLOSE, OPEN
-from modelserve.chat.turn import Message, Tool, Turn
+from modelserve.chat.turn import Message, OutputFormat, Tool, Turn
 
 # A forced request may make at most this many parallel calls: a small model under a grammar
 # that always allows one more call could otherwise repeat calls until max_tokens.
@@ -24,18 +24,24 @@ class ToolPlan:
     tools: list[dict[str, Any]]  # as templates take them: {"type": "function", "function": ...}
     forced: list[Tool]  # required/named: the calls the grammar allows; [] = auto
     parallel: bool
+    functions: list[Tool]  # all offered
 
     @property
     def names(self) -> frozenset[str]:
         return frozenset(t["function"]["name"] for t in self.tools)
 
-    def grammar(self, special_tokens: bool) -> str | None:
-        """The llguidance grammar of a forced call; `special_tokens`: the vocabulary has
-        `<tool_call>` as one token (Qwen), which the grammar must then produce, as the model
-        was trained to, rather than its spelling in pieces."""
-        if not self.forced:
-            return None
-        return call_grammar(self.forced, self.parallel, special_tokens)
+    def grammar(self, special_tokens: bool, output: OutputFormat | None = None) -> str:
+        """The llguidance grammar the answer samples under. Forced: one of the calls (or up
+        to MAX_FORCED_CALLS in parallel). Auto: free text, or the output format's JSON,
+        until the model starts a call (`<tool_call>`, or a bare JSON object as Llama and a
+        free Qwen write them); from there, as llama.cpp's lazy grammars do, a call that names
+        an offered tool with arguments that fit its schema.
+
+        `special_tokens`: the vocabulary has `<tool_call>` as one token (Qwen), which the
+        grammar must then produce, as the model was trained to, rather than its spelling in
+        pieces."""
+        return call_grammar(self.forced or self.functions, self.parallel, special_tokens,
+                            "forced" if self.forced else output or "free")
 
 
 def plan_tools(turn: Turn) -> ToolPlan | None:
@@ -67,7 +73,7 @@ def plan_tools(turn: Turn) -> ToolPlan | None:
                     # Only when asked for: a small model under a grammar that allows another
                     # call tends to make several (Qwen2.5-Coder-0.5B asks for four cities'
                     # weather), and llama-server's default is one call too.
-                    turn.parallel_tool_calls is True and not named)
+                    turn.parallel_tool_calls is True and not named, list(tools))
 
 
 def _function(tool: Tool) -> dict[str, Any]:
@@ -104,28 +110,49 @@ def _check_parameters(tool: Tool) -> None:
                        f"The parameters schema of {tool.name!r} cannot be used")
 
 
-def call_grammar(functions: list[Tool], parallel: bool, special_tokens: bool) -> str:
-    """Lark for one (or, parallel, up to MAX_FORCED_CALLS) `<tool_call>` blocks whose JSON is
-    {"name": one of `functions`, "arguments": that function's parameters}."""
+# Free text: anything but the start of a bare JSON call (`{"name"`, constrained as one, as
+# llama.cpp's trigger pattern has it; other JSON stays free: Qwen answers a tool result with
+# some) or a spelled-out `<tool_call>` (which only a constrained block may write).
+BARE_CALL = r'/\s*\{\s*"name"(?s:.*)/'
+# Spaced like the templates write calls (Qwen's: `{"name": "f", "arguments": ...}`), so the
+# model sees its own format; still no free whitespace, which small models loop on.
+SPACED = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
+FREE = rf"/(?s:.+)/ & ~{BARE_CALL} & ~/(?s:.*)<tool_call>(?s:.*)/"
+
+
+def call_grammar(functions: list[Tool], parallel: bool, special_tokens: bool,
+                 mode: str | OutputFormat = "forced") -> str:
+    """Lark for `<tool_call>` blocks (one, or up to MAX_FORCED_CALLS when `parallel`) whose
+    JSON is {"name": one of `functions`, "arguments": that function's parameters}.
+
+    `mode`: "forced", the blocks alone; "free", text or the blocks after it or one bare JSON
+    call; an OutputFormat (JSON), the blocks or that JSON."""
     from llguidance import LLMatcher
 
-    schema: dict[str, Any] = {
-        "anyOf": [{"type": "object",
-                   "properties": {"name": {"const": f.name},
-                                  "arguments": closed(f.parameters or {"type": "object"})},
-                   "required": ["name", "arguments"], "additionalProperties": False}
-                  for f in functions],
-        # Spaced like the templates write calls (Qwen's: `{"name": "f", "arguments": ...}`), so
-        # the model sees its own format; still no free whitespace, which small models loop on.
-        "x-guidance": {"whitespace_flexible": False, "item_separator": ", ",
-                       "key_separator": ": "},
-    }
+    # A call written out by rule, not as one %json: its head `{"name": ` then is a lexeme
+    # of the top level, where the lexer can weigh it against free text byte by byte (a %json
+    # has lexemes of its own, and the parser must pick one set at the first `{`).
+    rules = ["call: " + " | ".join(f"call{i}" for i in range(len(functions)))]
+    for i, f in enumerate(functions):
+        head = json.dumps(f'{{"name": {json.dumps(f.name)}, "arguments": ')
+        args = {**closed(f.parameters or {"type": "object"}), "x-guidance": SPACED}
+        rules.append(f'call{i}: {head} args{i} "}}"')
+        rules.append(f"args{i}: %json {json.dumps(args)}")
     opener, closer = (OPEN, CLOSE) if special_tokens else (json.dumps(OPEN), json.dumps(CLOSE))
-    repeat = f' ("\\n" block){{0,{MAX_FORCED_CALLS - 1}}}' if parallel else ""
-    lark = (f"start: block{repeat}\n"
-            f'block: {opener} "\\n" call "\\n" {closer}\n'
-            f"call: %json {json.dumps(schema)}\n")
-    return str(LLMatcher.grammar_from_lark(lark))
+    more = f'("\\n" block){{0,{MAX_FORCED_CALLS - 1}}}' if parallel else ""
+    rules += [f'blocks: block {more}', f'block: {opener} "\\n" call "\\n" {closer}']
+    if mode == "forced":
+        rules.insert(0, "start: blocks")
+    elif isinstance(mode, OutputFormat):
+        rules[:0] = ["start: blocks | output",
+                     f"output: {inline_json(mode.schema or {'type': 'object'})}"]
+    elif special_tokens:  # the text ends where the model samples the `<tool_call>` token
+        rules[:0] = ["start: FREE? | call | FREE? blocks", f"FREE: {FREE}"]
+    else:  # a spelled trigger: text up to the first `<tool_call>` it writes (lazy), then a call
+        rules[:0] = ["start: FREE? | call | head rest", f"FREE: {FREE}",
+                     f'head[lazy]: LEAD {opener}', f"LEAD: /(?s:.*)/ & ~{BARE_CALL}",
+                     f'rest: "\\n" call "\\n" {closer} {more}']
+    return str(LLMatcher.grammar_from_lark("\n".join(rules) + "\n"))
 
 
 # -- templates ---------------------------------------------------------------------------------
