@@ -13,6 +13,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from modelserve.config import Settings, load_settings
+from modelserve.loadgen.surfaces import SURFACES
 from modelserve.sources import ConfigError
 
 
@@ -169,6 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--json-out", type=Path, help="append results as JSON lines here")
     chat.add_argument("--workload", choices=["text", "json"], default="text",
                       help="json: every request constrained by a JSON schema (structured output)")
+    chat.add_argument("--surface", choices=sorted(SURFACES), default="chat",
+                      help="the API dialect to stream through (/v1/chat/completions, "
+                           "/v1/responses, /v1/messages, /api/chat)")
+    chat.add_argument("--client", choices=["httpx", "aiohttp"], default="httpx",
+                      help="the HTTP stack of the load generator")
     chat.add_argument("--api-key", default=None)
     chat.set_defaults(func=_bench)
 

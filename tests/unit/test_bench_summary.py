@@ -37,3 +37,42 @@ def test_embeddings_summary(tmp_path: Path) -> None:
     table = summarise_embeddings(path, "worker")
     assert "| worker | 64 | 1 | 8 | 1000.0 | - | 900 / 1100 |" in table
     assert "| inline | 64 | 1 | 8 | 1000.0 | 1.00x | 1000 |" in table
+
+
+def test_surfaces_are_divided_by_chat_per_client_and_level(tmp_path: Path) -> None:
+    from modelserve.loadgen.summary import summarise_surfaces
+
+    rows = [("chat/httpx", 1, 100.0), ("chat/httpx", 1, 110.0), ("messages/httpx", 1, 99.0),
+            ("messages/httpx", 1, 108.0), ("chat/aiohttp", 8, 400.0),
+            ("ollama/aiohttp", 8, 396.0)]
+    path = tmp_path / "s.jsonl"
+    path.write_text("".join(json.dumps({"label": label, "concurrency": level,
+                                        "tokens_per_s": tps}) + "\n"
+                            for label, level, tps in rows))
+    table = summarise_surfaces(path)
+    assert "| messages | httpx | 1 | 103.5 | 0.986 | 99 / 108 |" in table
+    assert "| ollama | aiohttp | 8 | 396.0 | 0.990 | 396 |" in table
+
+
+def test_each_surface_reads_its_own_stream() -> None:
+    from modelserve.loadgen.surfaces import SURFACES
+
+    chat = SURFACES["chat"].read
+    assert chat('data: {"choices": [{"delta": {"content": "Hi"}}]}').text
+    assert chat("data: [DONE]").done
+    assert chat('data: {"choices": [], "usage": {"completion_tokens": 7}}').tokens == 7
+    responses = SURFACES["responses"].read
+    assert responses('data: {"type": "response.output_text.delta", "delta": "Hi"}').text
+    done = responses('data: {"type": "response.completed", "response": '
+                     '{"usage": {"output_tokens": 5}}}')
+    assert done.done and done.tokens == 5
+    assert responses('data: {"type": "response.failed"}').error
+    messages = SURFACES["messages"].read
+    assert messages("event: content_block_delta") == messages("")
+    assert messages('data: {"type": "content_block_delta", "delta": {"text": "Hi"}}').text
+    assert messages('data: {"type": "message_delta", "usage": {"output_tokens": 3}}').tokens == 3
+    assert messages('data: {"type": "message_stop"}').done
+    ollama = SURFACES["ollama"].read
+    assert ollama('{"message": {"content": "Hi"}, "done": false}').text
+    assert ollama('{"done": true, "eval_count": 4}').tokens == 4
+    assert ollama('{"error": "boom"}').error == "boom"

@@ -9,10 +9,15 @@ import argparse
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
+import aiohttp
 import httpx
+
+from modelserve.loadgen.surfaces import SURFACES, Surface
 
 TOPICS = ["a lighthouse keeper", "a lost robot", "a dragon who bakes", "a city under the sea",
           "a time-travelling cat", "the last tree on Mars", "a haunted violin", "a desert train",
@@ -53,45 +58,75 @@ def percentile(values: list[float], pct: float) -> float | None:
     return ordered[rank]
 
 
-async def one_request(client: httpx.AsyncClient, url: str, body: dict[str, Any]) -> RequestResult:
+async def one_request(client: Client, url: str, surface: Surface,
+                      body: dict[str, Any]) -> RequestResult:
     started = time.perf_counter()
     last = started
     result = RequestResult(ok=False)
     chunk_tokens = 0
     done = False
     try:
-        async with client.stream("POST", f"{url}/v1/chat/completions", json=body) as resp:
-            if resp.status_code != 200:
-                text = (await resp.aread()).decode(errors="replace")[:200]
-                return RequestResult(ok=False, error=f"HTTP {resp.status_code}: {text}")
-            async for line in resp.aiter_lines():
-                if not line.startswith("data: "):
-                    continue
-                payload = line[6:].strip()
-                if payload == "[DONE]":
+        async with client.stream(f"{url}{surface.path}", body) as (status, lines):
+            if status != 200:
+                text = "".join([line async for line in lines])[:200]
+                return RequestResult(ok=False, error=f"HTTP {status}: {text}")
+            async for raw in lines:
+                line = surface.read(raw)
+                if line.error is not None:
+                    return RequestResult(ok=False, error=line.error)
+                if line.tokens is not None:
+                    result.tokens = line.tokens
+                if line.text:
+                    now = time.perf_counter()
+                    if result.ttft is None:
+                        result.ttft = now - started
+                    else:
+                        result.gaps.append(now - last)
+                    last = now
+                    chunk_tokens += 1
+                if line.done:
                     done = True
                     break
-                data = json.loads(payload)
-                if "error" in data:
-                    return RequestResult(ok=False, error=str(data["error"])[:200])
-                if data.get("usage"):
-                    result.tokens = int(data["usage"]["completion_tokens"])
-                for choice in data.get("choices") or []:
-                    if (choice.get("delta") or {}).get("content"):
-                        now = time.perf_counter()
-                        if result.ttft is None:
-                            result.ttft = now - started
-                        else:
-                            result.gaps.append(now - last)
-                        last = now
-                        chunk_tokens += 1
-    except (httpx.HTTPError, json.JSONDecodeError) as exc:
+    except (httpx.HTTPError, aiohttp.ClientError, json.JSONDecodeError) as exc:
         return RequestResult(ok=False, error=f"{type(exc).__name__}: {exc}"[:200])
     if not done:  # a stream cut short is an error even when it said nothing
-        return RequestResult(ok=False, error="stream ended without [DONE]")
+        return RequestResult(ok=False, error="stream ended without its last event")
     result.tokens = result.tokens or chunk_tokens
     result.ok = True
     return result
+
+
+class Client(Protocol):
+    def stream(self, url: str, body: dict[str, Any]
+               ) -> AbstractAsyncContextManager[tuple[int, AsyncIterator[str]]]: ...
+
+
+class HttpxClient:
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+
+    @asynccontextmanager
+    async def stream(self, url: str, body: dict[str, Any]
+                     ) -> AsyncIterator[tuple[int, AsyncIterator[str]]]:
+        async with self.client.stream("POST", url, json=body) as resp:
+            yield resp.status_code, resp.aiter_lines()
+
+
+class AiohttpClient:
+    """The second load generator: another HTTP stack reading the same streams."""
+
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self.session = session
+
+    @asynccontextmanager
+    async def stream(self, url: str, body: dict[str, Any]
+                     ) -> AsyncIterator[tuple[int, AsyncIterator[str]]]:
+        async with self.session.post(url, json=body) as resp:
+            async def lines() -> AsyncIterator[str]:
+                async for raw in resp.content:
+                    yield raw.decode().rstrip("\r\n")
+
+            yield resp.status, lines()
 
 
 # The structured-output workload: a JSON story that cannot end before max_tokens (at least 8
@@ -109,26 +144,35 @@ WORKLOADS: dict[str, dict[str, Any]] = {
 
 
 async def run_level(url: str, model: str, concurrency: int, max_tokens: int, per_client: int,
-                    label: str, api_key: str | None, workload: str = "text") -> LevelResult:
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    limits = httpx.Limits(max_connections=concurrency + 4)
-    async with httpx.AsyncClient(timeout=httpx.Timeout(600.0), limits=limits,
-                                 headers=headers) as client:
-        async def client_loop(index: int) -> list[RequestResult]:
-            results = []
-            for round_ in range(per_client):
-                topic = TOPICS[(index + round_ * 7) % len(TOPICS)]
-                body = {"model": model, "stream": True, "temperature": 0,
-                        "max_tokens": max_tokens, "stream_options": {"include_usage": True},
-                        "messages": [{"role": "user",
-                                      "content": f"Write a long story about {topic}."}],
-                        **WORKLOADS[workload]}
-                results.append(await one_request(client, url, body))
-            return results
+                    label: str, api_key: str | None, workload: str = "text",
+                    surface: str = "chat", client: str = "httpx") -> LevelResult:
+    dialect = SURFACES[surface]
+    headers = {**dialect.headers, **({"Authorization": f"Bearer {api_key}"} if api_key else {})}
 
-        started = time.perf_counter()
-        nested = await asyncio.gather(*(client_loop(i) for i in range(concurrency)))
-        wall = time.perf_counter() - started
+    async def client_loop(http: Client, index: int) -> list[RequestResult]:
+        results = []
+        for round_ in range(per_client):
+            topic = TOPICS[(index + round_ * 7) % len(TOPICS)]
+            body = {**dialect.body(model, f"Write a long story about {topic}.", max_tokens),
+                    **WORKLOADS[workload]}
+            results.append(await one_request(http, url, dialect, body))
+        return results
+
+    async def all_clients(http: Client) -> list[list[RequestResult]]:
+        return await asyncio.gather(*(client_loop(http, i) for i in range(concurrency)))
+
+    started = time.perf_counter()
+    if client == "aiohttp":
+        connector = aiohttp.TCPConnector(limit=concurrency + 4)
+        async with aiohttp.ClientSession(connector=connector, headers=headers,
+                                         timeout=aiohttp.ClientTimeout(total=600)) as session:
+            nested = await all_clients(AiohttpClient(session))
+    else:
+        async with httpx.AsyncClient(timeout=httpx.Timeout(600.0), headers=headers,
+                                     limits=httpx.Limits(max_connections=concurrency + 4)
+                                     ) as http:
+            nested = await all_clients(HttpxClient(http))
+    wall = time.perf_counter() - started
     results = [r for rs in nested for r in rs]
     good = [r for r in results if r.ok]
     ttfts = [r.ttft * 1000 for r in good if r.ttft is not None]
@@ -164,7 +208,7 @@ def run_chat_bench(args: argparse.Namespace) -> None:
     for level in levels:
         row = asyncio.run(run_level(args.url.rstrip("/"), args.model, level, args.max_tokens,
                                     args.requests_per_client, label, args.api_key,
-                                    args.workload))
+                                    args.workload, args.surface, args.client))
         rows.append(row)
         print(json.dumps(asdict(row)), flush=True)
         if args.json_out:

@@ -67,8 +67,31 @@ def summarise_embeddings(path: Path, baseline: str) -> str:
     return "\n".join(out)
 
 
+def summarise_surfaces(path: Path, baseline: str = "chat") -> str:
+    """Rows labelled SURFACE/CLIENT (bench/surfaces.sh): median tok/s of each, and each ÷
+    the baseline surface's with the same client and level (1.00: the dialect costs nothing)."""
+    runs: dict[tuple[str, str, int], list[float]] = defaultdict(list)
+    for line in path.read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            surface, client = row["label"].split("/")
+            runs[(surface, client, row["concurrency"])].append(row["tokens_per_s"])
+    out = [f"| surface | client | streams | tok/s (median) | ÷ {baseline} | per run |",
+           "|---|---|---|---|---|---|"]
+    for surface, client, level in sorted(runs, key=lambda k: (k[1], k[2], k[0] != baseline)):
+        rows = runs[(surface, client, level)]
+        median = statistics.median(rows)
+        base = runs.get((baseline, client, level))
+        ratio = f"{median / statistics.median(base):.3f}" if base else "-"
+        each = " / ".join(f"{r:.0f}" for r in rows)
+        out.append(f"| {surface} | {client} | {level} | {median:.1f} | {ratio} | {each} |")
+    return "\n".join(out)
+
+
 if __name__ == "__main__":
-    if len(sys.argv) > 3 and sys.argv[3] == "embeddings":
+    if len(sys.argv) > 3 and sys.argv[3] == "surfaces":
+        print(summarise_surfaces(Path(sys.argv[1]), sys.argv[2]))
+    elif len(sys.argv) > 3 and sys.argv[3] == "embeddings":
         print(summarise_embeddings(Path(sys.argv[1]), sys.argv[2]))
     else:
         print(summarise(Path(sys.argv[1]), *sys.argv[2:3]))
