@@ -14,6 +14,7 @@ import pytest
 from pydantic import BaseModel, Field
 
 from tests.conftest import SMOLLM2, LiveServer, serve
+from tests.fixtures.images import image_bytes
 from tests.helpers import assert_ollama_error
 
 TEXT, TOOLS_MODEL, EMBED, SPARE = "smol", "qwen", "minilm", "spare"
@@ -23,6 +24,7 @@ WEATHER = {"type": "function", "function": {
                    "required": ["city"]}}}
 HI = [{"role": "user", "content": "Say hello."}]
 GREEDY = {"temperature": 0, "num_predict": 12}
+PNG_BYTES = image_bytes("PNG", seed=1)
 
 
 @pytest.fixture(scope="module")
@@ -179,6 +181,13 @@ def test_errors_come_in_ollamas_shape(client: ollama.Client, live: LiveServer) -
     with pytest.raises(ollama.ResponseError) as wrong_kind:
         client.chat(model=EMBED, messages=HI, stream=False)
     assert wrong_kind.value.status_code == 400 and "embeddings" in wrong_kind.value.error
+    with pytest.raises(ollama.ResponseError) as no_thinking:  # SmolLM2's template has none
+        client.chat(model=TEXT, messages=HI, think=True)
+    assert no_thinking.value.status_code == 400
+    assert "does not support thinking" in no_thinking.value.error
+    with pytest.raises(ollama.ResponseError) as blind:
+        client.generate(model=TEXT, prompt="What is this?", images=[PNG_BYTES])
+    assert blind.value.status_code == 400 and "images" in blind.value.error
     url = f"{live.url}/api/chat"
     bad = {"model": TEXT, "messages": HI, "stream": False}
     assert_ollama_error(httpx.post(url, json={**bad, "options": {"temperature": "hot"}}),

@@ -15,7 +15,8 @@ from fastapi.responses import JSONResponse
 
 from modelserve.api import leases
 from modelserve.api.errors import bad_request
-from modelserve.api.ollama.common import KeepAlive, now_iso, resolve
+from modelserve.api.ollama.common import KeepAlive, now_iso, registry_of, resolve
+from modelserve.api.ollama.models import capabilities
 from modelserve.api.ollama.options import sampling
 from modelserve.api.ollama.protocol import (
     ChatMessage,
@@ -54,6 +55,7 @@ NDJSON: dict[int | str, dict[str, Any]] = {200: {
 async def chat(req: ChatRequest, request: Request) -> Response:
     name = resolve(request, req.model)
     keep = KeepAlive(request, name, req.keep_alive)
+    _check_think(request, req, name)
     if not req.messages:
         return await _load(request, req.model, name, keep, "message")
     turn = _turn(req, name, [_message(m, f"messages[{i}]") for i, m in enumerate(req.messages)])
@@ -69,6 +71,7 @@ async def chat(req: ChatRequest, request: Request) -> Response:
 async def generate(req: GenerateRequest, request: Request) -> Response:
     name = resolve(request, req.model)
     keep = KeepAlive(request, name, req.keep_alive)
+    _check_think(request, req, name)
     for field, why in (("suffix", "fill-in-the-middle is not supported by this server"),
                        ("template", "this server renders prompts with the model's own "
                                     "template (or sends them raw, with \"raw\": true)"),
@@ -96,6 +99,16 @@ async def generate(req: GenerateRequest, request: Request) -> Response:
 
 
 # -- request -> turn -------------------------------------------------------------------------
+
+
+def _check_think(request: Request, req: Generative, name: str) -> None:
+    """Thinking asked of a model whose template has no thinking is refused, as Ollama does
+    (the answer would come without thoughts, and the client would not know why)."""
+    if req.think is None or req.think is False:
+        return
+    entry = registry_of(request).entries[name]
+    if entry.spec.kind == "chat" and "thinking" not in capabilities(entry):
+        raise bad_request(f'"{req.model}" does not support thinking', param="think")
 
 
 def _turn(req: Generative, name: str, messages: list[Message]) -> Turn:
