@@ -164,6 +164,13 @@ def test_list_ps_show_version(client: ollama.Client, live: LiveServer) -> None:
     assert shown.modelinfo["qwen2.context_length"] > 0
     assert "tools" in (shown.capabilities or []) and shown.template
     assert client.show(f"{EMBED}:latest").capabilities == ["embedding"]
+    assert client.pull(TEXT).status == "success"  # configured: there already
+    with pytest.raises(ollama.ResponseError) as unknown:
+        client.pull("llama3.2")
+    assert unknown.value.status_code == 404
+    with pytest.raises(ollama.ResponseError) as deleting:
+        client.delete(TEXT)
+    assert deleting.value.status_code == 501 and "configuration" in deleting.value.error
     version = httpx.get(f"{live.url}/api/version").json()["version"]
     assert tuple(int(n) for n in version.split(".")) >= (0, 12, 0)
     assert httpx.get(live.url).text == "Ollama is running"

@@ -67,10 +67,10 @@ def test_tool_results_take_the_ids_of_their_calls() -> None:
     messages = [Message("assistant", "", "m0", tool_calls=[ToolCall("a", "weather", "{}"),
                                                            ToolCall("b", "time", "{}")]),
                 Message("tool", "12:00", "m1", name="time"),
-                Message("tool", "sunny", "m2")]
+                Message("tool", "sunny", "m2"), Message("tool", "late", "m3")]
     _link_results(messages)
-    assert [(m.tool_call_id, m.name) for m in messages[1:]] == [("b", "time"),
-                                                              ("a", "weather")]
+    assert [(m.tool_call_id, m.name) for m in messages[1:]] == [
+        ("b", "time"), ("a", "weather"), ("call_m3", None)]
 
 
 def test_think_becomes_template_variables() -> None:

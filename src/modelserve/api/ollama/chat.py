@@ -174,7 +174,8 @@ def _message(msg: ChatMessage, where: str) -> Message:
 def _link_results(messages: list[Message]) -> None:
     """Ollama's tool results name the tool, not the call: each takes the id of the earliest
     unanswered call to that tool (or the earliest unanswered call), for templates that
-    pair them by id."""
+    pair them by id. A result with no call before it (Ollama takes those too) gets an id of
+    its own."""
     open_calls: list[ToolCall] = []
     for msg in messages:
         if msg.role == "assistant" and msg.tool_calls:
@@ -184,6 +185,8 @@ def _link_results(messages: list[Message]) -> None:
             open_calls.remove(call)
             msg.tool_call_id = call.id
             msg.name = msg.name or call.name
+        elif msg.role == "tool":
+            msg.tool_call_id = f"call_{msg.where}"
 
 
 # -- serving ---------------------------------------------------------------------------------
@@ -203,7 +206,10 @@ async def _load(request: Request, model: str, name: str, keep: KeepAlive,
     """Load the model and answer done ("load"), or with keep_alive 0 let it go ("unload")."""
     started = time.perf_counter_ns()
     if keep.seconds == 0:
-        keep.apply()  # the reaper unloads it once idle, its requests in flight first
+        # The reaper unloads it once idle, its requests in flight first. One not loaded is
+        # left alone: the keep-alive would outlive the unload it asked for.
+        if registry_of(request).entries[name].current is not None:
+            keep.apply()
         reason = "unload"
     else:
         await leases.acquire_kind(request, name, CHAT)

@@ -15,14 +15,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse
 
+from modelserve.api.errors import APIError
 from modelserve.api.models import listed
 from modelserve.api.ollama import gguf
 from modelserve.api.ollama.common import registry_of, resolve, tagged
 from modelserve.api.ollama.errors import not_found
-from modelserve.api.ollama.protocol import OllamaError, ShowRequest, Version
+from modelserve.api.ollama.protocol import OllamaError, PullRequest, ShowRequest, Version
 from modelserve.api.openapi import error_responses
 from modelserve.model_files import disk_bytes
 from modelserve.registry import ModelEntry, ModelRegistry, ModelState
@@ -147,6 +148,33 @@ async def show(req: ShowRequest, request: Request) -> dict[str, Any]:
             "parameters": parameters, "template": template, "details": card["details"],
             "model_info": info, "capabilities": capabilities(entry),
             "modified_at": card["modified_at"]}
+
+
+@router.post("/api/pull", response_model=None,
+             responses=error_responses(400, 404, model=OllamaError))
+async def pull(req: PullRequest, request: Request) -> Response:
+    """Scripts and tools pull before they run a model; a configured one is there already,
+    so its pull succeeds at once. Nothing is downloaded: models come from the configuration
+    (or an admin load), and an unknown one is the usual 404."""
+    resolve(request, req.model or req.name or "")
+    return Response(b'{"status":"success"}\n' if req.stream else b'{"status":"success"}',
+                    media_type="application/x-ndjson" if req.stream else "application/json")
+
+
+# Model management that cannot happen here: said so by name, not a bare 404 or 405.
+UNMANAGED = {("POST", "/api/push"): "pushing", ("POST", "/api/create"): "creating",
+             ("POST", "/api/copy"): "copying", ("DELETE", "/api/delete"): "deleting"}
+
+
+async def _unmanaged(request: Request) -> Response:
+    what = UNMANAGED[(request.method, request.url.path)]
+    raise APIError(501, f"{what} models is not supported by this server: its models come from "
+                   "its configuration (operators load and unload them on /admin/models).",
+                   type="not_implemented")
+
+
+for (method, path) in UNMANAGED:
+    router.add_api_route(path, _unmanaged, methods=[method], include_in_schema=False)
 
 
 @router.get("/api/version")

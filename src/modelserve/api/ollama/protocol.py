@@ -105,6 +105,12 @@ class ShowRequest(Lenient):
     verbose: bool = False
 
 
+class PullRequest(Lenient):
+    model: str | None = None
+    name: str | None = None  # older clients' name for `model`
+    stream: bool = True
+
+
 class OllamaError(BaseModel):
     """Ollama's error body (api/ollama/errors.py writes it)."""
 
