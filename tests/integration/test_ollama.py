@@ -82,6 +82,17 @@ def test_the_raw_stream_is_ndjson(live: LiveServer) -> None:
             "eval_count", "eval_duration"} <= set(lines[-1])
 
 
+def test_logprobs_whole_and_streamed(client: ollama.Client) -> None:
+    whole = client.chat(model=TEXT, messages=HI, options=GREEDY, logprobs=True, top_logprobs=2)
+    entries = whole.logprobs or []
+    assert len(entries) == whole.eval_count
+    assert all(e.logprob <= 0 and len(e.top_logprobs or []) == 2 for e in entries)
+    assert "".join(e.token for e in entries) == whole.message.content
+    parts = list(client.generate(model=TEXT, prompt="Say hi.", options=GREEDY, stream=True,
+                                 logprobs=True))
+    assert sum(len(p.logprobs or []) for p in parts) == parts[-1].eval_count
+
+
 class City(BaseModel):
     name: str = Field(max_length=24)
     capital: bool

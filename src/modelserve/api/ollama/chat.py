@@ -112,9 +112,13 @@ def _check_think(request: Request, req: Generative, name: str) -> None:
 
 
 def _turn(req: Generative, name: str, messages: list[Message]) -> Turn:
-    return Turn(model=name, messages=messages, sampling=sampling(req.options),
+    if req.top_logprobs and not req.logprobs:
+        raise bad_request("top_logprobs needs \"logprobs\": true.", param="top_logprobs")
+    turn = Turn(model=name, messages=messages, sampling=sampling(req.options),
                 output=_format(req.format), variables=_thinking(req.think),
                 names=Names(max_tokens="options.num_predict"))
+    turn.sampling.logprobs = req.top_logprobs if req.logprobs else None
+    return turn
 
 
 def _format(fmt: Format) -> OutputFormat | None:
@@ -197,7 +201,7 @@ async def _serve(turn: Turn, request: Request, req: Generative, name: str, keep:
     # What changes the answer: the request less the stream and keep-alive, under the model's
     # own name (so `smol` and `smol:latest` share cached answers).
     body = {**req.model_dump(mode="json", exclude={"stream", "keep_alive"}), "model": name}
-    surface = OllamaSurface(field, req.model, body, keep.apply)
+    surface = OllamaSurface(field, req.model, body, keep.apply, req.logprobs)
     return await serve(turn, request, surface, req.stream)
 
 

@@ -57,6 +57,8 @@ class Generative(Lenient):
     think: Think = None
     keep_alive: KeepAlive = None
     stream: bool = True  # Ollama streams unless told not to
+    logprobs: bool = False
+    top_logprobs: int = Field(0, ge=0, le=20)
 
 
 class ChatRequest(Generative):

@@ -13,12 +13,14 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal
 
+from modelserve.api import sampling
 from modelserve.api.errors import APIError
 from modelserve.api.ollama.common import now_iso
 from modelserve.api.ollama.errors import stream_error
 from modelserve.api.streams import json_line
 from modelserve.chat import events as ev
 from modelserve.chat.route import Source
+from modelserve.engine.sequence import TokenLogprob
 from modelserve.kinds.chat import ChatModel
 
 AnswerField = Literal["message", "response"]  # /api/chat's answer field, /api/generate's
@@ -41,12 +43,13 @@ class OllamaSurface:
     media_type = "application/x-ndjson"
 
     def __init__(self, field: AnswerField, model: str, body: dict[str, Any],
-                 on_leased: Callable[[], None]) -> None:
+                 on_leased: Callable[[], None], logprobs: bool = False) -> None:
         self.field = field
         self.cache_route = "ollama_chat" if field == "message" else "ollama_generate"
         self.model = model  # as the client named it: Ollama echoes the name
         self.body = body
         self.on_leased = on_leased
+        self.logprobs = logprobs
         self.started = time.perf_counter_ns()
 
     def cache_body(self) -> dict[str, Any]:
@@ -80,12 +83,22 @@ class OllamaSurface:
                 "eval_count": usage.completion_tokens,
                 "eval_duration": end - first if first != end else end - self.started}
 
+    def _logprobs(self, model: ChatModel, logprobs: list[TokenLogprob] | None
+                  ) -> dict[str, Any]:
+        """The tokens' logprobs, when asked for: OpenAI's entries are Ollama's (token,
+        logprob, bytes, top_logprobs)."""
+        if not self.logprobs or logprobs is None:
+            return {}
+        return {"logprobs": [sampling.chat_logprob_entry(model, lp).model_dump()
+                             for lp in logprobs]}
+
     def answer(self, result: ev.Result, model: ChatModel) -> bytes:
         self.on_leased()
         choice = result.choices[0]
         body = {**self._head(),
                 **self._piece(choice.content or "", choice.reasoning,
                               calls([(c.name, c.arguments) for c in choice.tool_calls])),
+                **self._logprobs(model, choice.logprobs),
                 **self._tail(choice.finish_reason, result.usage, None)}
         return json.dumps(body, ensure_ascii=False).encode()
 
@@ -99,8 +112,12 @@ class OllamaSurface:
                 if first is None:
                     first = time.perf_counter_ns()
                 match event:
-                    case ev.TextDelta(text=text) if text:
-                        yield json_line({**self._head(), **self._piece(text), "done": False})
+                    case ev.TextDelta(text=text, logprobs=lps) if text or lps:
+                        yield json_line({**self._head(), **self._piece(text),
+                                         **self._logprobs(model, lps), "done": False})
+                    case ev.Logprobs(logprobs=lps) if self.logprobs:
+                        yield json_line({**self._head(), **self._piece(),
+                                         **self._logprobs(model, lps), "done": False})
                     case ev.ReasoningDelta(text=text) if text:
                         yield json_line({**self._head(), **self._piece("", text),
                                          "done": False})
