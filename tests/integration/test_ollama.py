@@ -135,6 +135,7 @@ def test_generate_plain_and_raw(client: ollama.Client) -> None:
 def test_keep_alive_loads_and_unloads(client: ollama.Client) -> None:
     loaded = client.generate(model=SPARE)  # Ollama's "load the model" idiom
     assert loaded.done and loaded.done_reason == "load"
+    assert loaded.load_duration and loaded.load_duration > 0  # it loaded for this request
     assert SPARE + ":latest" in [m.model for m in client.ps().models]
     gone = client.generate(model=SPARE, keep_alive=0)
     assert gone.done_reason == "unload"

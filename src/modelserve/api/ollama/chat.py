@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 
 from modelserve.api import leases
 from modelserve.api.errors import bad_request
-from modelserve.api.ollama.common import KeepAlive, now_iso, registry_of, resolve
+from modelserve.api.ollama.common import ModelHold, now_iso, registry_of, resolve
 from modelserve.api.ollama.models import capabilities
 from modelserve.api.ollama.options import sampling
 from modelserve.api.ollama.protocol import (
@@ -54,23 +54,23 @@ NDJSON: dict[int | str, dict[str, Any]] = {200: {
 @router.post("/api/chat", response_model=None, responses={**NDJSON, **ERRORS})
 async def chat(req: ChatRequest, request: Request) -> Response:
     name = resolve(request, req.model)
-    keep = KeepAlive(request, name, req.keep_alive)
+    hold = ModelHold(request, name, req.keep_alive)
     _check_think(request, req, name)
     if not req.messages:
-        return await _load(request, req.model, name, keep, "message")
+        return await _load(request, req.model, name, hold, "message")
     turn = _turn(req, name, [_message(m, f"messages[{i}]") for i, m in enumerate(req.messages)])
     turn.tools = [Tool(t.function.name, t.function.description,
                        t.function.parameters or {"type": "object", "properties": {}},
                        f"tools[{i}].function.parameters")
                   for i, t in enumerate(req.tools or [])]
     _link_results(turn.messages)
-    return await _serve(turn, request, req, name, keep, "message")
+    return await _serve(turn, request, req, name, hold, "message")
 
 
 @router.post("/api/generate", response_model=None, responses={**NDJSON, **ERRORS})
 async def generate(req: GenerateRequest, request: Request) -> Response:
     name = resolve(request, req.model)
-    keep = KeepAlive(request, name, req.keep_alive)
+    hold = ModelHold(request, name, req.keep_alive)
     _check_think(request, req, name)
     for field, why in (("suffix", "fill-in-the-middle is not supported by this server"),
                        ("template", "this server renders prompts with the model's own "
@@ -80,7 +80,7 @@ async def generate(req: GenerateRequest, request: Request) -> Response:
         if getattr(req, field):
             raise bad_request(f"{field}: {why}.", param=field)
     if not req.prompt and not req.images:
-        return await _load(request, req.model, name, keep, "response")
+        return await _load(request, req.model, name, hold, "response")
     if req.raw:
         for field in ("system", "images"):
             if getattr(req, field):
@@ -95,7 +95,7 @@ async def generate(req: GenerateRequest, request: Request) -> Response:
     turn.names.messages = turn.names.budget = "prompt"
     if req.raw:
         turn.raw_prompt = prompt
-    return await _serve(turn, request, req, name, keep, "response")
+    return await _serve(turn, request, req, name, hold, "response")
 
 
 # -- request -> turn -------------------------------------------------------------------------
@@ -196,32 +196,32 @@ def _link_results(messages: list[Message]) -> None:
 # -- serving ---------------------------------------------------------------------------------
 
 
-async def _serve(turn: Turn, request: Request, req: Generative, name: str, keep: KeepAlive,
-                 field: AnswerField) -> Response:
+async def _serve(turn: Turn, request: Request, req: Generative, name: str,
+                 hold: ModelHold, field: AnswerField) -> Response:
     # What changes the answer: the request less the stream and keep-alive, under the model's
     # own name (so `smol` and `smol:latest` share cached answers).
     body = {**req.model_dump(mode="json", exclude={"stream", "keep_alive"}), "model": name}
-    surface = OllamaSurface(field, req.model, body, keep.apply, req.logprobs)
+    surface = OllamaSurface(field, req.model, body, hold, req.logprobs)
     return await serve(turn, request, surface, req.stream)
 
 
-async def _load(request: Request, model: str, name: str, keep: KeepAlive,
+async def _load(request: Request, model: str, name: str, hold: ModelHold,
                 field: AnswerField) -> Response:
     """Load the model and answer done ("load"), or with keep_alive 0 let it go ("unload")."""
     started = time.perf_counter_ns()
-    if keep.seconds == 0:
+    if hold.seconds == 0:
         # The reaper unloads it once idle, its requests in flight first. One not loaded is
         # left alone: the keep-alive would outlive the unload it asked for.
         if registry_of(request).entries[name].current is not None:
-            keep.apply()
+            hold.apply()
         reason = "unload"
     else:
         await leases.acquire_kind(request, name, CHAT)
-        keep.apply()
+        hold.apply()
         reason = "load"
     piece: dict[str, Any] = {"message": {"role": "assistant", "content": ""}} \
         if field == "message" else {"response": ""}
     return JSONResponse({"model": model, "created_at": now_iso(), **piece, "done": True,
                          "done_reason": reason,
                          "total_duration": time.perf_counter_ns() - started,
-                         "load_duration": time.perf_counter_ns() - started})
+                         "load_duration": hold.load_ns()})

@@ -3,6 +3,7 @@ Ollama's timestamps."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 from fastapi import Request
@@ -36,13 +37,15 @@ def tagged(name: str) -> str:
     return name if ":" in name else name + LATEST
 
 
-class KeepAlive:
-    """A request's `keep_alive`, checked when the request arrives and applied once the model
-    is held for it (so a keep_alive of 0 cannot unload the model before the request runs)."""
+class ModelHold:
+    """An Ollama request's dealings with its model: its `keep_alive`, checked when the request
+    arrives and applied once the model is held for it (so a keep_alive of 0 cannot unload the
+    model before the request runs), and the load it waited for (`load_duration`)."""
 
     def __init__(self, request: Request, name: str, value: float | str | None) -> None:
         self.registry = registry_of(request)
         self.name = name
+        self.arrived = time.time()
         self.seconds = keep_alive_seconds(value)
         if self.seconds is not None and self.seconds >= 0 \
                 and not self.registry.policy.lazy_load:
@@ -58,6 +61,15 @@ class KeepAlive:
         entry = self.registry.entries.get(self.name)
         if entry is not None:
             entry.keep_alive = self.seconds
+
+
+    def load_ns(self) -> int:
+        """How long the model took to load, if it loaded while this request waited."""
+        entry = self.registry.entries.get(self.name)
+        if entry is None or entry.current is None or entry.load_seconds is None \
+                or entry.current.loaded_at < self.arrived:
+            return 0
+        return int(entry.load_seconds * 1e9)
 
 
 def now_iso() -> str:

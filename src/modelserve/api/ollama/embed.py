@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request, Response
 from modelserve.api import pipeline
 from modelserve.api.caching import CachePlan
 from modelserve.api.embeddings import EmbeddingsRoute
-from modelserve.api.ollama.common import KeepAlive, resolve
+from modelserve.api.ollama.common import ModelHold, resolve
 from modelserve.api.ollama.options import check_known
 from modelserve.api.ollama.protocol import EmbeddingsRequest, EmbedRequest, OllamaError
 from modelserve.api.openapi import error_responses
@@ -29,11 +29,11 @@ class OllamaEmbedRoute(EmbeddingsRoute):
     """The embeddings route, answering in Ollama's shape (`legacy`: /api/embeddings' one
     `embedding`)."""
 
-    def __init__(self, req: EmbeddingRequest, request: Request, model: str, keep: KeepAlive,
+    def __init__(self, req: EmbeddingRequest, request: Request, model: str, hold: ModelHold,
                  legacy: bool) -> None:
         super().__init__(req, request)
         self.model = model  # as the client named it: Ollama echoes the name
-        self.keep = keep
+        self.hold = hold
         self.legacy = legacy
         self.cache_route = "ollama_embeddings" if legacy else "ollama_embed"
         self.started = time.perf_counter_ns()
@@ -42,7 +42,7 @@ class OllamaEmbedRoute(EmbeddingsRoute):
         return {**super().cache_body(), "as": self.model}  # the name the answer echoes
 
     async def respond(self, runtime: EmbeddingsModel, plan: CachePlan) -> Response:
-        self.keep.apply()  # the model is held now: a keep_alive of 0 cannot pull it away
+        self.hold.apply()  # the model is held now: a keep_alive of 0 cannot pull it away
         return await super().respond(runtime, plan)
 
     def encode(self, vectors: list[Floats]) -> bytes:
@@ -51,7 +51,7 @@ class OllamaEmbedRoute(EmbeddingsRoute):
         else:
             body = {"model": self.model, "embeddings": vectors,
                     "total_duration": time.perf_counter_ns() - self.started,
-                    "load_duration": 0,
+                    "load_duration": self.hold.load_ns(),
                     "prompt_eval_count": sum(len(t) for t in self.inputs)}
         return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
 
@@ -59,19 +59,19 @@ class OllamaEmbedRoute(EmbeddingsRoute):
 @router.post("/api/embed", responses=ERRORS)
 async def embed(req: EmbedRequest, request: Request) -> Response:
     name = resolve(request, req.model)
-    keep = KeepAlive(request, name, req.keep_alive)
+    hold = ModelHold(request, name, req.keep_alive)
     check_known(req.options or {}, frozenset())  # no option changes an embedding
     inner = EmbeddingRequest(model=name, input=req.input, truncate=req.truncate,
                              dimensions=req.dimensions)
-    return await pipeline.serve(OllamaEmbedRoute(inner, request, req.model, keep, False))
+    return await pipeline.serve(OllamaEmbedRoute(inner, request, req.model, hold, False))
 
 
 @router.post("/api/embeddings", responses=ERRORS)
 async def embeddings(req: EmbeddingsRequest, request: Request) -> Response:
     name = resolve(request, req.model)
-    keep = KeepAlive(request, name, req.keep_alive)
+    hold = ModelHold(request, name, req.keep_alive)
     check_known(req.options or {}, frozenset())
     if not req.prompt:  # Ollama answers an empty prompt with an empty vector
         return Response(b'{"embedding":[]}', media_type="application/json")
     inner = EmbeddingRequest(model=name, input=req.prompt, truncate=True)
-    return await pipeline.serve(OllamaEmbedRoute(inner, request, req.model, keep, True))
+    return await pipeline.serve(OllamaEmbedRoute(inner, request, req.model, hold, True))

@@ -1,21 +1,23 @@
 """The chat core's result and events as Ollama's answers: one JSON object, or NDJSON lines
 (`done: false` pieces, then a `done: true` line with the counts and durations).
 
-Durations are in nanoseconds and measured here, at the API: the prompt's evaluation is the
-time to the first event, generation the time after it; a whole answer has no first event,
-so its generation time is all of it.
+Durations are in nanoseconds and measured here, at the API: `load_duration` is the model's
+load when it loaded while the request waited; the prompt's evaluation runs from then to the
+first event, generation after it (so output held back, as a tool call is until it is whole,
+counts as prompt time); a whole answer has no first event, so its generation time is all of
+it.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 from modelserve.api import sampling
 from modelserve.api.errors import APIError
-from modelserve.api.ollama.common import now_iso
+from modelserve.api.ollama.common import ModelHold, now_iso
 from modelserve.api.ollama.errors import stream_error
 from modelserve.api.streams import json_line
 from modelserve.chat import events as ev
@@ -43,12 +45,12 @@ class OllamaSurface:
     media_type = "application/x-ndjson"
 
     def __init__(self, field: AnswerField, model: str, body: dict[str, Any],
-                 on_leased: Callable[[], None], logprobs: bool = False) -> None:
+                 hold: ModelHold, logprobs: bool = False) -> None:
         self.field = field
         self.cache_route = "ollama_chat" if field == "message" else "ollama_generate"
         self.model = model  # as the client named it: Ollama echoes the name
         self.body = body
-        self.on_leased = on_leased
+        self.hold = hold
         self.logprobs = logprobs
         self.started = time.perf_counter_ns()
 
@@ -75,13 +77,14 @@ class OllamaSurface:
 
     def _tail(self, reason: str, usage: ev.Usage, first: int | None) -> dict[str, Any]:
         end = time.perf_counter_ns()
-        first = end if first is None else first
+        load = self.hold.load_ns()
+        ready = min(self.started + load, end)  # when the model was there to run the prompt
         return {"done": True, "done_reason": "length" if reason == "length" else "stop",
-                "total_duration": end - self.started, "load_duration": 0,
+                "total_duration": end - self.started, "load_duration": load,
                 "prompt_eval_count": usage.prompt_tokens,
-                "prompt_eval_duration": first - self.started if first != end else 0,
+                "prompt_eval_duration": max(first - ready, 0) if first is not None else 0,
                 "eval_count": usage.completion_tokens,
-                "eval_duration": end - first if first != end else end - self.started}
+                "eval_duration": end - (first if first is not None else ready)}
 
     def _logprobs(self, model: ChatModel, logprobs: list[TokenLogprob] | None
                   ) -> dict[str, Any]:
@@ -93,7 +96,7 @@ class OllamaSurface:
                              for lp in logprobs]}
 
     def answer(self, result: ev.Result, model: ChatModel) -> bytes:
-        self.on_leased()
+        self.hold.apply()
         choice = result.choices[0]
         body = {**self._head(),
                 **self._piece(choice.content or "", choice.reasoning,
@@ -103,7 +106,7 @@ class OllamaSurface:
         return json.dumps(body, ensure_ascii=False).encode()
 
     async def stream(self, source: Source, model: ChatModel) -> AsyncIterator[str]:
-        self.on_leased()
+        self.hold.apply()
         first: int | None = None
         pending: list[tuple[str, str]] = []  # calls go out whole, as Ollama sends them
         reason = "stop"
