@@ -15,9 +15,10 @@ from pydantic import BaseModel, Field
 
 from tests.conftest import SMOLLM2, LiveServer, serve
 from tests.fixtures.images import image_bytes
+from tests.fixtures.tiny_mmproj import TinyMmproj, write_tiny_mmproj
 from tests.helpers import assert_ollama_error
 
-TEXT, TOOLS_MODEL, EMBED, SPARE = "smol", "qwen", "minilm", "spare"
+TEXT, VISION, TOOLS_MODEL, EMBED, SPARE = "smol", "vision", "qwen", "minilm", "spare"
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "The weather in a city.",
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
@@ -30,8 +31,11 @@ PNG_BYTES = image_bytes("PNG", seed=1)
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory, qwen_gguf: Path,
          minilm_onnx: dict[str, Path]) -> Iterator[LiveServer]:
+    mmproj = write_tiny_mmproj(tmp_path_factory.mktemp("mmproj") / "tiny-mmproj.gguf")
     with serve(tmp_path_factory.mktemp("ollama"), {"models": [
         {"name": TEXT, "source": SMOLLM2, "options": {"context_size": 1024, "parallel": 2}},
+        {"name": VISION, "source": SMOLLM2, "options": {
+            "context_size": 512, "parallel": 1, "batch_size": 64, "mmproj": str(mmproj)}},
         {"name": TOOLS_MODEL, "source": str(qwen_gguf),
          "options": {"context_size": 2048, "parallel": 1, "batch_size": 256}},
         {"name": EMBED, "kind": "embeddings", "runtime": "onnx",
@@ -91,6 +95,19 @@ def test_logprobs_whole_and_streamed(client: ollama.Client) -> None:
     parts = list(client.generate(model=TEXT, prompt="Say hi.", options=GREEDY, stream=True,
                                  logprobs=True))
     assert sum(len(p.logprobs or []) for p in parts) == parts[-1].eval_count
+
+
+def test_images_are_bare_base64(client: ollama.Client) -> None:
+    ask = {"role": "user", "content": "What is in this picture?"}
+    plain = client.chat(model=VISION, messages=[ask], options=GREEDY)
+    seen = client.chat(model=VISION, messages=[{**ask, "images": [PNG_BYTES]}], options=GREEDY)
+    assert seen.message.content and seen.prompt_eval_count and plain.prompt_eval_count
+    assert seen.prompt_eval_count >= plain.prompt_eval_count + TinyMmproj().image_tokens
+    jpeg = client.generate(model=VISION, prompt="Describe it.", options=GREEDY,
+                           images=[image_bytes("JPEG", seed=2)])
+    assert jpeg.response and jpeg.prompt_eval_count
+    assert jpeg.prompt_eval_count > TinyMmproj().image_tokens
+    assert "vision" in (client.show(VISION).capabilities or [])
 
 
 class City(BaseModel):
