@@ -32,7 +32,8 @@ PNG_BYTES = image_bytes("PNG", seed=1)
 def live(tmp_path_factory: pytest.TempPathFactory, qwen_gguf: Path,
          minilm_onnx: dict[str, Path]) -> Iterator[LiveServer]:
     mmproj = write_tiny_mmproj(tmp_path_factory.mktemp("mmproj") / "tiny-mmproj.gguf")
-    with serve(tmp_path_factory.mktemp("ollama"), {"models": [
+    cache = {"cache": {"enabled": True}}  # greedy answers are cached (and replayed)
+    with serve(tmp_path_factory.mktemp("ollama"), {"server": cache, "models": [
         {"name": TEXT, "source": SMOLLM2, "options": {"context_size": 1024, "parallel": 2}},
         {"name": VISION, "source": SMOLLM2, "options": {
             "context_size": 512, "parallel": 1, "batch_size": 64, "mmproj": str(mmproj)}},
@@ -73,6 +74,29 @@ def test_chat_streams_ndjson(client: ollama.Client) -> None:
     assert "".join(p.message.content or "" for p in pieces)
     assert last.done_reason in ("stop", "length") and last.eval_count
     assert last.model == f"{TEXT}:latest"  # the name as the client gave it
+
+
+def test_a_cached_answer_replays_in_ollamas_shape(live: LiveServer) -> None:
+    body = {"model": TEXT, "messages": [{"role": "user", "content": "Name a fruit."}],
+            "options": GREEDY, "stream": False}
+    first = httpx.post(f"{live.url}/api/chat", json=body, timeout=60)
+    again = httpx.post(f"{live.url}/api/chat", json={**body, "model": f"{TEXT}:latest"},
+                       timeout=60)
+    assert first.headers["x-modelserve-cache"] == "miss"
+    assert again.headers["x-modelserve-cache"] == "hit"  # the same model, by its tagged name
+    assert again.json()["message"] == first.json()["message"]
+    assert again.json()["model"] == f"{TEXT}:latest"
+    with httpx.stream("POST", f"{live.url}/api/chat", json={**body, "stream": True},
+                      timeout=60) as resp:
+        assert resp.headers["x-modelserve-cache"] == "hit"
+        lines = [json.loads(line) for line in resp.iter_lines() if line]
+    assert "".join(line["message"]["content"] for line in lines) == \
+        first.json()["message"]["content"]
+    assert lines[-1]["done"] and lines[-1]["eval_count"] == first.json()["eval_count"]
+    # Another surface's cached answer for the same question is not this one's.
+    generated = httpx.post(f"{live.url}/api/generate", json={
+        "model": TEXT, "prompt": "Name a fruit.", "options": GREEDY, "stream": False})
+    assert generated.headers["x-modelserve-cache"] == "miss" and generated.json()["response"]
 
 
 def test_the_raw_stream_is_ndjson(live: LiveServer) -> None:
