@@ -260,6 +260,11 @@ def test_errors_come_in_ollamas_shape(client: ollama.Client, live: LiveServer) -
         "model": TEXT, "prompt": "x", "suffix": "y"}), 400, "suffix")
     assert_ollama_error(httpx.post(f"{live.url}/api/embed", json={"model": EMBED}),
                         400, "input")
+    assert_ollama_error(httpx.post(url, json={**bad, "format": {"type": "nonsense"}}),
+                        400, "format")
+    assert_ollama_error(httpx.post(url, json={**bad, "keep_alive": "forever"}),
+                        400, "keep_alive")
+    assert_ollama_error(httpx.post(url, json={**bad, "top_logprobs": 3}), 400, "top_logprobs")
 
 
 def test_a_bad_request_does_not_disturb_a_stream(live: LiveServer) -> None:
