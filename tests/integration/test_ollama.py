@@ -265,6 +265,7 @@ def test_errors_come_in_ollamas_shape(client: ollama.Client, live: LiveServer) -
     assert_ollama_error(httpx.post(url, json={**bad, "keep_alive": "forever"}),
                         400, "keep_alive")
     assert_ollama_error(httpx.post(url, json={**bad, "top_logprobs": 3}), 400, "top_logprobs")
+    assert_ollama_error(httpx.post(f"{live.url}/api/show", json={}), 400, "model")
 
 
 def test_a_bad_request_does_not_disturb_a_stream(live: LiveServer) -> None:

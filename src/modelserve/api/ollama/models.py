@@ -18,11 +18,10 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse
 
-from modelserve.api.errors import APIError
+from modelserve.api.errors import APIError, bad_request
 from modelserve.api.models import listed
 from modelserve.api.ollama import gguf
 from modelserve.api.ollama.common import registry_of, resolve, tagged
-from modelserve.api.ollama.errors import not_found
 from modelserve.api.ollama.protocol import OllamaError, PullRequest, ShowRequest, Version
 from modelserve.api.openapi import error_responses
 from modelserve.model_files import disk_bytes
@@ -127,12 +126,16 @@ def capabilities(entry: ModelEntry) -> list[str]:
     return out
 
 
+def _named(model: str | None, name: str | None) -> str:
+    """The model a request names, by `model` or by older clients' `name`."""
+    if not (model or name):
+        raise bad_request("model is required", param="model")
+    return str(model or name)
+
+
 @router.post("/api/show", responses=error_responses(400, 404, model=OllamaError))
 async def show(req: ShowRequest, request: Request) -> dict[str, Any]:
-    given = req.model or req.name
-    if not given:
-        raise not_found("")
-    entry = registry_of(request).entries[resolve(request, given)]
+    entry = registry_of(request).entries[resolve(request, _named(req.model, req.name))]
     path = _path(entry)
     meta = _meta(entry, path)
     template = template_of(entry)
@@ -156,7 +159,7 @@ async def pull(req: PullRequest, request: Request) -> Response:
     """Scripts and tools pull before they run a model; a configured one is there already,
     so its pull succeeds at once. Nothing is downloaded: models come from the configuration
     (or an admin load), and an unknown one is the usual 404."""
-    resolve(request, req.model or req.name or "")
+    resolve(request, _named(req.model, req.name))
     return Response(b'{"status":"success"}\n' if req.stream else b'{"status":"success"}',
                     media_type="application/x-ndjson" if req.stream else "application/json")
 
