@@ -4,6 +4,8 @@ for text, Qwen2.5-Coder for tools, MiniLM (ONNX) for embeddings."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,9 +43,9 @@ def live(tmp_path_factory: pytest.TempPathFactory, qwen_gguf: Path,
          "options": {"context_size": 2048, "parallel": 1, "batch_size": 256}},
         {"name": EMBED, "kind": "embeddings", "runtime": "onnx",
          "source": str(minilm_onnx["fp32"])},
-        # Loaded and unloaded by the keep-alive test only.
+        # Loaded and unloaded by the keep-alive test, its worker killed by the last test.
         {"name": SPARE, "source": SMOLLM2, "preload": False,
-         "options": {"context_size": 256, "parallel": 1}},
+         "options": {"context_size": 512, "parallel": 1}},
     ]}) as server:
         yield server
 
@@ -279,3 +281,16 @@ def test_a_bad_request_does_not_disturb_a_stream(live: LiveServer) -> None:
         rest = [json.loads(line) for line in lines if line]
     assert rest[-1]["done"] is True and "error" not in rest[-1]
     assert rest[-1]["eval_count"] >= len(rest)  # each piece holds a token or more
+
+
+def test_a_worker_dying_mid_stream_ends_it_with_an_error_line(live: LiveServer) -> None:
+    body = {"model": SPARE, "options": {"temperature": 0, "num_predict": -1},
+            "messages": [{"role": "user", "content": "Count from 1 to 500, one per line."}]}
+    with httpx.stream("POST", f"{live.url}/api/chat", json=body, timeout=60) as resp:
+        lines = resp.iter_lines()
+        assert json.loads(next(lines))["done"] is False
+        models = httpx.get(f"{live.url}/admin/models").json()["data"]
+        os.kill(next(m["pid"] for m in models if m["name"] == SPARE), signal.SIGKILL)
+        rest = [json.loads(line) for line in lines if line]
+    assert set(rest[-1]) == {"error"} and "not available" in rest[-1]["error"], rest[-1]
+    assert not any(line.get("done") for line in rest)
