@@ -160,3 +160,13 @@ def kill_during_streams(http: httpx.Client, model: str, path: str, body: dict[st
             assert not t.is_alive(), "a stream never ended"
         ends += [assert_ended_cleanly(events) for events in runs]
     return ends
+
+
+def assert_ollama_error(resp: httpx.Response, status: int, *mentions: str) -> str:
+    """An error in Ollama's shape, `{"error": "message"}`, naming what it should."""
+    assert resp.status_code == status, resp.text
+    body = resp.json()
+    assert set(body) == {"error"} and isinstance(body["error"], str), body
+    for mention in mentions:
+        assert mention in body["error"], body
+    return str(body["error"])

@@ -246,6 +246,7 @@ class Lifecycle:
             with contextlib.suppress(asyncio.CancelledError):
                 await entry.task
         loaded, entry.current = entry.current, None
+        entry.keep_alive = None  # a request's keep-alive lasts until the model unloads
         self.registry.required.discard(name)  # an operator's unload is no readiness failure
         if loaded is None:
             entry.set_state(ModelState.UNLOADED)
@@ -283,9 +284,7 @@ class Lifecycle:
         """Unload models idle past their keep-alive; returns the names unloaded."""
         now, done = time.time(), []
         for name, entry in list(self.registry.entries.items()):
-            keep = entry.spec.keep_alive_seconds
-            if keep is None:
-                keep = self.policy.keep_alive_seconds
+            keep = entry.keep_alive_for(self.policy)
             if (keep is None or keep < 0 or entry.spec.pinned
                     or entry.state is not ModelState.READY or entry.in_flight):
                 continue

@@ -100,6 +100,9 @@ class ModelEntry:
     serving_spec: ModelSpec | None = None  # the spec of the last load that worked
     error: str | None = None
     last_used: float | None = None
+    # A request's keep-alive in seconds (Ollama's `keep_alive`), over the spec's and the
+    # policy's until another request sets it or the model unloads; negative: forever.
+    keep_alive: float | None = None
     load_seconds: float | None = None
     task: asyncio.Task[bool] | None = field(default=None, repr=False)  # a load in progress
     restart: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -127,6 +130,13 @@ class ModelEntry:
             self._changed = asyncio.get_running_loop().create_future()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self._changed), timeout)
+
+    def keep_alive_for(self, policy: LifecycleSettings) -> float | None:
+        """Seconds it stays loaded once idle; None or negative: no limit."""
+        for keep in (self.keep_alive, self.spec.keep_alive_seconds, policy.keep_alive_seconds):
+            if keep is not None:
+                return keep
+        return None
 
     def restart_in(self) -> float | None:
         """Seconds to the next restart attempt; None when none waits."""

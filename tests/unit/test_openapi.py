@@ -40,9 +40,11 @@ def test_validation_errors_are_the_400_envelope(schema: dict[str, Any]) -> None:
         # The one 422 is admin load's model_load_failed, in the envelope like every error.
         if path != "/admin/models/load":
             assert "422" not in responses, (method, path)
-        if method == "post":  # each surface's own error shape (Anthropic's on /v1/messages)
+        if method == "post":  # each surface's own error shape (Anthropic's, Ollama's)
             shape = ({"$ref": "#/components/schemas/AnthropicError"}
-                     if path.startswith("/v1/messages") else ENVELOPE)
+                     if path.startswith("/v1/messages") else
+                     {"$ref": "#/components/schemas/OllamaError"}
+                     if path.startswith("/api/") else ENVELOPE)
             for status in ("400", "408", "413"):
                 assert responses[status]["content"]["application/json"]["schema"] == shape
     schemas = schema["components"]["schemas"]

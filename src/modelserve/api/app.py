@@ -27,6 +27,7 @@ from modelserve.api.errors import (
     install_error_handlers,
 )
 from modelserve.api.observe import RequestObserver
+from modelserve.api.ollama import models as ollama_models
 from modelserve.api.openapi import ERROR_MODELS, METRICS_RESPONSES, install_openapi
 from modelserve.cache import ResponseCache
 from modelserve.config import Settings
@@ -92,9 +93,13 @@ def install_error_shapes() -> None:
     """Each surface answers its errors in its own shape (OpenAI's everywhere else)."""
     from modelserve.api.anthropic import errors as anthropic
     from modelserve.api.anthropic.protocol import AnthropicError
+    from modelserve.api.ollama import errors as ollama
+    from modelserve.api.ollama.protocol import OllamaError
 
     SHAPES["/v1/messages"] = ErrorShape(anthropic.body, anthropic.stream_error)
     ERROR_MODELS["/v1/messages"] = ("AnthropicError", AnthropicError)
+    SHAPES["/api/"] = ErrorShape(ollama.body, ollama.stream_error)
+    ERROR_MODELS["/api/"] = ("OllamaError", OllamaError)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -158,7 +163,7 @@ def create_app(settings: Settings) -> FastAPI:
     for kind in KINDS.values():
         for router in serving_of(kind).routers():
             app.include_router(router)
-    for router in (models.router, admin.router):
+    for router in (models.router, ollama_models.router, admin.router):
         app.include_router(router)
 
     # Added innermost first: the observer wraps everything, so it sees every response;

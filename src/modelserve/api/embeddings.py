@@ -104,8 +104,13 @@ class EmbeddingsRoute(pipeline.Route[EmbeddingRequest, EmbeddingsModel]):
         return True
 
     async def respond(self, runtime: EmbeddingsModel, plan: CachePlan) -> Response:
+        encoded = self.encode(await runtime.embed(self.inputs, self.req.dimensions))
+        await plan.store(encoded)
+        return Response(encoded, media_type="application/json")
+
+    def encode(self, vectors: list[Floats]) -> bytes:
+        """The answer in this route's shape (a surface with another shape overrides it)."""
         req, tokens = self.req, sum(len(t) for t in self.inputs)
-        vectors = await runtime.embed(self.inputs, req.dimensions)
         body = {"object": "list", "model": req.model,
                 "data": [{"object": "embedding", "index": i,
                           "embedding": _encode(v, req.encoding_format)}
@@ -114,6 +119,4 @@ class EmbeddingsRoute(pipeline.Route[EmbeddingRequest, EmbeddingsModel]):
         # EmbeddingResponse's shape, written by orjson straight from the float32 vectors: each
         # number in float32's shortest form (it reads back to the same float32), so a response
         # is 44 % smaller and parses 2.7x faster than float64 reprs; 3.5x faster to write.
-        encoded = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
-        await plan.store(encoded)
-        return Response(encoded, media_type="application/json")
+        return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)

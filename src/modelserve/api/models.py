@@ -24,7 +24,7 @@ def _card(entry: ModelEntry) -> ModelCard:
                      **(front.card() if front else {}))
 
 
-def _listed(registry: ModelRegistry, entry: ModelEntry) -> bool:
+def listed(registry: ModelRegistry, entry: ModelEntry) -> bool:
     if entry.state in (ModelState.READY, ModelState.LOADING, ModelState.RESTARTING):
         return True
     return entry.state is ModelState.UNLOADED and registry.policy.lazy_load
@@ -33,13 +33,13 @@ def _listed(registry: ModelRegistry, entry: ModelEntry) -> bool:
 @router.get("/v1/models")
 async def list_models(request: Request) -> ModelList:
     registry: ModelRegistry = request.app.state.registry
-    return ModelList(data=[_card(e) for e in registry.entries.values() if _listed(registry, e)])
+    return ModelList(data=[_card(e) for e in registry.entries.values() if listed(registry, e)])
 
 
 @router.get("/v1/models/{model_id:path}", responses=error_responses(404))
 async def get_model(model_id: str, request: Request) -> ModelCard:
     registry: ModelRegistry = request.app.state.registry
     entry = registry.entries.get(model_id)
-    if entry is None or not _listed(registry, entry):
+    if entry is None or not listed(registry, entry):
         raise model_not_found(model_id)
     return _card(entry)

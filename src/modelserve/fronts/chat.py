@@ -119,8 +119,9 @@ def estimate(spec: ModelSpec) -> int:
 def _routers() -> Sequence[APIRouter]:
     from modelserve.api import chat, completions, tokenize
     from modelserve.api.anthropic import messages
+    from modelserve.api.ollama import chat as ollama
 
-    return (chat.router, completions.router, tokenize.router, messages.router)
+    return (chat.router, completions.router, tokenize.router, messages.router, ollama.router)
 
 
 def _on_loaded(front: ChatModel, server: ServerHooks, name: str) -> None:

@@ -113,8 +113,9 @@ def _settle(done: asyncio.Future[list[Any]], futures: list[asyncio.Future[list[F
 
 def _routers() -> Sequence[APIRouter]:
     from modelserve.api import embeddings
+    from modelserve.api.ollama import embed
 
-    return (embeddings.router,)
+    return (embeddings.router, embed.router)
 
 
 EMBEDDINGS_SERVING: KindServing[EmbeddingsModel] = KindServing(
