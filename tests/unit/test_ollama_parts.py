@@ -79,7 +79,7 @@ def test_think_becomes_template_variables() -> None:
     assert _thinking("high") == {"enable_thinking": True, "reasoning_effort": "high"}
 
 
-def test_gguf_metadata_comes_from_the_header() -> None:
+def test_gguf_metadata_is_read_by_a_vocabulary_only_load() -> None:
     meta = gguf.metadata(PackageSource(**SMOLLM2).resolve())
     assert meta["general.architecture"] == "llama" and meta["llama.context_length"] > 0
     assert gguf.quantization(meta) == "Q4_1" and gguf.parameter_size(meta) == "135M"

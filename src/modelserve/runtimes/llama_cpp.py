@@ -7,10 +7,12 @@ own one context with N sequence slots, decode a batch, and build per-sequence sa
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import os
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,16 +126,19 @@ class LlamaModel:
 
     def meta(self, key: str) -> str | None:
         """A GGUF metadata value as text (a vocab-only load reads them too); None if absent."""
-        size = 256
-        for _ in range(2):
-            buf = ctypes.create_string_buffer(size)
-            n = lc.llama_model_meta_val_str(self._model, key.encode(), buf, size)
-            if n < 0:
-                return None
-            if n < size:
-                return buf.value.decode("utf-8", errors="replace")
-            size = n + 1
-        return None
+        return _text(lambda buf, size: lc.llama_model_meta_val_str(
+            self._model, key.encode(), buf, size))
+
+    def metadata(self) -> dict[str, str]:
+        """Every GGUF metadata key with its value as text (llama.cpp abbreviates arrays)."""
+        out = {}
+        for i in range(lc.llama_model_meta_count(self._model)):
+            key = _text(functools.partial(lc.llama_model_meta_key_by_index, self._model, i))
+            value = _text(functools.partial(lc.llama_model_meta_val_str_by_index,
+                                            self._model, i))
+            if key is not None and value is not None:
+                out[key] = value
+        return out
 
     @property
     def architecture(self) -> str | None:
@@ -370,3 +375,18 @@ class LlamaContext:
     def logits(self, batch_index: int) -> npt.NDArray[np.float32]:
         ptr = lc.llama_get_logits_ith(self._ctx, batch_index)
         return np.ctypeslib.as_array(ptr, shape=(self.model.n_vocab,))
+
+
+def _text(read: Callable[[Any, int], int]) -> str | None:
+    """A string llama.cpp writes into a buffer (`read(buf, size)` returns its length, or < 0
+    when there is none), with a second try when the first buffer was too small."""
+    size = 256
+    for _ in range(2):
+        buf = ctypes.create_string_buffer(size)
+        n = read(buf, size)
+        if n < 0:
+            return None
+        if n < size:
+            return buf.value.decode("utf-8", errors="replace")
+        size = n + 1
+    return None

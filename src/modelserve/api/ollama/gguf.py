@@ -1,19 +1,14 @@
-"""A GGUF file's scalar metadata (`general.architecture`, `<arch>.context_length`, the chat
-template, ...), read from its header without loading it: what Ollama reports as a model's
-`model_info` and `details`. Arrays (the vocabulary) are skipped, not kept."""
+"""A GGUF file's metadata (`general.architecture`, `<arch>.context_length`, the chat template,
+...), read by llama.cpp's vocabulary-only load (no weights): what Ollama reports as a model's
+`model_info` and `details`. The vocabulary's arrays are left out."""
 
 from __future__ import annotations
 
 import functools
-import struct
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
-_MAGIC = b"GGUF"
-# GGUF value types: struct formats of the fixed-size ones; 8 is a string, 9 an array.
-_FIXED = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q",
-          11: "<q", 12: "<d"}
-_STRING, _ARRAY = 8, 9
+from modelserve.runtimes.llama_cpp import LlamaModel
 
 # llama.cpp's file types (general.file_type), as Ollama names quantization levels.
 FILE_TYPES = {0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1",
@@ -24,57 +19,32 @@ FILE_TYPES = {0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9:
               31: "IQ1_M", 32: "BF16"}
 
 
-def _read(f: BinaryIO, fmt: str) -> Any:
-    size = struct.calcsize(fmt)
-    data = f.read(size)
-    if len(data) != size:
-        raise ValueError("truncated GGUF header")
-    return struct.unpack(fmt, data)[0]
-
-
-def _string(f: BinaryIO) -> str:
-    return bytes(f.read(_read(f, "<Q"))).decode("utf-8", errors="replace")
-
-
-def _value(f: BinaryIO, kind: int) -> Any:
-    if kind in _FIXED:
-        return _read(f, _FIXED[kind])
-    if kind == _STRING:
-        return _string(f)
-    if kind == _ARRAY:  # skipped: only its length is kept
-        item, count = _read(f, "<I"), _read(f, "<Q")
-        if item in _FIXED:
-            f.seek(struct.calcsize(_FIXED[item]) * count, 1)
-        else:
-            for _ in range(count):
-                _value(f, item)
-        return None
-    raise ValueError(f"unknown GGUF value type {kind}")
-
-
 @functools.lru_cache(maxsize=32)
 def _cached(path: str, mtime_ns: int) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    with open(path, "rb") as f:
-        if f.read(4) != _MAGIC:
-            return out
-        version = _read(f, "<I")
-        if version < 2:
-            return out
-        _read(f, "<Q")  # tensors
-        for _ in range(_read(f, "<Q")):
-            key = _string(f)
-            value = _value(f, _read(f, "<I"))
-            if value is not None:
-                out[key] = value
-    return out
+    model = LlamaModel(Path(path), vocab_only=True)
+    try:
+        return {key: _scalar(value) for key, value in model.metadata().items()
+                if not key.startswith("tokenizer.ggml.")}  # the vocabulary: not a fact
+    finally:
+        model.close()
+
+
+def _scalar(text: str) -> Any:
+    """llama.cpp gives every value as text: numbers back as numbers, for model_info."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def metadata(path: Path) -> dict[str, Any]:
-    """The file's scalar metadata; empty when it is not a GGUF (or cannot be read)."""
+    """The file's metadata, read by a vocabulary-only load (cached per file version); empty
+    when it is not a GGUF llama.cpp can open."""
     try:
         return _cached(str(path), path.stat().st_mtime_ns)
-    except (OSError, ValueError):
+    except Exception:  # llama.cpp's load error: not a model this can describe
         return {}
 
 
