@@ -119,8 +119,10 @@ def estimate(spec: ModelSpec) -> int:
 def _routers() -> Sequence[APIRouter]:
     from modelserve.api import chat, completions, tokenize
     from modelserve.api.anthropic import messages
+    from modelserve.api.responses import routes as responses
 
-    return (chat.router, completions.router, tokenize.router, messages.router)
+    return (chat.router, completions.router, tokenize.router, messages.router,
+            responses.router)
 
 
 def _on_loaded(front: ChatModel, server: ServerHooks, name: str) -> None:

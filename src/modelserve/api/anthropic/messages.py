@@ -12,9 +12,9 @@ from fastapi import APIRouter, Request, Response
 
 from modelserve.api.anthropic.errors import stream_error
 from modelserve.api.anthropic.protocol import (
+    AnthropicError,
     Block,
     CountTokensRequest,
-    AnthropicError,
     ImageBlock,
     InputMessage,
     MessageBody,

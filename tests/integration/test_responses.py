@@ -1,0 +1,263 @@
+"""OpenAI's Responses API through the official `openai` SDK, against real models: SmolLM2 for
+text, streams and the store, Qwen2.5-Coder for function tools. The server has two API keys, to
+show that a stored response is its own key's only."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from pydantic import BaseModel, Field
+
+from tests.conftest import SMOLLM2, LiveServer, serve
+from tests.helpers import assert_openai_error, typed_sse
+
+TEXT, TOOLS_MODEL = "smol", "qwen"
+KEY_A, KEY_B = "responses-key-a", "responses-key-b"
+WEATHER = {"type": "function", "name": "get_weather", "description": "The weather in a city.",
+           "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                          "required": ["city"]}}
+PARIS = "What's the weather in Paris?"
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory, qwen_gguf: Path) -> Iterator[LiveServer]:
+    with serve(tmp_path_factory.mktemp("responses"), {
+        "server": {"security": {"api_keys": [{"key": KEY_A, "name": "a"},
+                                             {"key": KEY_B}]}},
+        "models": [
+            {"name": TEXT, "source": SMOLLM2, "options": {"context_size": 2048, "parallel": 2}},
+            {"name": TOOLS_MODEL, "source": str(qwen_gguf),
+             "options": {"context_size": 2048, "parallel": 1, "batch_size": 256}}]}) as server:
+        yield server
+
+
+def sdk(live: LiveServer, key: str = KEY_A) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{live.url}/v1", api_key=key, max_retries=0, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def client(live: LiveServer) -> openai.OpenAI:
+    return sdk(live)
+
+
+def post(live: LiveServer, body: dict[str, Any], path: str = "/v1/responses") -> httpx.Response:
+    return httpx.post(f"{live.url}{path}", json=body, timeout=60,
+                      headers={"Authorization": f"Bearer {KEY_A}"})
+
+
+def test_a_string_input_gets_a_completed_response(client: openai.OpenAI) -> None:
+    response = client.responses.create(
+        model=TEXT, input="Name a colour.", instructions="Answer with one word.",
+        max_output_tokens=40, temperature=0, metadata={"case": "string"})
+    assert response.id.startswith("resp_") and response.object == "response"
+    assert response.status == "completed" and response.error is None
+    assert response.output_text.strip() and response.model == TEXT
+    message = response.output[-1]
+    assert message.type == "message" and message.id.startswith("msg_")
+    assert message.content[0].type == "output_text"
+    usage = response.usage
+    assert usage is not None and usage.input_tokens > 5 and 0 < usage.output_tokens <= 40
+    assert usage.total_tokens == usage.input_tokens + usage.output_tokens
+    assert response.metadata == {"case": "string"}
+    assert response.instructions == "Answer with one word." and response.temperature == 0
+
+
+def test_max_output_tokens_makes_it_incomplete(client: openai.OpenAI) -> None:
+    response = client.responses.create(model=TEXT, input="Write a long story about a dragon.",
+                                       max_output_tokens=3)
+    assert response.status == "incomplete"
+    assert response.incomplete_details is not None
+    assert response.incomplete_details.reason == "max_output_tokens"
+    assert response.usage is not None and response.usage.output_tokens == 3
+    assert response.output[-1].status == "incomplete"  # type: ignore[union-attr]
+
+
+def test_the_stream_helper_accumulates_the_typed_events(client: openai.OpenAI) -> None:
+    with client.responses.stream(model=TEXT, input="Say hello.", max_output_tokens=200,
+                                 temperature=0) as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    types = [e.type for e in events]
+    assert types[:2] == ["response.created", "response.in_progress"]
+    assert types[2:4] == ["response.output_item.added", "response.content_part.added"]
+    assert types[-4:] == ["response.output_text.done", "response.content_part.done",
+                          "response.output_item.done", "response.completed"]
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert deltas and deltas == final.output_text
+    assert final.status == "completed" and final.usage is not None
+    assert final.usage.output_tokens > 0
+
+
+def test_the_raw_stream_names_each_event_as_its_type(live: LiveServer) -> None:
+    events = typed_sse(live.url, "/v1/responses", {
+        "model": TEXT, "input": "Hi", "max_output_tokens": 4, "stream": True},
+        headers={"Authorization": f"Bearer {KEY_A}"})
+    assert all(name == data["type"] for name, data in events)
+    assert events[0][1]["response"]["output"] == []
+    assert events[-1][0] in ("response.completed", "response.incomplete")
+    assert not any("error" in data for _, data in events if data["type"] != "response.failed"
+                   and "response" not in data)
+
+
+def test_a_function_tool_round_trip(client: openai.OpenAI) -> None:
+    first = client.responses.create(model=TOOLS_MODEL, input=PARIS, tools=[WEATHER],
+                                    tool_choice="required", max_output_tokens=100)
+    calls = [item for item in first.output if item.type == "function_call"]
+    assert calls and calls[0].name == "get_weather" and calls[0].id.startswith("fc_")
+    assert "paris" in json.loads(calls[0].arguments)["city"].lower()
+    history: list[Any] = [{"role": "user", "content": PARIS}, *first.output,
+                          {"type": "function_call_output", "call_id": calls[0].call_id,
+                           "output": json.dumps({"temperature": 18, "sky": "sunny"})}]
+    second = client.responses.create(model=TOOLS_MODEL, input=history, tools=[WEATHER],
+                                     max_output_tokens=80, temperature=0)
+    assert second.status == "completed" and "18" in second.output_text, second.output_text
+    assert [item.type for item in second.output] == ["message"]
+
+
+def test_previous_response_id_carries_the_conversation(client: openai.OpenAI) -> None:
+    first = client.responses.create(model=TOOLS_MODEL, input=PARIS, tools=[WEATHER],
+                                    tool_choice={"type": "function", "name": "get_weather"},
+                                    max_output_tokens=100)
+    call = next(item for item in first.output if item.type == "function_call")
+    second = client.responses.create(
+        model=TOOLS_MODEL, previous_response_id=first.id, tools=[WEATHER], temperature=0,
+        max_output_tokens=80,
+        input=[{"type": "function_call_output", "call_id": call.call_id,
+                "output": json.dumps({"temperature": 18, "sky": "sunny"})}])
+    assert second.previous_response_id == first.id and "18" in second.output_text
+    # The earlier turn's input and output were read again: a longer prompt than its own.
+    assert second.usage is not None and first.usage is not None
+    assert second.usage.input_tokens > first.usage.input_tokens
+    items = client.responses.input_items.list(second.id, order="asc")
+    assert [item.type for item in items.data] == ["message", "function_call",
+                                                  "function_call_output"]
+
+
+class Colour(BaseModel):
+    name: str = Field(max_length=20)
+    warm: bool
+
+
+def test_parse_fills_a_pydantic_model(client: openai.OpenAI) -> None:
+    response = client.responses.parse(model=TEXT, input="Give a colour as JSON.",
+                                      text_format=Colour, temperature=0, max_output_tokens=60)
+    assert isinstance(response.output_parsed, Colour), response.output_text
+    assert response.text is not None and response.text.format is not None
+    assert response.text.format.type == "json_schema"
+
+
+def test_a_stored_response_is_read_listed_and_deleted(client: openai.OpenAI) -> None:
+    made = client.responses.create(model=TEXT, input="Say one word.", max_output_tokens=8,
+                                   metadata={"n": "1"})
+    got = client.responses.retrieve(made.id)
+    assert got.id == made.id and got.output_text == made.output_text
+    assert got.metadata == {"n": "1"}
+    items = client.responses.input_items.list(made.id)
+    assert items.object == "list" and not items.has_more
+    assert items.data[0].type == "message"
+    assert items.data[0].content[0].text == "Say one word."  # type: ignore[union-attr]
+    assert items.first_id == items.data[0].id == items.last_id
+    client.responses.delete(made.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(made.id)
+
+
+def test_input_items_page(client: openai.OpenAI) -> None:
+    made = client.responses.create(model=TEXT, max_output_tokens=2, input=[
+        {"role": "user", "content": "One"}, {"role": "assistant", "content": "Two"},
+        {"role": "user", "content": "Three"}])
+    page = client.responses.input_items.list(made.id, limit=2, order="asc")
+    assert page.has_more and len(page.data) == 2
+    rest = client.responses.input_items.list(made.id, limit=2, order="asc",
+                                             after=page.data[-1].id)
+    texts = [item.content[0].text for item in [*page.data, *rest.data]]  # type: ignore
+    assert texts == ["One", "Two", "Three"] and not rest.has_more
+    newest = client.responses.input_items.list(made.id, limit=1)
+    assert newest.data[0].content[0].text == "Three"  # type: ignore[union-attr]
+
+
+def test_store_false_keeps_nothing(client: openai.OpenAI) -> None:
+    made = client.responses.create(model=TEXT, input="Hi", max_output_tokens=2, store=False)
+    assert made.store is False
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(made.id)
+
+
+def test_another_key_can_neither_read_nor_chain_it(live: LiveServer,
+                                                   client: openai.OpenAI) -> None:
+    made = client.responses.create(model=TEXT, input="Hi", max_output_tokens=2)
+    other = sdk(live, KEY_B)
+    with pytest.raises(openai.NotFoundError) as missing:
+        other.responses.retrieve(made.id)
+    assert missing.value.code == "not_found"
+    with pytest.raises(openai.NotFoundError):
+        other.responses.input_items.list(made.id)
+    with pytest.raises(openai.NotFoundError):
+        other.responses.delete(made.id)
+    with pytest.raises(openai.BadRequestError) as refused:
+        other.responses.create(model=TEXT, input="Again", previous_response_id=made.id,
+                               max_output_tokens=2)
+    assert refused.value.code == "previous_response_not_found"
+    assert client.responses.retrieve(made.id).id == made.id  # still there for its owner
+
+
+def test_input_tokens_counts_what_create_reads(client: openai.OpenAI) -> None:
+    counted = client.responses.input_tokens.count(model=TEXT, input="Hello there",
+                                                  instructions="Be brief.")
+    assert counted.object == "response.input_tokens" and counted.input_tokens > 3
+    made = client.responses.create(model=TEXT, input="Hello there", instructions="Be brief.",
+                                   max_output_tokens=1)
+    assert made.usage is not None and made.usage.input_tokens == counted.input_tokens
+
+
+def test_an_unknown_previous_response_is_a_400(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.responses.create(model=TEXT, input="Hi", previous_response_id="resp_nope")
+    assert refused.value.code == "previous_response_not_found"
+    assert refused.value.param == "previous_response_id"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("body", "param", "needle"), [
+    ({"tools": [{"type": "web_search"}]}, "tools[0].type", "web_search"),
+    ({"tools": [WEATHER, {"type": "code_interpreter", "container": {"type": "auto"}}]},
+     "tools[1].type", "code_interpreter"),
+    ({"temperature": 5}, "temperature", "temperature"),
+    ({"truncation": "auto"}, "truncation", "truncation"),
+    ({"include": ["reasoning.encrypted_content"]}, "include", "reasoning.encrypted_content"),
+    ({"conversation": "conv_1"}, "conversation", "conversation"),
+    ({"input": [{"type": "message", "role": "user",
+                 "content": [{"type": "input_file", "file_id": "f"}]}]},
+     "input[0].content[0].type", "input_file"),
+    ({"input": [{"type": "item_reference", "id": "x"}]}, "input[0].type", "item_reference"),
+    ({"input": [{"role": "robot", "content": "x"}]}, "input[0].role", "role"),
+    ({"input": []}, "input", "empty"),
+])
+def test_bad_requests_are_400s_in_openais_envelope(live: LiveServer, body: dict[str, Any],
+                                                   param: str, needle: str) -> None:
+    resp = post(live, {"model": TEXT, "input": "Hi", "max_output_tokens": 2, **body})
+    error = assert_openai_error(resp, 400, param=param)
+    assert needle in error["message"], error
+
+
+def test_an_expired_response_is_gone(tmp_path: Path) -> None:
+    with serve(tmp_path, {"server": {"responses": {"ttl_seconds": 1}},
+                          "models": [{"name": TEXT, "source": SMOLLM2,
+                                      "options": {"context_size": 256, "parallel": 1}}]}) \
+            as server:
+        client = server.openai()  # no keys here: every response has the one owner
+        made = client.responses.create(model=TEXT, input="Hi", max_output_tokens=2)
+        assert client.responses.retrieve(made.id).id == made.id
+        time.sleep(1.5)
+        with pytest.raises(openai.NotFoundError):
+            client.responses.retrieve(made.id)
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.responses.create(model=TEXT, input="Hi", previous_response_id=made.id)
+        assert refused.value.code == "previous_response_not_found"
