@@ -20,7 +20,7 @@ from tests.helpers import assert_openai_error, typed_sse
 
 TEXT, TOOLS_MODEL = "smol", "qwen"
 KEY_A, KEY_B = "responses-key-a", "responses-key-b"
-WEATHER = {"type": "function", "name": "get_weather", "description": "The weather in a city.",
+WEATHER: Any = {"type": "function", "name": "get_weather", "description": "The weather in a city.",
            "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
                           "required": ["city"]}}
 PARIS = "What's the weather in Paris?"
@@ -111,7 +111,7 @@ def test_a_function_tool_round_trip(client: openai.OpenAI) -> None:
     first = client.responses.create(model=TOOLS_MODEL, input=PARIS, tools=[WEATHER],
                                     tool_choice="required", max_output_tokens=100)
     calls = [item for item in first.output if item.type == "function_call"]
-    assert calls and calls[0].name == "get_weather" and calls[0].id.startswith("fc_")
+    assert calls and calls[0].name == "get_weather" and str(calls[0].id).startswith("fc_")
     assert "paris" in json.loads(calls[0].arguments)["city"].lower()
     history: list[Any] = [{"role": "user", "content": PARIS}, *first.output,
                           {"type": "function_call_output", "call_id": calls[0].call_id,
@@ -161,10 +161,10 @@ def test_a_stored_response_is_read_listed_and_deleted(client: openai.OpenAI) -> 
     assert got.id == made.id and got.output_text == made.output_text
     assert got.metadata == {"n": "1"}
     items = client.responses.input_items.list(made.id)
-    assert items.object == "list" and not items.has_more
+    assert items.object == "list" and not items.has_more  # type: ignore[attr-defined]
     assert items.data[0].type == "message"
-    assert items.data[0].content[0].text == "Say one word."  # type: ignore[union-attr]
-    assert items.first_id == items.data[0].id == items.last_id
+    assert items.data[0].content[0].text == "Say one word."  # type: ignore[union-attr,index]
+    assert items.first_id == items.data[0].id == items.last_id  # type: ignore[attr-defined]
     client.responses.delete(made.id)
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve(made.id)
@@ -178,15 +178,16 @@ def test_input_items_page(client: openai.OpenAI) -> None:
     assert page.has_more and len(page.data) == 2
     rest = client.responses.input_items.list(made.id, limit=2, order="asc",
                                              after=page.data[-1].id)
-    texts = [item.content[0].text for item in [*page.data, *rest.data]]  # type: ignore
+    texts = [item.content[0].text  # type: ignore[union-attr,index]
+             for item in [*page.data, *rest.data]]
     assert texts == ["One", "Two", "Three"] and not rest.has_more
     newest = client.responses.input_items.list(made.id, limit=1)
-    assert newest.data[0].content[0].text == "Three"  # type: ignore[union-attr]
+    assert newest.data[0].content[0].text == "Three"  # type: ignore[union-attr,index]
 
 
 def test_store_false_keeps_nothing(client: openai.OpenAI) -> None:
     made = client.responses.create(model=TEXT, input="Hi", max_output_tokens=2, store=False)
-    assert made.store is False
+    assert made.store is False  # type: ignore[attr-defined]
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve(made.id)
 

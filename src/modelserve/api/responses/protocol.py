@@ -74,7 +74,7 @@ def _kind(known: set[str], default: str | None = None) -> Any:
     def pick(value: Any) -> str:
         kind = value.get("type", default) if isinstance(value, dict) else \
             getattr(value, "type", default)
-        return f"as.{kind if kind in known else 'other'}"
+        return f"as.{kind if isinstance(kind, str) and kind in known else 'other'}"
     return pick
 
 

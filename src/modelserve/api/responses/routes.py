@@ -8,7 +8,10 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Receive, Scope, Send
 
 from modelserve.api.errors import APIError, bad_request
 from modelserve.api.observe import context
@@ -78,8 +81,17 @@ async def input_tokens(req: CountRequest, request: Request) -> InputTokens:
     return InputTokens(input_tokens=await count_prompt(turn, request))
 
 
-@router.get("/v1/responses/{response_id}", response_model=None,
-            responses={200: {"model": ResponseBody}, **error_responses(404)})
+class _GetOrDelete(APIRoute):
+    """GET and DELETE of one path are two routes; Starlette's 405 would name only the first
+    one's method in its Allow header."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] not in (self.methods or ()):
+            raise StarletteHTTPException(405, "Method Not Allowed",
+                                         headers={"Allow": "GET, DELETE"})
+        await super().handle(scope, receive, send)
+
+
 async def get_response(response_id: str, request: Request, stream: bool = False
                        ) -> JSONResponse:
     if stream:
@@ -89,11 +101,17 @@ async def get_response(response_id: str, request: Request, stream: bool = False
     return JSONResponse((await _stored(request, response_id)).response)
 
 
-@router.delete("/v1/responses/{response_id}", responses=error_responses(404))
 async def delete_response(response_id: str, request: Request) -> Deleted:
     if not await _store(request).delete(response_id, context(request).key_id):
         raise _not_found(response_id)
     return Deleted(id=response_id)
+
+
+router.add_api_route("/v1/responses/{response_id}", get_response, methods=["GET"],
+                     response_model=None, route_class_override=_GetOrDelete,
+                     responses={200: {"model": ResponseBody}, **error_responses(404)})
+router.add_api_route("/v1/responses/{response_id}", delete_response, methods=["DELETE"],
+                     route_class_override=_GetOrDelete, responses=error_responses(404))
 
 
 @router.get("/v1/responses/{response_id}/input_items", responses=error_responses(404))
