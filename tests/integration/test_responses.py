@@ -24,15 +24,27 @@ WEATHER: Any = {"type": "function", "name": "get_weather", "description": "The w
            "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
                           "required": ["city"]}}
 PARIS = "What's the weather in Paris?"
+# SmolLM2 thinks by itself no more than the other models: a grammar makes it write the shape a
+# reasoning model writes (as in test_reasoning.py).
+THINK_THEN_ANSWER = 'root ::= "<think>" [a-z ]{1,40} "</think>" [A-Za-z ]{1,40}'
+THINKER = "smol-thinker"
+# ChatML, plus what reasoning templates read.
+TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n"
+            "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n"
+            "{% if reasoning_effort %}Think {{ reasoning_effort }}ly.\n{% endif %}"
+            "{% if enable_thinking %}<think>\n{% endif %}{% endif %}")
 
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory, qwen_gguf: Path) -> Iterator[LiveServer]:
     with serve(tmp_path_factory.mktemp("responses"), {
         "server": {"security": {"api_keys": [{"key": KEY_A, "name": "a"},
-                                             {"key": KEY_B}]}},
+                                             {"key": KEY_B}]},
+                   "cache": {"enabled": True}},
         "models": [
             {"name": TEXT, "source": SMOLLM2, "options": {"context_size": 2048, "parallel": 2}},
+            {"name": THINKER, "source": SMOLLM2,
+             "options": {"context_size": 512, "parallel": 1, "chat_template": TEMPLATE}},
             {"name": TOOLS_MODEL, "source": str(qwen_gguf),
              "options": {"context_size": 2048, "parallel": 1, "batch_size": 256}}]}) as server:
         yield server
@@ -139,6 +151,63 @@ def test_previous_response_id_carries_the_conversation(client: openai.OpenAI) ->
     items = client.responses.input_items.list(second.id, order="asc")
     assert [item.type for item in items.data] == ["message", "function_call",
                                                   "function_call_output"]
+
+
+def test_a_streamed_function_call_is_stored_as_streamed(client: openai.OpenAI) -> None:
+    with client.responses.stream(model=TOOLS_MODEL, input=PARIS, tools=[WEATHER],
+                                 tool_choice="required", max_output_tokens=100) as stream:
+        types = [event.type for event in stream]
+        final = stream.get_final_response()
+    assert "response.function_call_arguments.delta" in types
+    assert types.index("response.function_call_arguments.done") < types.index(
+        "response.completed")
+    call = next(item for item in final.output if item.type == "function_call")
+    assert call.name == "get_weather" and json.loads(call.arguments)["city"]
+    stored = client.responses.retrieve(final.id)
+    # (The stream helper's items have the SDK's own `parsed_arguments` besides.)
+    assert [item.model_dump() for item in stored.output] == \
+        [item.model_dump(exclude={"parsed_arguments"}) for item in final.output]
+
+
+def test_reasoning_is_a_reasoning_item(client: openai.OpenAI) -> None:
+    ask: dict[str, Any] = {"model": TEXT, "input": "Say hello.", "max_output_tokens": 120,
+                           "temperature": 0, "extra_body": {"grammar": THINK_THEN_ANSWER}}
+    whole = client.responses.create(**ask)
+    reasoning, message = whole.output
+    assert reasoning.type == "reasoning" and reasoning.content and reasoning.content[0].text
+    assert message.type == "message" and whole.output_text
+    assert "think>" not in reasoning.content[0].text + whole.output_text
+    assert whole.usage is not None and whole.usage.output_tokens_details.reasoning_tokens > 0
+    with client.responses.stream(**ask) as stream:
+        types = [event.type for event in stream]
+        final = stream.get_final_response()
+    assert types.index("response.reasoning_text.delta") < types.index(
+        "response.output_text.delta")
+    streamed = final.output[0]
+    assert streamed.type == "reasoning" and streamed.content is not None
+    assert streamed.content[0].text == reasoning.content[0].text
+    assert final.output_text == whole.output_text
+
+
+def test_reasoning_effort_reaches_the_template(client: openai.OpenAI) -> None:
+    def count(**extra: Any) -> int:
+        return client.responses.input_tokens.count(model=THINKER, input="Say hello.",
+                                                   **extra).input_tokens
+
+    assert count(reasoning={"effort": "high"}) > count()
+
+
+def test_a_cache_hit_is_a_new_response(client: openai.OpenAI) -> None:
+    def ask() -> tuple[str | None, Any]:
+        raw = client.responses.with_raw_response.create(
+            model=TEXT, input="Name a fruit.", temperature=0, max_output_tokens=8)
+        return raw.headers.get("x-modelserve-cache"), raw.parse()
+
+    (_, first), (cached, second) = ask(), ask()
+    assert cached == "hit" and second.id != first.id
+    assert second.output_text == first.output_text
+    assert client.responses.retrieve(first.id).id == first.id
+    assert client.responses.retrieve(second.id).id == second.id
 
 
 class Colour(BaseModel):

@@ -201,6 +201,11 @@ def _choice(choice: Any) -> ToolChoice | None:
 
 def _format(req: CountRequest) -> OutputFormat | None:
     fmt = req.text.format if req.text is not None else None
+    if req.grammar:  # the llama.cpp extra, as on chat completions: one constraint at a time
+        if fmt is not None and fmt.type != "text":
+            raise bad_request("Send one way of constraining the output, not text.format and "
+                              "grammar.", param="grammar")
+        return OutputFormat("grammar", grammar=req.grammar, where="grammar")
     if fmt is None or fmt.type == "text":
         return None
     if fmt.type == "json_object":

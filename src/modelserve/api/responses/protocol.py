@@ -209,6 +209,7 @@ class CountRequest(Lenient):
     text: TextConfig | None = None
     reasoning: Reasoning | None = None
     previous_response_id: str | None = None
+    grammar: str | None = Field(None, description="llama.cpp extra: a GBNF grammar")
 
 
 class ResponsesRequest(CountRequest):

@@ -163,7 +163,7 @@ def _cache_body(req: ResponsesRequest, items: list[dict[str, Any]]) -> dict[str,
                       for item in items],
             **req.model_dump(mode="json", by_alias=True, include={
                 "model", "instructions", "tools", "tool_choice", "parallel_tool_calls",
-                "text", "reasoning", "max_output_tokens", "temperature", "top_p"})}
+                "text", "reasoning", "max_output_tokens", "temperature", "top_p", "grammar"})}
 
 
 def _store(request: Request) -> ResponseStore:
