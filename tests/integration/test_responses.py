@@ -4,6 +4,7 @@ show that a stored response is its own key's only."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterator
@@ -210,6 +211,42 @@ def test_a_cache_hit_is_a_new_response(client: openai.OpenAI) -> None:
     assert client.responses.retrieve(second.id).id == second.id
 
 
+def test_an_openai_agents_agent_runs_over_responses(live: LiveServer) -> None:
+    """The Agents SDK's default model speaks the Responses API: a tool turn and its answer."""
+    from agents import (
+        Agent,
+        ModelSettings,
+        OpenAIResponsesModel,
+        Runner,
+        function_tool,
+        set_tracing_disabled,
+    )
+
+    set_tracing_disabled(True)
+    seen: list[str] = []
+
+    @function_tool
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        seen.append(city)
+        return json.dumps({"city": city, "temperature": 18, "sky": "sunny"})
+
+    async def run() -> Any:
+        client = openai.AsyncOpenAI(base_url=f"{live.url}/v1", api_key=KEY_A, max_retries=0)
+        agent = Agent(name="weather", instructions="Use the tool, then answer.",
+                      tools=[get_weather],
+                      # A forced first call (the Agents SDK lets go of it after one call).
+                      model_settings=ModelSettings(tool_choice="required", temperature=0),
+                      model=OpenAIResponsesModel(model=TOOLS_MODEL, openai_client=client))
+        return await Runner.run(agent, PARIS, max_turns=4)
+
+    result = asyncio.run(run())
+    kinds = [type(item).__name__ for item in result.new_items]
+    assert kinds[:2] == ["ToolCallItem", "ToolCallOutputItem"], kinds
+    assert "MessageOutputItem" in kinds and isinstance(result.final_output, str)
+    assert seen and "paris" in seen[0].lower()
+
+
 class Colour(BaseModel):
     name: str = Field(max_length=20)
     warm: bool
@@ -309,6 +346,11 @@ def test_an_unknown_previous_response_is_a_400(client: openai.OpenAI) -> None:
     ({"input": [{"type": "item_reference", "id": "x"}]}, "input[0].type", "item_reference"),
     ({"input": [{"role": "robot", "content": "x"}]}, "input[0].role", "role"),
     ({"input": []}, "input", "empty"),
+    ({"max_output_tokens": 100_000}, "max_output_tokens", "context"),
+    ({"tool_choice": {"type": "function", "name": "nope"}, "tools": [WEATHER]},
+     "tool_choice.name", "nope"),
+    ({"reasoning": {"summary": "auto"}}, "reasoning.summary", "summar"),
+    ({"text": {"format": {"type": "json_schema", "name": "x"}}}, "text.format", "schema"),
 ])
 def test_bad_requests_are_400s_in_openais_envelope(live: LiveServer, body: dict[str, Any],
                                                    param: str, needle: str) -> None:

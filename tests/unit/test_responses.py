@@ -158,3 +158,14 @@ def test_the_store_keeps_each_owners_own_and_is_bounded() -> None:
         assert await store.delete("resp_2", "a") and await store.get("resp_2", "a") is None
 
     asyncio.run(run())
+
+
+def test_a_drained_stream_ends_with_the_responses_error_event() -> None:
+    from modelserve.api.app import install_error_shapes
+    from modelserve.api.errors import shape_for
+
+    install_error_shapes()
+    end = shape_for("/v1/responses").stream_end(model_unavailable("shutting down"))
+    name, data = end.strip().split("\n")
+    assert name == "event: error" and "[DONE]" not in end
+    assert json.loads(data.removeprefix("data: "))["code"] == "model_unavailable"

@@ -5,6 +5,7 @@ sampling. Every item, part and tool type the core cannot take is refused by name
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -173,7 +174,11 @@ def turn_of(req: CountRequest, context: list[tuple[dict[str, Any], str]]) -> Tur
                 tools=[_tool(t, i) for i, t in enumerate(req.tools or [])],
                 tool_choice=_choice(req.tool_choice),
                 parallel_tool_calls=req.parallel_tool_calls, output=_format(req),
-                variables=variables, names=NAMES)
+                variables=variables,
+                # What a prompt + answer too long for the context blames: the cap the client
+                # set, else the input (as chat blames max_completion_tokens or messages).
+                names=replace(NAMES, budget="max_output_tokens" if sampling.max_tokens
+                              else "input"))
 
 
 def _tool(tool: Any, i: int) -> Tool:
