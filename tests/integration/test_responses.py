@@ -17,7 +17,8 @@ import pytest
 from pydantic import BaseModel, Field
 
 from tests.conftest import SMOLLM2, LiveServer, serve
-from tests.helpers import assert_openai_error, typed_sse
+from tests.fixtures.tiny_mmproj import TinyMmproj, write_tiny_mmproj
+from tests.helpers import PNG, assert_openai_error, typed_sse
 
 TEXT, TOOLS_MODEL = "smol", "qwen"
 KEY_A, KEY_B = "responses-key-a", "responses-key-b"
@@ -28,7 +29,7 @@ PARIS = "What's the weather in Paris?"
 # SmolLM2 thinks by itself no more than the other models: a grammar makes it write the shape a
 # reasoning model writes (as in test_reasoning.py).
 THINK_THEN_ANSWER = 'root ::= "<think>" [a-z ]{1,40} "</think>" [A-Za-z ]{1,40}'
-THINKER = "smol-thinker"
+THINKER, VISION = "smol-thinker", "smol-vision"
 # ChatML, plus what reasoning templates read.
 TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n"
             "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n"
@@ -38,12 +39,15 @@ TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|i
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory, qwen_gguf: Path) -> Iterator[LiveServer]:
+    mmproj = write_tiny_mmproj(tmp_path_factory.mktemp("mmproj") / "tiny-mmproj.gguf")
     with serve(tmp_path_factory.mktemp("responses"), {
         "server": {"security": {"api_keys": [{"key": KEY_A, "name": "a"},
                                              {"key": KEY_B}]},
                    "cache": {"enabled": True}},
         "models": [
             {"name": TEXT, "source": SMOLLM2, "options": {"context_size": 2048, "parallel": 2}},
+            {"name": VISION, "source": SMOLLM2, "options": {
+                "context_size": 512, "parallel": 1, "batch_size": 64, "mmproj": str(mmproj)}},
             {"name": THINKER, "source": SMOLLM2,
              "options": {"context_size": 512, "parallel": 1, "chat_template": TEMPLATE}},
             {"name": TOOLS_MODEL, "source": str(qwen_gguf),
@@ -245,6 +249,20 @@ def test_an_openai_agents_agent_runs_over_responses(live: LiveServer) -> None:
     assert kinds[:2] == ["ToolCallItem", "ToolCallOutputItem"], kinds
     assert "MessageOutputItem" in kinds and isinstance(result.final_output, str)
     assert seen and "paris" in seen[0].lower()
+
+
+def test_an_input_image_reaches_a_vision_model(live: LiveServer,
+                                              client: openai.OpenAI) -> None:
+    question = "What is in this picture?"
+    made = client.responses.create(model=VISION, max_output_tokens=4, input=[
+        {"role": "user", "content": [{"type": "input_text", "text": question},
+                                     {"type": "input_image", "image_url": PNG,
+                                      "detail": "low"}]}])
+    text_only = post(live, {"model": VISION, "messages": [
+        {"role": "user", "content": question + "\n"}]}, "/tokenize").json()["count"]
+    # The image part becomes a marker after a newline; the marker, the image's tokens.
+    assert made.usage is not None
+    assert made.usage.input_tokens == text_only + TinyMmproj().image_tokens
 
 
 class Colour(BaseModel):

@@ -131,6 +131,15 @@ def test_items_become_the_cores_messages() -> None:
     assert turn.messages[4].name == "get_weather" and turn.messages[4].tool_call_id == "c1"
 
 
+def test_an_image_part_is_an_image() -> None:
+    req = request(input=[{"role": "user", "content": [
+        {"type": "input_text", "text": "What is this?"},
+        {"type": "input_image", "image_url": "data:image/png;base64,AAAA"}]}])
+    turn = turn_of(req, [(i, f"input[{n}]") for n, i in enumerate(input_items(req))])
+    (image,) = turn.images()
+    assert image.url.startswith("data:image/png") and image.where == "input[0].content[1].image_url"
+
+
 @pytest.mark.parametrize(("item", "param"), [
     ({"type": "message", "role": "user", "content": [{"type": "input_audio"}]},
      "input[0].content[0].type"),

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from modelserve.api.errors import bad_request, validation_message
+from modelserve.api.errors import bad_request
 from modelserve.api.responses.protocol import (
     ITEM,
     CountRequest,
@@ -80,11 +80,9 @@ def parse_item(item: Any, where: str) -> Any:
         # The path without pydantic's labels of union members ("str", "list[...]").
         path = [p for p in first["loc"] if isinstance(p, int) or (p not in _LABELS and
                 "[" not in p and "." not in p)]
-        field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
-        _, message = validation_message([first])
-        param = where + field
-        raise bad_request(f"Invalid value for '{param}': {message.split(': ', 1)[-1]}",
-                          param=param) from None
+        param = where + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise bad_request(f"Invalid value for '{param}': {message}", param=param) from None
 
 
 def messages_of(items: list[tuple[dict[str, Any], str]]) -> list[Message]:

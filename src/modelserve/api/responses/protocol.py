@@ -254,6 +254,9 @@ def refuse_unhonoured(req: ResponsesRequest) -> None:
     for name in UNHONOURED:
         if extra.get(name) is not None:
             raise bad_request(f"{name} is not supported by this server.", param=name)
+    if extra.get("prompt_cache_retention") not in (None, "in_memory"):
+        raise bad_request("prompt_cache_retention: prompts are cached in memory only here; "
+                          "send 'in_memory'.", param="prompt_cache_retention")
     if req.truncation == "auto":
         raise bad_request("truncation 'auto' (dropping input to fit the context) is not "
                           "supported; send 'disabled'.", param="truncation")
