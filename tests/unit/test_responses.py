@@ -95,6 +95,18 @@ def test_the_whole_answer_has_the_streams_items() -> None:
     assert cut["incomplete_details"] == {"reason": "max_output_tokens"}
 
 
+@pytest.mark.parametrize("reasoning", [None, "hmm"])
+def test_an_answer_of_no_text_is_one_empty_message_either_way(reasoning: str | None) -> None:
+    empty = ev.Result("abc", 1, "m", [ev.Choice(0, None, reasoning, [], "stop")],
+                      ev.Usage(5, 1))
+    body = json.loads(ResponsesSurface(request(), {}, None).answer(empty, Vocab()))  # type: ignore[arg-type]
+    streamed = stream(ResponsesSurface(request(), {}, None), Replay(empty))[-1][1]["response"]
+    for output in (body["output"], streamed["output"]):
+        assert [i["type"] for i in output] == ["reasoning"] * bool(reasoning) + ["message"]
+        assert output[-1]["content"] == [{"type": "output_text", "text": "", "annotations": [],
+                                          "logprobs": []}]
+
+
 class Failing:
     id, created, model = "x", 1, "m"
     usage = ev.Usage(3, 1)

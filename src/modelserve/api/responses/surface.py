@@ -182,10 +182,12 @@ class _Items:
                 return [self._delta("response.function_call_arguments.delta", arguments)]
             case ev.Finish(reason=reason):
                 self.cut = reason == "length"
-                if self.item is None and not self.output:  # an empty answer: one empty message
-                    return self._open("message", lambda: message_item(
+                out = self._close()
+                if not any(i["type"] != "reasoning" for i in self.output):
+                    # No text and no call (as ResponsesSurface.answer): one empty message.
+                    out += self._open("message", lambda: message_item(
                         new_id("msg"), None, "in_progress")) + self._close()
-                return self._close()
+                return out
         return []
 
     def _open(self, kind: str, make: Callable[[], dict[str, Any]],
