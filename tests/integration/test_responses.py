@@ -374,3 +374,15 @@ def test_bad_requests_are_400s_in_openais_envelope(live: LiveServer, body: dict[
     resp = post(live, {"model": TEXT, "input": "Hi", "max_output_tokens": 2, **body})
     error = assert_openai_error(resp, 400, param=param)
     assert needle in error["message"], error
+
+
+def test_stored_reads_refuse_what_they_cannot_do(live: LiveServer,
+                                                client: openai.OpenAI) -> None:
+    made = client.responses.create(model=TEXT, input="Hi", max_output_tokens=2)
+    auth = {"Authorization": f"Bearer {KEY_A}"}
+    for query, param in (("stream=true", "stream"), ("include=file_search_call.results",
+                                                     "include")):
+        resp = httpx.get(f"{live.url}/v1/responses/{made.id}?{query}", headers=auth)
+        assert_openai_error(resp, 400, param=param)
+    resp = httpx.get(f"{live.url}/v1/responses/{made.id}/input_items?after=nope", headers=auth)
+    assert_openai_error(resp, 400, param="after")

@@ -1,15 +1,22 @@
-"""Stored responses of `/v1/responses` on servers of their own: a short TTL, and two
-replicas sharing one Redis (the main tests: test_responses.py)."""
+"""`/v1/responses` on servers of their own: stored responses under a short TTL and shared by
+two replicas through one Redis, and a worker killed mid-stream (the main tests:
+test_responses.py)."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import time
 from pathlib import Path
+from typing import Any
 
+import httpx
 import openai
 import pytest
 
 from tests.conftest import SMOLLM2, serve
+from tests.helpers import admin_models, wait_state
 
 TEXT = "smol"
 
@@ -52,3 +59,25 @@ def test_replicas_share_stored_responses_through_redis(tmp_path: Path, redis_url
         second.responses.delete(made.id)
         with pytest.raises(openai.NotFoundError):
             first.responses.retrieve(made.id)
+
+
+def test_a_worker_dying_mid_stream_is_response_failed(tmp_path: Path) -> None:
+    with serve(tmp_path, {"models": [{"name": TEXT, "source": SMOLLM2,
+                                      "options": {"context_size": 512, "parallel": 1}}]}) \
+            as server, httpx.Client(base_url=server.url, timeout=120) as http:
+        pid = admin_models(http)[TEXT]["pid"]
+        events: list[dict[str, Any]] = []
+        # Held to over 400 tokens of letters: long enough to be killed midway.
+        body = {"model": TEXT, "input": "Write.", "stream": True, "max_output_tokens": 400,
+                "grammar": "root ::= [a-z ]{1200,1600}"}
+        with http.stream("POST", "/v1/responses", json=body) as resp:
+            for line in resp.iter_lines():
+                if line.startswith("data: "):
+                    events.append(json.loads(line[6:]))
+                    if len(events) == 6:
+                        os.kill(pid, signal.SIGKILL)
+        wait_state(http, TEXT, "ready", check=lambda m: m["pid"] != pid)
+    last = events[-1]
+    assert last["type"] == "response.failed" and last["response"]["status"] == "failed"
+    assert last["response"]["error"]["code"] == "model_unavailable"
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
