@@ -170,3 +170,20 @@ def assert_ollama_error(resp: httpx.Response, status: int, *mentions: str) -> st
     for mention in mentions:
         assert mention in body["error"], body
     return str(body["error"])
+
+
+def typed_sse(url: str, path: str, body: dict[str, Any],
+              headers: dict[str, str] | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """POST a streamed request of a typed-event API (OpenAI Responses): each event's
+    `event:` name and its data, in order."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    name = ""
+    with httpx.stream("POST", f"{url.rstrip('/')}{path}", json=body, headers=headers,
+                      timeout=120) as resp:
+        assert resp.status_code == 200, resp.read()
+        for line in resp.iter_lines():
+            if line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: "):
+                out.append((name, json.loads(line[6:])))
+    return out

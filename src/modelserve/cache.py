@@ -30,7 +30,7 @@ class CacheBackend(Protocol):
     async def close(self) -> None: ...
 
 
-class _BoundedTTLCache(TTLCache[str, bytes]):
+class BoundedTTLCache(TTLCache[str, bytes]):
     """TTLCache bounded in bytes (its maxsize with getsizeof=len) and in entry count."""
 
     def __init__(self, max_entries: int, max_bytes: int, ttl: float) -> None:
@@ -45,7 +45,7 @@ class _BoundedTTLCache(TTLCache[str, bytes]):
 
 class MemoryBackend:
     def __init__(self, settings: CacheSettings) -> None:
-        self._entries = _BoundedTTLCache(settings.max_entries, settings.max_bytes,
+        self._entries = BoundedTTLCache(settings.max_entries, settings.max_bytes,
                                          settings.ttl_seconds)
 
     async def get(self, key: str) -> bytes | None:

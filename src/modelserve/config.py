@@ -27,6 +27,7 @@ from modelserve.config_sections import (
     InputLimits,
     LifecycleSettings,
     RateLimitSettings,
+    ResponsesSettings,
     SecuritySettings,
     ShutdownSettings,
 )
@@ -153,6 +154,7 @@ class Settings(BaseSettings):
     limits: InputLimits = Field(default_factory=InputLimits)
     lifecycle: LifecycleSettings = Field(default_factory=LifecycleSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    responses: ResponsesSettings = Field(default_factory=ResponsesSettings)
     shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
     images: ImageSettings = Field(default_factory=lambda: ImageSettings.model_validate({}))
     models: list[ModelSpec] = Field(default_factory=list)

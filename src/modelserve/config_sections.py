@@ -68,6 +68,17 @@ class CacheSettings(Section):
         return self
 
 
+class ResponsesSettings(Section):
+    """Stored responses of `/v1/responses` (`store: true`, the default), which
+    `previous_response_id` and `GET /v1/responses/{id}` read. In memory, bounded; in Redis
+    (the same TTL) when the response cache is enabled on a Redis URL, so replicas share them."""
+
+    ttl_seconds: float = Field(3600.0, gt=0, description="a stored response expires after")
+    max_stored: int = Field(1000, ge=1, description="memory: the most kept (LRU)")
+    max_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="memory: in total; one "
+                           "response larger than this is not stored")
+
+
 class RateLimits(Section):
     """Per-key limits; None means unlimited."""
 

@@ -29,6 +29,7 @@ from modelserve.api.errors import (
 from modelserve.api.observe import RequestObserver
 from modelserve.api.ollama import models as ollama_models
 from modelserve.api.openapi import ERROR_MODELS, METRICS_RESPONSES, install_openapi
+from modelserve.api.responses.store import ResponseStore
 from modelserve.cache import ResponseCache
 from modelserve.config import Settings
 from modelserve.kinds import KINDS, ModelFront
@@ -95,8 +96,11 @@ def install_error_shapes() -> None:
     from modelserve.api.anthropic.protocol import AnthropicError
     from modelserve.api.ollama import errors as ollama
     from modelserve.api.ollama.protocol import OllamaError
+    from modelserve.api.responses import surface as responses
 
     SHAPES["/v1/messages"] = ErrorShape(anthropic.body, anthropic.stream_error)
+    # OpenAI's envelope for whole answers; its typed `error` event ends a Responses stream.
+    SHAPES["/v1/responses"] = ErrorShape(APIError.body, responses.stream_error)
     ERROR_MODELS["/v1/messages"] = ("AnthropicError", AnthropicError)
     SHAPES["/api/"] = ErrorShape(ollama.body, ollama.stream_error)
     ERROR_MODELS["/api/"] = ("OllamaError", OllamaError)
@@ -126,6 +130,7 @@ def create_app(settings: Settings) -> FastAPI:
         cache = ResponseCache(settings.cache, metrics.dependency_errors.labels("cache").inc) \
             if settings.cache.enabled else None
         app.state.cache = cache
+        app.state.responses = ResponseStore(settings.responses, settings.cache)
         limiter = RateLimiter(settings.rate_limits, settings.limits.request_timeout_seconds,
                               metrics.dependency_errors.labels("rate_limits").inc) \
             if keys.enabled else None
@@ -143,6 +148,7 @@ def create_app(settings: Settings) -> FastAPI:
             await lifecycle.close()
             if app.state.cache is not None:
                 await app.state.cache.close()
+            await app.state.responses.close()
             if limiter is not None:
                 await limiter.close()
 
@@ -153,6 +159,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.metrics = metrics
     app.state.drain = drain
     app.state.cache = None
+    app.state.responses = None
     app.state.limiter = None
     install_error_handlers(app)
     install_error_shapes()

@@ -120,8 +120,10 @@ def _routers() -> Sequence[APIRouter]:
     from modelserve.api import chat, completions, tokenize
     from modelserve.api.anthropic import messages
     from modelserve.api.ollama import chat as ollama
+    from modelserve.api.responses import routes as responses
 
-    return (chat.router, completions.router, tokenize.router, messages.router, ollama.router)
+    return (chat.router, completions.router, tokenize.router, messages.router,
+            responses.router, ollama.router)
 
 
 def _on_loaded(front: ChatModel, server: ServerHooks, name: str) -> None:
