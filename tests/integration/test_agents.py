@@ -17,6 +17,7 @@ from agents import (
     Agent,
     ModelSettings,
     OpenAIChatCompletionsModel,
+    OpenAIResponsesModel,
     Runner,
     function_tool,
     set_tracing_disabled,
@@ -42,7 +43,10 @@ class Sum(BaseModel):
     total: int
 
 
-def test_an_agent_with_a_tool_and_an_output_type_runs_to_completion(live: LiveServer) -> None:
+@pytest.mark.parametrize("api", ["chat", "responses"])
+def test_an_agent_with_a_tool_and_an_output_type_runs_to_completion(live: LiveServer,
+                                                                    api: str) -> None:
+    """Over Chat Completions and over the Responses API (the SDK's default model)."""
     added: list[tuple[int, int]] = []
 
     @function_tool
@@ -55,7 +59,9 @@ def test_an_agent_with_a_tool_and_an_output_type_runs_to_completion(live: LiveSe
         client = openai.AsyncOpenAI(base_url=f"{live.url}/v1", api_key="unused", max_retries=0)
         agent = Agent(name="calculator", tools=[add], output_type=Sum,
                       instructions="Add numbers with the add tool, then report the total.",
-                      model=OpenAIChatCompletionsModel(model=QWEN, openai_client=client),
+                      model=OpenAIChatCompletionsModel(model=QWEN, openai_client=client)
+                      if api == "chat" else
+                      OpenAIResponsesModel(model=QWEN, openai_client=client),
                       # The first turn must call (a 0.5B model may answer the JSON at once);
                       # the SDK resets tool_choice to auto after a tool ran.
                       model_settings=ModelSettings(temperature=0, max_tokens=200,
