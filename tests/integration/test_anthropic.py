@@ -19,6 +19,7 @@ WEATHER = {"name": "get_weather", "description": "The weather in a city.",
            "input_schema": {"type": "object", "properties": {"city": {"type": "string"}},
                             "required": ["city"]}}
 PARIS = [{"role": "user", "content": "What's the weather in Paris?"}]
+ANSWER_NOW = "Answer in one sentence with the temperature."
 
 
 @pytest.fixture(scope="module")
@@ -115,9 +116,10 @@ def test_a_forced_tool_use_round_trips_to_a_text_answer(client: anthropic.Anthro
                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id,
                                              "content": json.dumps({"temperature": 18,
                                                                     "unit": "celsius",
-                                                                    "sky": "sunny"})}]}]
-    # `none`: left to choose, the 0.5B model asks for the same weather again (a call the
-    # grammar now makes valid); the point here is the tool_result reaching it.
+                                                                    "sky": "sunny"})},
+                                            {"type": "text", "text": ANSWER_NOW}]}]
+    # `none` and a nudge: left to choose, the 0.5B model asks for the same weather again (a
+    # call the grammar makes valid); the point here is the tool_result reaching it.
     second = client.messages.create(model=TOOLS_MODEL, max_tokens=80, tools=[WEATHER],
                                     tool_choice={"type": "none"}, messages=history,
                                     extra_body={"temperature": 0})

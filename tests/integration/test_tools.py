@@ -210,9 +210,10 @@ def test_a_tool_result_round_trips_to_a_text_answer(qwen: openai.OpenAI) -> None
     history: list[Any] = [
         *PARIS, first.choices[0].message.model_dump(exclude_none=True),
         {"role": "tool", "tool_call_id": call.id,
-         "content": json.dumps({"temperature": 18, "unit": "celsius", "sky": "sunny"})}]
-    # `none`: left to choose, the 0.5B model asks for the same weather again, as a bare JSON
-    # call (which the parser once took for text); the point here is the result reaching it.
+         "content": json.dumps({"temperature": 18, "unit": "celsius", "sky": "sunny"})},
+        {"role": "user", "content": "Answer in one sentence with the temperature."}]
+    # `none` and a nudge: left to choose, the 0.5B model asks for the same weather again, as a
+    # bare JSON call (which the parser once took for text); the point: the result reaches it.
     second = qwen.chat.completions.create(model=QWEN_MODEL, messages=history, tools=TOOLS,
                                           tool_choice="none", max_tokens=80, temperature=0)
     choice = second.choices[0]
