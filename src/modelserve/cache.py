@@ -44,9 +44,11 @@ class BoundedTTLCache(TTLCache[str, bytes]):
 
 
 class MemoryBackend:
-    def __init__(self, settings: CacheSettings) -> None:
-        self._entries = BoundedTTLCache(settings.max_entries, settings.max_bytes,
-                                         settings.ttl_seconds)
+    """Bytes by key in this process, bounded in count and bytes, each for `ttl` seconds (the
+    response cache's, and the stored Responses' when there is no Redis)."""
+
+    def __init__(self, max_entries: int, max_bytes: int, ttl: float) -> None:
+        self._entries = BoundedTTLCache(max_entries, max_bytes, ttl)
 
     async def get(self, key: str) -> bytes | None:
         return self._entries.get(key)
@@ -54,6 +56,9 @@ class MemoryBackend:
     async def put(self, key: str, value: bytes) -> None:
         if len(value) <= self._entries.maxsize:
             self._entries[key] = value
+
+    async def delete(self, key: str) -> bool:
+        return self._entries.pop(key, None) is not None
 
     async def close(self) -> None:
         self._entries.clear()
@@ -63,20 +68,24 @@ class RedisBackend:
     """Entries expire by TTL; size is Redis's to bound (maxmemory + allkeys-lru). Errors
     propagate: ResponseCache decides what an unavailable Redis means."""
 
-    def __init__(self, settings: CacheSettings) -> None:
+    def __init__(self, url: str, ttl: float, prefix: str = _PREFIX) -> None:
         import redis.asyncio as redis
 
-        self._redis = redis.Redis.from_url(settings.url, **redis_client_options())
-        self._ttl_ms = max(int(settings.ttl_seconds * 1000), 1)
+        self._redis = redis.Redis.from_url(url, **redis_client_options())
+        self._ttl_ms = max(int(ttl * 1000), 1)
+        self._prefix = prefix
 
     async def get(self, key: str) -> bytes | None:
-        value = await self._redis.get(_PREFIX + key)
+        value = await self._redis.get(self._prefix + key)
         if value is None:
             return None
         return value if isinstance(value, bytes) else str(value).encode()
 
     async def put(self, key: str, value: bytes) -> None:
-        await self._redis.set(_PREFIX + key, value, px=self._ttl_ms)
+        await self._redis.set(self._prefix + key, value, px=self._ttl_ms)
+
+    async def delete(self, key: str) -> bool:
+        return bool(await self._redis.delete(self._prefix + key))
 
     async def ping(self) -> None:
         await self._redis.ping()
@@ -93,9 +102,10 @@ class ResponseCache:
         # Set for a shared (Redis) cache: an unavailable one is a miss, never a failed request.
         self.health: DependencyHealth | None = None
         if settings.url.startswith("memory://"):
-            self.backend = MemoryBackend(settings)
+            self.backend = MemoryBackend(settings.max_entries, settings.max_bytes,
+                                         settings.ttl_seconds)
         else:
-            redis_backend = RedisBackend(settings)
+            redis_backend = RedisBackend(settings.url, settings.ttl_seconds)
             self.backend = redis_backend
             self.health = DependencyHealth("the response cache (Redis)", required=False,
                                            on_error=on_error, probe=redis_backend.ping)

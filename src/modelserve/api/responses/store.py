@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from modelserve.api.errors import APIError
-from modelserve.cache import BoundedTTLCache
+from modelserve.cache import MemoryBackend, RedisBackend
 from modelserve.config_sections import CacheSettings, ResponsesSettings
-from modelserve.dependencies import STORAGE_ERRORS, redis_client_options
+from modelserve.dependencies import STORAGE_ERRORS
 
 logger = logging.getLogger(__name__)
 _PREFIX = "modelserve:responses:"
@@ -53,49 +53,6 @@ class Backend(Protocol):
     async def close(self) -> None: ...
 
 
-class MemoryBackend:
-    def __init__(self, settings: ResponsesSettings) -> None:
-        self._entries = BoundedTTLCache(settings.max_stored, settings.max_bytes,
-                                         settings.ttl_seconds)
-
-    async def get(self, key: str) -> bytes | None:
-        return self._entries.get(key)
-
-    async def put(self, key: str, value: bytes) -> None:
-        if len(value) <= self._entries.maxsize:
-            self._entries[key] = value
-
-    async def delete(self, key: str) -> bool:
-        return self._entries.pop(key, None) is not None
-
-    async def close(self) -> None:
-        self._entries.clear()
-
-
-class RedisBackend:
-    """Entries expire by TTL; Redis bounds the size (maxmemory), as for the response cache."""
-
-    def __init__(self, url: str, ttl_seconds: float) -> None:
-        import redis.asyncio as redis
-
-        self._redis = redis.Redis.from_url(url, **redis_client_options())
-        self._ttl_ms = max(int(ttl_seconds * 1000), 1)
-
-    async def get(self, key: str) -> bytes | None:
-        value = await self._redis.get(_PREFIX + key)
-        return None if value is None else value if isinstance(value, bytes) else \
-            str(value).encode()
-
-    async def put(self, key: str, value: bytes) -> None:
-        await self._redis.set(_PREFIX + key, value, px=self._ttl_ms)
-
-    async def delete(self, key: str) -> bool:
-        return bool(await self._redis.delete(_PREFIX + key))
-
-    async def close(self) -> None:
-        await self._redis.aclose()
-
-
 def unavailable() -> APIError:
     return APIError(503, "The response store (Redis) is not available. Please retry shortly.",
                     type="server_error", code="store_unavailable",
@@ -106,9 +63,10 @@ class ResponseStore:
     def __init__(self, settings: ResponsesSettings, cache: CacheSettings) -> None:
         self.backend: Backend
         if cache.enabled and not cache.url.startswith("memory://"):
-            self.backend = RedisBackend(cache.url, settings.ttl_seconds)
+            self.backend = RedisBackend(cache.url, settings.ttl_seconds, _PREFIX)
         else:
-            self.backend = MemoryBackend(settings)
+            self.backend = MemoryBackend(settings.max_stored, settings.max_bytes,
+                                         settings.ttl_seconds)
 
     async def put(self, stored: Stored) -> None:
         """Keep a response; a store that fails only loses it (the answer already went out)."""
