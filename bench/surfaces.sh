@@ -41,14 +41,21 @@ for surface in $SURFACES; do
   "$BIN/modelserve" bench chat --url "http://127.0.0.1:$PORT" --model "$MODEL_NAME" \
     --surface "$surface" --concurrency 8 --max-tokens 32 --requests-per-client 1 >/dev/null
 done
+# The API process's CPU time (user + system, clock ticks): the adapters run there, the
+# engine in the model's worker, so its CPU per token is what a dialect costs, less noisy
+# than tok/s on a machine the load generator shares.
+api_ticks() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
+TICK=$(getconf CLK_TCK)
 for round in $(seq 1 "$ROUNDS"); do
   echo "== round $round"
   for client in $CLIENTS; do
     for surface in $SURFACES; do
+      before=$(api_ticks)
       "$BIN/modelserve" bench chat --url "http://127.0.0.1:$PORT" --model "$MODEL_NAME" \
         --surface "$surface" --client "$client" --label "$surface/$client" \
         --concurrency "$LEVELS" --max-tokens "$MAX_TOKENS" \
         --requests-per-client "$PER_CLIENT" --json-out "$OUT">/dev/null
+      echo "{\"label\": \"$surface/$client\", \"api_cpu_s\": $(( $(api_ticks) - before ))e0, \"tick\": $TICK}" >> "$OUT.cpu"
     done
   done
 done

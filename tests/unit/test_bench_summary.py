@@ -52,6 +52,23 @@ def test_surfaces_are_divided_by_chat_per_client_and_level(tmp_path: Path) -> No
     table = summarise_surfaces(path)
     assert "| messages | httpx | 1 | 103.5 | 0.986 | 99 / 108 |" in table
     assert "| ollama | aiohttp | 8 | 396.0 | 0.990 | 396 |" in table
+    assert "CPU" not in table  # no samples of the API process's CPU: no such table
+
+
+def test_the_api_processs_cpu_per_token(tmp_path: Path) -> None:
+    from modelserve.loadgen.summary import summarise_surfaces
+
+    path = tmp_path / "s.jsonl"
+    path.write_text("".join(json.dumps({"label": label, "concurrency": 1, "tokens_per_s": 1.0,
+                                        "completion_tokens": tokens}) + "\n"
+                            for label, tokens in [("chat/httpx", 1000), ("messages/httpx", 500),
+                                                  ("messages/httpx", 500)]))
+    (tmp_path / "s.jsonl.cpu").write_text(
+        '{"label": "chat/httpx", "api_cpu_s": 20e0, "tick": 100}\n'
+        '{"label": "messages/httpx", "api_cpu_s": 22e0, "tick": 100}\n')
+    table = summarise_surfaces(path)
+    assert "| chat | httpx | 200 | 1.000 |" in table  # 0.2 s over 1000 tokens
+    assert "| messages | httpx | 220 | 1.100 |" in table
 
 
 def test_each_surface_reads_its_own_stream() -> None:

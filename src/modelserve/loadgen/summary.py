@@ -85,6 +85,31 @@ def summarise_surfaces(path: Path, baseline: str = "chat") -> str:
         ratio = f"{median / statistics.median(base):.3f}" if base else "-"
         each = " / ".join(f"{r:.0f}" for r in rows)
         out.append(f"| {surface} | {client} | {level} | {median:.1f} | {ratio} | {each} |")
+    cpu = path.with_name(path.name + ".cpu")
+    return "\n".join(out) + ("\n\n" + api_cpu(path, cpu, baseline) if cpu.exists() else "")
+
+
+def api_cpu(path: Path, cpu: Path, baseline: str) -> str:
+    """The API process's CPU per completion token, per surface and client (bench/surfaces.sh
+    samples it around each surface's run, all levels together)."""
+    seconds: dict[str, float] = defaultdict(float)
+    tokens: dict[str, int] = defaultdict(int)
+    for line in cpu.read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            seconds[row["label"]] += row["api_cpu_s"] / row["tick"]
+    for line in path.read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            tokens[row["label"]] += row["completion_tokens"]
+    out = [f"| surface | client | API-process CPU µs / token | ÷ {baseline} |", "|---|---|---|---|"]
+    for label in sorted(seconds, key=lambda x: (x.split("/")[1], x.split("/")[0] != baseline)):
+        surface, client = label.split("/")
+        per = seconds[label] / tokens[label] * 1e6 if tokens[label] else 0.0
+        base_label = f"{baseline}/{client}"
+        base = seconds[base_label] / tokens[base_label] * 1e6 if tokens[base_label] else 0.0
+        ratio = f"{per / base:.3f}" if base else "-"
+        out.append(f"| {surface} | {client} | {per:.0f} | {ratio} |")
     return "\n".join(out)
 
 

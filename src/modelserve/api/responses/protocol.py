@@ -8,8 +8,6 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Discriminator,
     Field,
     Tag,
@@ -19,19 +17,12 @@ from pydantic import (
 )
 
 from modelserve.api.errors import bad_request
+from modelserve.api.protocol import NullMeansDefault
 from modelserve.api.protocol_tools import NAME_PATTERN
 
-
-class Lenient(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _null_means_default(cls, data: Any) -> Any:
-        # The SDK sends `"field": null` for "not set".
-        if isinstance(data, dict):
-            return {k: v for k, v in data.items() if v is not None}
-        return data
+# Unknown fields accepted, `"field": null` taken as "not set" (what the SDK sends), as on
+# OpenAI's other routes.
+Lenient = NullMeansDefault
 
 
 # -- content parts --------------------------------------------------------------------------
