@@ -9,6 +9,13 @@ from pydantic import BaseModel, Field, field_validator
 from modelserve.api.protocol import OpenAIModel
 
 
+def non_empty_input(value: Any) -> Any:
+    """An embeddings `input` given as a list has at least one item (Ollama's /api/embed too)."""
+    if isinstance(value, list) and not value:
+        raise ValueError("input must not be an empty list")
+    return value
+
+
 class EmbeddingRequest(OpenAIModel):
     model: str = Field(min_length=1)
     # As `_non_empty` checks: a list input has at least one item.
@@ -26,9 +33,7 @@ class EmbeddingRequest(OpenAIModel):
     @field_validator("input")
     @classmethod
     def _non_empty(cls, value: Any) -> Any:
-        if isinstance(value, list) and not value:
-            raise ValueError("input must not be an empty list")
-        return value
+        return non_empty_input(value)
 
 
 class EmbeddingData(BaseModel):

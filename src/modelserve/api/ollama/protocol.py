@@ -9,6 +9,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from modelserve.api.protocol_embeddings import non_empty_input
+
 
 class Lenient(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -87,9 +89,7 @@ class EmbedRequest(Lenient):
     @field_validator("input")
     @classmethod
     def _non_empty(cls, value: Any) -> Any:
-        if isinstance(value, list) and not value:
-            raise ValueError("input must not be an empty list")
-        return value
+        return non_empty_input(value)
 
 
 class EmbeddingsRequest(Lenient):
