@@ -106,13 +106,8 @@ def count(plan: TurnPlan, model: ChatModel, images: ImageSettings) -> tuple[int,
     tail = plan.prompt.text_tokens[-8:]
     plan.thinking = opens_thinking(
         b"".join(model.token_bytes(t) for t in tail).decode("utf-8", errors="replace"))
-    # A forced call's turn holds no text for an output format to shape (it applies to the
-    # answer after the results); an auto one's calls are constrained once begun, unless the
-    # answer opens in a think block (its special tokens are no free text to the grammar).
-    # A client's own grammar shapes the whole answer, calls too.
-    if plan.tools is not None and not _own_grammar(turn) and \
-            (plan.tools.forced or (hermes_calls(model) and not plan.thinking)):
-        plan.grammar = plan.tools.grammar(model.has_token(OPEN), turn.output)
+    if plan.tools is not None:
+        plan.grammar = _call_grammar(plan, model) or plan.grammar
     plan.max_tokens = budget(plan, model, len(plan.prompt.text_tokens))
     return len(plan.prompt.text_tokens), plan.max_tokens * turn.sampling.n
 
@@ -121,12 +116,25 @@ def _own_grammar(turn: Turn) -> bool:
     return turn.output is not None and turn.output.kind == "grammar"
 
 
-def hermes_calls(model: ChatModel) -> bool:
-    """The model writes calls as `<tool_call>` blocks (or a bare JSON call): its vocabulary
-    has the tag (Qwen, Hermes), or its template knows no tools and the system prompt teaches
-    it the format. Other native formats (Llama's `<|python_tag|>`, Mistral's `[TOOL_CALLS]`)
-    are left unconstrained: the auto grammar would forbid their special tokens."""
-    return model.has_token(OPEN) or not model.template.supports_tools
+def _call_grammar(plan: TurnPlan, model: ChatModel) -> str | None:
+    """The grammar of a turn's calls, or None where the output's own (if any) stays.
+
+    A forced call's turn holds no text for an output format to shape (it applies to the
+    answer after the results; with a client's grammar check() refused it). An auto one's calls
+    are constrained once begun when the model writes them as `<tool_call>` blocks (or a bare
+    JSON call): its vocabulary has the tag (Qwen, Hermes), or its template knows no tools and
+    the system prompt teaches it the format. Not for other native formats (Llama's
+    `<|python_tag|>`, Mistral's `[TOOL_CALLS]`), nor an answer that opens in a think block:
+    the grammar would forbid their special tokens; nor beside a client's own grammar, which
+    shapes the whole answer, calls too."""
+    assert plan.tools is not None
+    special = model.has_token(OPEN)
+    if plan.tools.forced:
+        return plan.tools.grammar(special, plan.turn.output)
+    hermes = special or not model.template.supports_tools
+    if not hermes or plan.thinking or _own_grammar(plan.turn):
+        return None
+    return plan.tools.grammar(special, plan.turn.output)
 
 
 def budget(plan: TurnPlan, model: ChatModel, prompt_len: int) -> int:
