@@ -284,9 +284,8 @@ class Lifecycle:
         """Unload models idle past their keep-alive; returns the names unloaded."""
         now, done = time.time(), []
         for name, entry in list(self.registry.entries.items()):
-            keep = entry.keep_alive_for(self.policy)
-            if (keep is None or keep < 0 or entry.spec.pinned
-                    or entry.state is not ModelState.READY or entry.in_flight):
+            keep = entry.idle_limit(self.policy)
+            if keep is None or entry.state is not ModelState.READY or entry.in_flight:
                 continue
             if now - (entry.last_used or now) >= keep:
                 logger.info("unloading %s: idle for %.0fs", name, now - (entry.last_used or now))

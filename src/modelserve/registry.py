@@ -131,11 +131,14 @@ class ModelEntry:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self._changed), timeout)
 
-    def keep_alive_for(self, policy: LifecycleSettings) -> float | None:
-        """Seconds it stays loaded once idle; None or negative: no limit."""
+    def idle_limit(self, policy: LifecycleSettings) -> float | None:
+        """Seconds it stays loaded once idle (a request's keep-alive, the spec's, the
+        policy's); None: no limit (pinned, or a negative or absent keep-alive)."""
+        if self.spec.pinned:
+            return None
         for keep in (self.keep_alive, self.spec.keep_alive_seconds, policy.keep_alive_seconds):
             if keep is not None:
-                return keep
+                return keep if keep >= 0 else None
         return None
 
     def restart_in(self) -> float | None:

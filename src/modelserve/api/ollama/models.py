@@ -75,8 +75,8 @@ def _card(entry: ModelEntry) -> dict[str, Any]:
 
 
 def _expires(entry: ModelEntry, registry: ModelRegistry) -> str:
-    keep = entry.keep_alive_for(registry.policy)
-    if keep is None or keep < 0 or entry.spec.pinned:
+    keep = entry.idle_limit(registry.policy)
+    if keep is None:
         return FOREVER
     since = time.time() if entry.in_flight else (entry.last_used or time.time())
     return _iso(since + keep)
