@@ -9,6 +9,7 @@ import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import ollama
@@ -110,6 +111,18 @@ def test_the_raw_stream_is_ndjson(live: LiveServer) -> None:
     assert lines[-1]["done"] is True and lines[-1]["message"]["content"] == ""
     assert {"total_duration", "load_duration", "prompt_eval_count", "prompt_eval_duration",
             "eval_count", "eval_duration"} <= set(lines[-1])
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/api/chat", {"model": TEXT, "messages": HI, "stream": False, "options": {"num_predict": 4}}),
+    ("/api/embed", {"model": EMBED, "input": "hello"}),
+])
+def test_a_body_is_json_whatever_its_content_type(live: LiveServer, path: str,
+                                                   body: dict[str, Any]) -> None:
+    """As Ollama reads it: its docs' `curl URL -d '{...}'` sends a form content type."""
+    resp = httpx.post(f"{live.url}{path}", content=json.dumps(body), timeout=60,
+                      headers={"content-type": "application/x-www-form-urlencoded"})
+    assert resp.status_code == 200, resp.text
 
 
 def test_logprobs_whole_and_streamed(client: ollama.Client) -> None:

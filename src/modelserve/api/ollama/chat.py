@@ -10,12 +10,12 @@ import json
 import time
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 
 from modelserve.api import leases
 from modelserve.api.errors import bad_request
-from modelserve.api.ollama.common import ModelHold, now_iso, registry_of, resolve
+from modelserve.api.ollama.common import ModelHold, now_iso, ollama_router, registry_of, resolve
 from modelserve.api.ollama.models import capabilities
 from modelserve.api.ollama.options import sampling
 from modelserve.api.ollama.protocol import (
@@ -43,7 +43,7 @@ from modelserve.chat.turn import (
 )
 from modelserve.kinds.chat import CHAT
 
-router = APIRouter()
+router = ollama_router()
 
 ERRORS = error_responses(400, 404, 429, 503, model=OllamaError)
 NDJSON: dict[int | str, dict[str, Any]] = {200: {

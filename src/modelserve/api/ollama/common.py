@@ -1,12 +1,14 @@
-"""What every Ollama route shares: model names (Ollama's `:latest` tag), keep-alive, and
-Ollama's timestamps."""
+"""What every Ollama route shares: JSON bodies whatever their content type, model names
+(Ollama's `:latest` tag), keep-alive, and Ollama's timestamps."""
 
 from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
 
-from fastapi import Request
+from fastapi import APIRouter, Request
+from fastapi.routing import APIRoute
+from starlette.types import Receive, Scope, Send
 
 from modelserve.api.errors import bad_request
 from modelserve.api.ollama.errors import not_found
@@ -14,6 +16,22 @@ from modelserve.api.ollama.options import keep_alive_seconds
 from modelserve.registry import ModelRegistry
 
 LATEST = ":latest"
+
+
+class JsonBody(APIRoute):
+    """Ollama reads every body as JSON, whatever its content type: its own examples are
+    `curl URL -d '{...}'`, which sends `application/x-www-form-urlencoded`, and FastAPI parses
+    JSON only under a JSON content type."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
+            scope = {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
+        await super().handle(scope, receive, send)
+
+
+def ollama_router() -> APIRouter:
+    return APIRouter(route_class=JsonBody)
 
 
 def registry_of(request: Request) -> ModelRegistry:

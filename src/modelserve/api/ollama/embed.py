@@ -7,12 +7,12 @@ import time
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 
 from modelserve.api import pipeline
 from modelserve.api.caching import CachePlan
 from modelserve.api.embeddings import EmbeddingsRoute
-from modelserve.api.ollama.common import ModelHold, resolve
+from modelserve.api.ollama.common import ModelHold, ollama_router, resolve
 from modelserve.api.ollama.options import check_known
 from modelserve.api.ollama.protocol import EmbeddingsRequest, EmbedRequest, OllamaError
 from modelserve.api.openapi import error_responses
@@ -20,7 +20,7 @@ from modelserve.api.protocol_embeddings import EmbeddingRequest
 from modelserve.kinds.embeddings import EmbeddingsModel
 from modelserve.runtimes.st_layout import Floats
 
-router = APIRouter()
+router = ollama_router()
 
 ERRORS = error_responses(400, 404, 429, 503, model=OllamaError)
 

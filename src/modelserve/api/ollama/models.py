@@ -16,19 +16,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from fastapi.responses import PlainTextResponse
 
 from modelserve.api.errors import APIError, bad_request
 from modelserve.api.models import listed
 from modelserve.api.ollama import gguf
-from modelserve.api.ollama.common import registry_of, resolve, tagged
+from modelserve.api.ollama.common import ollama_router, registry_of, resolve, tagged
 from modelserve.api.ollama.protocol import OllamaError, PullRequest, ShowRequest, Version
 from modelserve.api.openapi import error_responses
 from modelserve.model_files import disk_bytes
 from modelserve.registry import ModelEntry, ModelRegistry, ModelState
 
-router = APIRouter()
+router = ollama_router()
 
 # The Ollama release whose API this server follows: clients gate features (structured
 # outputs, thinking, tool streaming) on the version they read here.
