@@ -38,7 +38,7 @@ def check_texts(texts: list[str], limits: InputLimits, param: str) -> None:
                         f"{limits.max_message_chars}", param, "max_message_chars")
 
 
-def check_inputs(count: int, limits: InputLimits) -> None:
+def check_inputs(count: int, limits: InputLimits, param: str = "input") -> None:
     if count > limits.max_embedding_inputs:
-        raise _over(f"{count} inputs, over the maximum of {limits.max_embedding_inputs}",
-                    "input", "max_embedding_inputs", code="too_many_inputs")
+        raise _over(f"{count} {param}, over the maximum of {limits.max_embedding_inputs}",
+                    param, "max_embedding_inputs", code="too_many_inputs")

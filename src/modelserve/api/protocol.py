@@ -376,11 +376,15 @@ class ModelCard(BaseModel):
     object: Literal["model"] = "model"
     created: int
     owned_by: str = "modelserve"
-    kind: str = "chat"  # modelserve extras: chat | embeddings, and the load state
+    kind: str = "chat"  # modelserve extras: the model's kind, and its load state
     state: str = "ready"
     # modelserve extra, loaded chat models: "template" (their chat template renders tools) or
     # "system_prompt" (tools and the call syntax go into a system message)
     tools: str | None = None
+    # modelserve extras of loaded speech, transcription and rerank models
+    voices: list[str] | None = None
+    multilingual: bool | None = None
+    scoring: str | None = None  # rerank: cross-encoder | bi-encoder
 
 
 class ModelList(BaseModel):

@@ -13,12 +13,15 @@ import os
 from importlib.metadata import entry_points
 from typing import Any
 
+from modelserve.kinds.audio import SPEECH, TRANSCRIPTION
 from modelserve.kinds.base import MetricDef, ModelFront, ModelKind
 from modelserve.kinds.chat import CHAT
 from modelserve.kinds.embeddings import EMBEDDINGS
 from modelserve.kinds.images import IMAGES
+from modelserve.kinds.rerank import RERANK
 
-KINDS: dict[str, ModelKind[Any]] = {k.name: k for k in (CHAT, EMBEDDINGS, IMAGES)}
+KINDS: dict[str, ModelKind[Any]] = {
+    k.name: k for k in (CHAT, EMBEDDINGS, IMAGES, RERANK, TRANSCRIPTION, SPEECH)}
 
 
 def load_plugins() -> None:

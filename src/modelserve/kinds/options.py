@@ -110,3 +110,68 @@ class DiffusionOptions(BaseModel):
     url_storage: str = Field("memory", description="`memory` or a directory for url images")
     url_memory_bytes: int = Field(256 * 1024 * 1024, ge=1024,
                                   description="memory store cap; oldest images go first")
+
+
+class WhisperOptions(BaseModel):
+    """Runtime options of a speech-to-text model on faster-whisper (a CTranslate2 directory)."""
+
+    model_config = ConfigDict(extra="forbid")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda if present")
+    compute_type: str = Field("default", description="CTranslate2 compute type (int8, "
+                              "float16, ...); default: the one the model was converted with")
+    threads: int | None = Field(None, ge=1, description="CPU threads per transcription; "
+                                "default: all cores")
+    concurrency: int = Field(1, ge=1, le=16, description="transcriptions run at once")
+    max_waiting: int = Field(16, ge=0, description="queued transcriptions before 429")
+    beam_size: int = Field(5, ge=1, le=16, description="beam search width (1: greedy)")
+    max_file_bytes: int = Field(25 * 1024 * 1024, ge=1024,
+                                description="largest upload (OpenAI: 25 MB); the server's "
+                                "`max_request_bytes` caps it too")
+    max_duration_seconds: float = Field(3600, gt=0, description="longest audio accepted")
+    vad_filter: bool = Field(False, description="drop silence with Silero VAD before "
+                             "decoding, for every request (a request asks for it with "
+                             "`chunking_strategy`)")
+
+
+class PiperOptions(BaseModel):
+    """Runtime options of a text-to-speech Piper voice (an .onnx file and its .onnx.json)."""
+
+    model_config = ConfigDict(extra="forbid")
+    config: PackageSource | PathSource | str | None = Field(
+        None, description="the voice's .onnx.json; default: the source's path + '.json'")
+    threads: int | None = Field(None, ge=1, description="onnxruntime threads; default: all")
+    concurrency: int = Field(1, ge=1, le=16, description="syntheses run at once")
+    max_waiting: int = Field(16, ge=0, description="queued requests before 429")
+    max_input_chars: int = Field(4096, ge=1, description="longest `input` (OpenAI: 4096)")
+    voices: dict[str, str | int] = Field(
+        default_factory=dict, description="voice name -> speaker (name or id) of this "
+        "voice file; OpenAI's voice names (alloy, echo, ...) not listed here speak with "
+        "the default speaker")
+
+    @field_validator("config")
+    @classmethod
+    def _config_string_is_path(cls, value: Any) -> Any:
+        return PathSource(path=value) if isinstance(value, str) else value
+
+
+class CrossEncoderOptions(BaseModel):
+    """Runtime options of a reranker that scores (query, document) pairs together: a
+    sentence-transformers CrossEncoder directory (a Hugging Face sequence classifier)."""
+
+    model_config = ConfigDict(extra="forbid")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads; default: all")
+    max_tokens: int | None = Field(None, ge=8, description="per (query, document) pair; "
+                                   "longer documents are truncated; default: the model's")
+    max_batch_tokens: int = Field(8192, ge=64, description="padded tokens in one pass")
+    max_batch_wait_ms: float = Field(2.0, ge=0, le=1000, description="wait to fill a batch")
+    max_documents: int = Field(4096, ge=1, description="documents per request")
+    max_waiting_documents: int = Field(16384, ge=1,
+                                       description="documents queued before 429")
+
+
+class BiEncoderOptions(EmbeddingOptions):
+    """Runtime options of a reranker built on an embeddings model: the query and each
+    document are embedded apart and scored by cosine similarity. The embeddings options
+    apply (the encoder runs on the embeddings runtime's `auto` choice)."""
+
+    max_documents: int = Field(4096, ge=1, description="documents per request")
