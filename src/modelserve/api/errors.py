@@ -130,8 +130,9 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     for part in parts:
         if part.isdigit():
             out += f"[{part}]"
-        elif "[" in part or "." in part or part.startswith("function-"):
-            continue  # pydantic's union-branch labels, not user fields
+        elif ("[" in part and not part.endswith("[]")) or "." in part \
+                or part.startswith("function-"):
+            continue  # pydantic's union-branch labels, not user fields (a form's "a[]" is)
         else:
             out += f".{part}" if out else part
     return out
