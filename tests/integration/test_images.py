@@ -43,7 +43,7 @@ def image_server(tmp_path_factory: pytest.TempPathFactory, tiny_sd: Path
               "max_steps": 2000, "url_ttl_seconds": TTL}
     config = root / "models.yaml"
     config.write_text(yaml.safe_dump({
-        "server": {"max_request_bytes": 1024 * 1024},
+        "server": {"max_request_bytes": 1024 * 1024, "max_upload_bytes": 1024 * 1024},
         "models": [
             {"name": MODEL, "kind": "images", "source": str(tiny_sd),
              "options": {**limits, "max_input_pixels": 256 * 256}},

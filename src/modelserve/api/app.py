@@ -45,22 +45,28 @@ logger = logging.getLogger(__name__)
 class BodyLimit:
     """Refuse bodies over `max_request_bytes` (413), declared or streamed, and bodies that do
     not arrive whole within `body_timeout_seconds` (408: a slow sender holds nothing longer).
+    A multipart upload (audio to transcribe, an image to edit) may be up to `max_upload_bytes`.
 
     A plain ASGI middleware: FastAPI's decorator middleware would wrap every streamed
     response in extra task and queue hops, which costs per SSE chunk.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int, timeout: float) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout: float,
+                 upload_bytes: int | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.upload_bytes = upload_bytes or max_bytes
         self.timeout = timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
-            return await self._refuse(scope, receive, send)
+        headers = dict(scope["headers"])
+        upload = headers.get(b"content-type", b"").startswith(b"multipart/form-data")
+        limit = self.upload_bytes if upload else self.max_bytes
+        length = headers.get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            return await self._refuse(scope, receive, send, upload)
         seen, whole = 0, False
         deadline = asyncio.get_running_loop().time() + self.timeout
 
@@ -76,17 +82,20 @@ class BodyLimit:
                                   "(body_timeout_seconds).") from None
             whole = message["type"] != "http.request" or not message.get("more_body", False)
             seen += len(message.get("body", b""))
-            if seen > self.max_bytes:  # a chunked body that declared no length
-                raise BodyTooLarge(self._message())
+            if seen > limit:  # a chunked body that declared no length
+                raise BodyTooLarge(self._message(upload))
             return message
 
         await self.app(scope, counted, send)
 
-    def _message(self) -> str:
+    def _message(self, upload: bool) -> str:
+        if upload:
+            return (f"Request body exceeds the limit of {self.upload_bytes} bytes for uploads "
+                    "(max_upload_bytes).")
         return f"Request body exceeds the limit of {self.max_bytes} bytes (max_request_bytes)."
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        err = APIError(413, self._message(), code="request_too_large")
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, upload: bool) -> None:
+        err = APIError(413, self._message(upload), code="request_too_large")
         await error_response(err, scope["path"])(scope, receive, send)
 
 
@@ -176,6 +185,7 @@ def create_app(settings: Settings) -> FastAPI:
     # Added innermost first: the observer wraps everything, so it sees every response;
     # CORS answers preflights before auth; auth refuses before a body is read.
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes,
+                       upload_bytes=settings.max_upload_bytes,
                        timeout=settings.limits.body_timeout_seconds)
     app.add_middleware(Authenticator, keys=keys, metrics_scope=settings.security.metrics_scope,
                        metrics=metrics)
