@@ -124,6 +124,16 @@ def _bench_images(args: argparse.Namespace) -> None:
     run_images_bench(args)
 
 
+def _bench_audio(args: argparse.Namespace) -> None:
+    from modelserve.loadgen.audio import run_audio_bench
+
+    run_audio_bench(args)
+
+
+def _clients(text: str) -> list[int]:
+    return [int(n) for n in text.split(",")]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modelserve")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -210,6 +220,16 @@ def build_parser() -> argparse.ArgumentParser:
     img.add_argument("--isolation", choices=["process", "inline"], default="process",
                      help="the started server's lifecycle.isolation (its worker's cost)")
     img.set_defaults(func=_bench_images)
+
+    audio = bench_sub.add_parser("audio", help="transcription RTF vs in-process faster-whisper, "
+                                 "speech first byte, rerank documents/s")
+    audio.add_argument("--audio-seconds", type=float, default=30.0)
+    audio.add_argument("--beam-size", type=int, default=5)
+    audio.add_argument("--rounds", type=int, default=5)
+    audio.add_argument("--clients", type=_clients, default=[1, 16], help="e.g. 1,16")
+    audio.add_argument("--rerank-seconds", type=float, default=10.0)
+    audio.add_argument("--json-out", type=Path)
+    audio.set_defaults(func=_bench_audio)
     return parser
 
 

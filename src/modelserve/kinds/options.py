@@ -117,8 +117,9 @@ class WhisperOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda if present")
-    compute_type: str = Field("default", description="CTranslate2 compute type (int8, "
-                              "float16, ...); default: the one the model was converted with")
+    compute_type: str = Field("auto", description="CTranslate2 compute type: auto (int8 on "
+                              "CPU, float16 on CUDA), default (the model's own), int8, "
+                              "float16, float32, ...")
     threads: int | None = Field(None, ge=1, description="CPU threads per transcription; "
                                 "default: all cores")
     concurrency: int = Field(1, ge=1, le=16, description="transcriptions run at once")

@@ -9,11 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +20,8 @@ from typing import Any
 
 import httpx
 import yaml
+
+from modelserve.loadgen.server import serve_config
 
 PROMPT = "a lighthouse on a cliff at sunset, oil painting"
 
@@ -50,12 +48,6 @@ class ImageBenchResult:
     direct_rounds_ms: list[float]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def serve(model_dir: Path, model: str, threads: int | None, isolation: str = "process"
           ) -> Iterator[str]:
@@ -68,26 +60,8 @@ def serve(model_dir: Path, model: str, threads: int | None, isolation: str = "pr
         spec = {"name": model, "kind": "images", "source": str(model_dir), "options": options}
         config.write_text(yaml.safe_dump({"server": {"lifecycle": {"isolation": isolation}},
                                           "models": [spec]}))
-        port = _free_port()
-        env = {**os.environ, "MODELSERVE_LOG_LEVEL": "warning"}
-        proc = subprocess.Popen([sys.executable, "-m", "modelserve.cli", "serve", "--config",
-                                 str(config), "--port", str(port)], env=env)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 300
-            while True:
-                try:
-                    if httpx.get(f"{url}/ready").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the modelserve server did not become ready")
-                time.sleep(0.2)
+        with serve_config(config) as url:
             yield url
-        finally:
-            proc.terminate()
-            proc.wait(timeout=60)
 
 
 def direct_caller(model_dir: Path, threads: int | None) -> Callable[[int, int, int, int],

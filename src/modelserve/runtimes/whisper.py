@@ -48,9 +48,11 @@ class WhisperRuntime:
         if device == "auto":
             device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
         self.options = opts
+        compute = opts.compute_type
+        if compute == "auto":  # int8 on CPU: ~2-3x float32's speed, same words on tiny.en
+            compute = "int8" if device == "cpu" else "float16"
         # str(): ctranslate2 refuses a Path. local_files_only: a directory, never the hub.
-        self.model = WhisperModel(str(directory), device=device,
-                                  compute_type=opts.compute_type,
+        self.model = WhisperModel(str(directory), device=device, compute_type=compute,
                                   cpu_threads=opts.threads or 0, num_workers=opts.concurrency,
                                   local_files_only=True)
         self.multilingual = bool(self.model.model.is_multilingual)
