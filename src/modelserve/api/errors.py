@@ -87,6 +87,13 @@ def model_failure(error: BaseException) -> APIError | None:
     return None
 
 
+def stream_failure(exc: Exception, what: str) -> APIError:
+    """The error event a stream ends with when its work fails after the answer began."""
+    if isinstance(exc, APIError):
+        return exc
+    return model_failure(exc) or APIError(500, f"{what} failed: {exc}", type="server_error")
+
+
 def bad_request(message: str, param: str | None = None, code: str | None = None) -> APIError:
     return APIError(400, message, param=param, code=code)
 

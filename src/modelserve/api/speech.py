@@ -15,7 +15,7 @@ from fastapi.responses import StreamingResponse
 
 from modelserve.api import leases, pipeline
 from modelserve.api.caching import CachePlan
-from modelserve.api.errors import APIError, bad_request, queue_full
+from modelserve.api.errors import bad_request, queue_full, stream_failure
 from modelserve.api.openapi import error_responses
 from modelserve.api.protocol_audio import SpeechRequest
 from modelserve.api.streams import event_stream, sse_json, unless_disconnected
@@ -86,11 +86,8 @@ async def _events(first: bytes, chunks: AsyncIterator[bytes], characters: int
         async for chunk in chunks:
             if chunk:
                 yield _delta(chunk)
-    except APIError as exc:
-        yield exc.sse()
-        return
     except Exception as exc:
-        yield APIError(500, f"Speech synthesis failed: {exc}", type="server_error").sse()
+        yield stream_failure(exc, "Speech synthesis").sse()
         return
     # Piper reads characters, not tokens: usage counts the input's characters.
     yield sse_json({"type": "speech.audio.done",

@@ -21,7 +21,7 @@ from starlette.datastructures import UploadFile
 
 from modelserve.api import leases, pipeline
 from modelserve.api.caching import NO_EFFECT, CachePlan
-from modelserve.api.errors import APIError, bad_request, queue_full
+from modelserve.api.errors import APIError, bad_request, queue_full, stream_failure
 from modelserve.api.openapi import error_responses, form_schema
 from modelserve.api.protocol_audio import TranscriptionRequest, TranslationRequest
 from modelserve.api.streams import event_stream, sse_json, unless_disconnected
@@ -165,14 +165,8 @@ async def _events(segments: AsyncIterator[dict[str, Any]]) -> AsyncIterator[str]
             pieces.append(delta)
             if delta:
                 yield sse_json({"type": "transcript.text.delta", "delta": delta})
-    except QueueFull:
-        yield queue_full("transcriptions").sse()
-        return
-    except APIError as exc:
-        yield exc.sse()
-        return
     except Exception as exc:
-        yield APIError(500, f"Transcription failed: {exc}", type="server_error").sse()
+        yield stream_failure(exc, "Transcription").sse()
         return
     yield sse_json({"type": "transcript.text.done", "text": "".join(pieces).strip()})
 

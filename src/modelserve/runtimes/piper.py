@@ -8,6 +8,7 @@ first audio reaches the client while the rest of the text is still being spoken.
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -16,7 +17,7 @@ from typing import Any
 
 from modelserve.audio.encode import AudioEncoder
 from modelserve.audio.jobs import SpeechJob
-from modelserve.audio.phonemes import split_sentences
+from modelserve.audio.phonemes import PROGRAM, EspeakMissing, split_sentences
 from modelserve.config import ModelSpec
 from modelserve.kinds.options import PiperOptions
 from modelserve.kinds.wiring import KindRuntime
@@ -55,6 +56,8 @@ class PiperRuntime:
     def __init__(self, spec: ModelSpec) -> None:
         opts = spec.options_as(PiperOptions)
         started = time.monotonic()
+        if shutil.which(PROGRAM) is None:  # fail the load, not every request after it
+            raise EspeakMissing()
         model = spec.resolve_source()
         source = opts.config
         assert not isinstance(source, str)
