@@ -57,10 +57,16 @@ def test_serve_command_serves_default_config(tmp_path: Path) -> None:
         assert [(m["id"], m["state"]) for m in models["data"]] == [
             ("smollm2-135m-instruct", "ready"), ("all-minilm-l6-v2", "ready"),
             # loaded on their first request
-            ("gemma-3-270m", "unloaded"), ("qwen2.5-coder-0.5b-instruct", "unloaded")]
+            ("gemma-3-270m", "unloaded"), ("qwen2.5-coder-0.5b-instruct", "unloaded"),
+            ("whisper-tiny.en", "unloaded"), ("piper-joe", "unloaded"),
+            ("minilm-rerank", "unloaded")]
         emb = httpx.post(f"http://127.0.0.1:{port}/v1/embeddings",
                          json={"model": "all-minilm-l6-v2", "input": "hello"}).json()
         assert len(emb["data"][0]["embedding"]) == 384
+        ranked = httpx.post(f"http://127.0.0.1:{port}/v1/rerank", timeout=120, json={
+            "model": "minilm-rerank", "query": "capital of France",
+            "documents": ["Berlin is in Germany.", "Paris is the capital of France."]}).json()
+        assert ranked["results"][0]["index"] == 1
         assert "stays on loopback (127.0.0.1) instead of 0.0.0.0" in (
             tmp_path / "stderr.log").read_text()
     finally:
