@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 # OpenAI's rule for temperature 0: start greedy and raise the temperature when a window's
 # output fails the compression-ratio or log-probability checks (faster-whisper's fallback).
 FALLBACK = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+SEED = 1234
 
 
 def _language_names() -> dict[str, str]:
@@ -48,6 +49,7 @@ class WhisperRuntime:
         if device == "auto":
             device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
         self.options = opts
+        self._ct2 = ctranslate2
         compute = opts.compute_type
         if compute == "auto":  # int8 on CPU: ~2-3x float32's speed, same words on tiny.en
             compute = "int8" if device == "cpu" else "float16"
@@ -85,6 +87,12 @@ class WhisperRuntime:
         # is its transcription.
         task = job.task if self.multilingual else "transcribe"
         temperature: float | tuple[float, ...] = job.temperature or FALLBACK
+        if not job.temperature:
+            # The fallback samples (a window whose text compresses too well, such as
+            # repeated speech, is decoded again at 0.2, 0.4, ...): seeded, the same upload
+            # gives the same transcript, as a cached one must (with `concurrency: 1`; jobs
+            # running side by side share CTranslate2's generator).
+            self._ct2.set_random_seed(SEED)
         segments, info = self.model.transcribe(
             audio, language=job.language, task=task, initial_prompt=job.prompt or None,
             temperature=temperature, beam_size=self.options.beam_size,
