@@ -205,34 +205,8 @@ def word_error_rate(reference: str, hypothesis: str) -> float:
     return row[len(hyp)] / max(1, len(ref))
 
 
-def wav_bytes(samples: Any, rate: int) -> bytes:
-    """16-bit mono WAV of float samples in [-1, 1]."""
-    import io
-    import wave
-
-    import numpy as np
-
-    pcm = (np.clip(np.asarray(samples, dtype=np.float32), -1, 1) * 32767).astype("<i2")
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(pcm.tobytes())
-    return buf.getvalue()
-
-
 def decode_audio(data: bytes, rate: int = 16000) -> Any:
-    """Any audio file PyAV reads, as mono float32 samples at `rate`."""
-    import io
+    """Any audio file PyAV reads, as mono float32 samples at `rate` (the server's decoder)."""
+    from modelserve.audio.decode import decode
 
-    import av
-    import numpy as np
-
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
-    chunks = []
-    with av.open(io.BytesIO(data)) as container:
-        for frame in container.decode(audio=0):
-            chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
-    chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
-    return np.concatenate(chunks)
+    return decode(data, max_seconds=3600, rate=rate)

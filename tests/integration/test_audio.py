@@ -17,15 +17,9 @@ import numpy as np
 import openai
 import pytest
 
+from modelserve.loadgen.audio import wav_bytes
 from tests.conftest import LiveServer, serve
-from tests.helpers import (
-    assert_openai_error,
-    decode_audio,
-    metric,
-    wav_bytes,
-    word_error_rate,
-    words,
-)
+from tests.helpers import assert_openai_error, decode_audio, metric, word_error_rate, words
 
 WHISPER = "whisper-tiny.en"
 BUSY_WHISPER = "whisper-one"

@@ -17,7 +17,7 @@ from modelserve.api.transcriptions import _chunking, render
 from modelserve.audio.jobs import BadAudio
 from modelserve.audio.subtitles import srt, vtt
 from modelserve.failures import QueueFull
-from modelserve.runtimes.job_queue import JobQueue, MediaStats
+from modelserve.runtimes.job_queue import JobQueue
 from modelserve.runtimes.piper import OPENAI_VOICES, voice_table
 from modelserve.sources import ConfigError
 
@@ -87,12 +87,13 @@ def test_bad_audio_keeps_its_code_across_the_pipe() -> None:
     assert copy.code == "audio_too_long" and str(copy) == "too long"
 
 
-def test_media_stats_real_time_factor() -> None:
-    from modelserve.runtimes.job_queue import JobStats
-
-    stats = MediaStats.of(JobStats(completed=2, seconds=1.0), audio_seconds=4.0)
-    assert stats.real_time_factor == 0.25
-    assert MediaStats.of(JobStats(), 0.0).real_time_factor == 0.0
+def test_job_stats_real_time_factor() -> None:
+    jobs = JobQueue("t", workers=1, max_waiting=0)
+    assert jobs.snapshot().real_time_factor == 0.0
+    jobs.stats.processing_seconds = 1.0
+    jobs.count(4.0, characters=12)
+    stats = jobs.snapshot()
+    assert stats.real_time_factor == 0.25 and stats.characters == 12
 
 
 def test_subtitles() -> None:

@@ -43,7 +43,6 @@ class SpeechFront:
         self.created: int = info["created"]
         self.max_input_chars: int = info["max_input_chars"]
         self.voices: list[str] = info["voices"]
-        self.sample_rate: int = info["sample_rate"]
 
     def card(self) -> dict[str, Any]:
         return {"voices": self.voices}

@@ -47,16 +47,28 @@ class SpeechModel(Protocol):
 
 
 _QUEUE_METRICS: tuple[tuple[str, Literal["gauge", "counter"], str], ...] = (
-    ("cancelled", "counter", "requests stopped because the client went away"),
-    ("failed", "counter", "requests that failed"),
-    ("waiting", "gauge", "requests queued"),
-    ("running", "gauge", "requests running"),
+    ("cancelled", "counter", "Requests stopped because the client went away"),
+    ("failed", "counter", "Requests that failed"),
+    ("waiting", "gauge", "Requests queued"),
+    ("running", "gauge", "Requests running"),
 )
 
 
-def _queue_metrics(prefix: str) -> tuple[MetricDef, ...]:
-    return tuple(MetricDef(f"modelserve_{prefix}_{field}", kind, help[0].upper() + help[1:],
-                           field) for field, kind, help in _QUEUE_METRICS)
+def _job_metrics(prefix: str, completed: str, audio: str, work: str) -> tuple[MetricDef, ...]:
+    """A speech kind's series, read from its JobQueue's stats (runtimes/job_queue.py)."""
+    name = f"modelserve_{prefix}"
+    return (
+        MetricDef(f"{name}_requests", "counter", completed, "completed"),
+        MetricDef(f"{name}_audio_seconds", "counter", f"Seconds of audio {audio}",
+                  "audio_seconds"),
+        MetricDef(f"{name}_processing_seconds", "counter", f"Seconds spent {work}",
+                  "processing_seconds"),
+        MetricDef(f"{name}_real_time_factor", "gauge",
+                  "Processing seconds per second of audio, over all requests",
+                  "real_time_factor"),
+        *(MetricDef(f"{name}_{field}", kind, help, field)
+          for field, kind, help in _QUEUE_METRICS),
+    )
 
 
 TRANSCRIPTION: ModelKind[TranscriptionModel] = ModelKind(
@@ -64,18 +76,8 @@ TRANSCRIPTION: ModelKind[TranscriptionModel] = ModelKind(
     runtimes={"faster-whisper": WhisperOptions},
     default_runtime="faster-whisper",
     use="speech-to-text (/v1/audio/transcriptions)",
-    metrics=(
-        MetricDef("modelserve_transcription_requests", "counter",
-                  "Transcriptions completed", "completed"),
-        MetricDef("modelserve_transcription_audio_seconds", "counter",
-                  "Seconds of audio transcribed", "audio_seconds"),
-        MetricDef("modelserve_transcription_processing_seconds", "counter",
-                  "Seconds spent decoding and transcribing", "processing_seconds"),
-        MetricDef("modelserve_transcription_real_time_factor", "gauge",
-                  "Processing seconds per second of audio, over all transcriptions",
-                  "real_time_factor"),
-        *_queue_metrics("transcription"),
-    ),
+    metrics=_job_metrics("transcription", "Transcriptions completed", "transcribed",
+                         "decoding and transcribing"),
     runtime="modelserve.runtimes.whisper:TRANSCRIPTION_RUNTIME",
     serving="modelserve.fronts.audio:TRANSCRIPTION_SERVING",
 )
@@ -90,20 +92,10 @@ SPEECH: ModelKind[SpeechModel] = ModelKind(
     runtimes={"piper": PiperOptions},
     default_runtime="piper",
     use="text-to-speech (/v1/audio/speech)",
-    metrics=(
-        MetricDef("modelserve_speech_requests", "counter", "Speech requests completed",
-                  "completed"),
-        MetricDef("modelserve_speech_characters", "counter", "Characters of input spoken",
-                  "characters"),
-        MetricDef("modelserve_speech_audio_seconds", "counter", "Seconds of audio synthesized",
-                  "audio_seconds"),
-        MetricDef("modelserve_speech_processing_seconds", "counter",
-                  "Seconds spent synthesizing and encoding", "processing_seconds"),
-        MetricDef("modelserve_speech_real_time_factor", "gauge",
-                  "Processing seconds per second of audio, over all requests",
-                  "real_time_factor"),
-        *_queue_metrics("speech"),
-    ),
+    metrics=(*_job_metrics("speech", "Speech requests completed", "synthesized",
+                           "synthesizing and encoding"),
+             MetricDef("modelserve_speech_characters", "counter", "Characters of input spoken",
+                       "characters")),
     runtime="modelserve.runtimes.piper:SPEECH_RUNTIME",
     serving="modelserve.fronts.audio:SPEECH_SERVING",
     extra_sources=_voice_config,

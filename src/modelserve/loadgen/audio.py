@@ -45,7 +45,8 @@ def _median(values: list[float]) -> float:
     return round(statistics.median(values), 4)
 
 
-def _wav(samples: np.ndarray, rate: int) -> bytes:
+def wav_bytes(samples: np.ndarray, rate: int) -> bytes:
+    """16-bit mono WAV of float samples in [-1, 1], its sizes in the header."""
     buf = io.BytesIO()
     with wave.open(buf, "wb") as out:
         out.setnchannels(1)
@@ -64,7 +65,7 @@ def make_audio(client: httpx.Client, seconds: float) -> tuple[bytes, float]:
     spoken.raise_for_status()
     once = decode(spoken.content, 3600)
     samples = np.concatenate([once] * max(1, round(seconds * 16000 / once.size)))
-    return _wav(samples, 16000), samples.size / 16000
+    return wav_bytes(samples, 16000), samples.size / 16000
 
 
 def transcription(client: httpx.Client, audio: bytes, duration: float, rounds: int,

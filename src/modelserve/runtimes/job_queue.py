@@ -25,12 +25,20 @@ _DONE = object()
 
 @dataclass
 class JobStats:
+    """A speech kind's stats (/metrics): its queue's, and the audio its jobs heard or made."""
+
     completed: int = 0
     cancelled: int = 0
     failed: int = 0
     waiting: int = 0
     running: int = 0
-    seconds: float = 0.0  # time jobs ran
+    processing_seconds: float = 0.0  # time jobs ran
+    audio_seconds: float = 0.0
+    characters: int = 0
+
+    @property
+    def real_time_factor(self) -> float:
+        return self.processing_seconds / self.audio_seconds if self.audio_seconds else 0.0
 
 
 class _Stopped(Exception):
@@ -47,6 +55,12 @@ class JobQueue:
     def snapshot(self) -> JobStats:
         with self._lock:
             return JobStats(**vars(self.stats))
+
+    def count(self, audio_seconds: float, characters: int = 0) -> None:
+        """Audio a job heard or made (called from its thread as it goes)."""
+        with self._lock:
+            self.stats.audio_seconds += audio_seconds
+            self.stats.characters += characters
 
     async def run(self, make: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
         """The items of `make()`, run on the queue's threads (QueueFull when it is full)."""
@@ -103,31 +117,9 @@ class JobQueue:
         finally:
             with self._lock:
                 self.stats.running -= 1
-                self.stats.seconds += time.monotonic() - started
+                self.stats.processing_seconds += time.monotonic() - started
                 setattr(self.stats, outcome, getattr(self.stats, outcome) + 1)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-
-@dataclass
-class MediaStats:
-    """A speech kind's stats (/metrics): its queue's, and the audio it heard or made."""
-
-    completed: int
-    cancelled: int
-    failed: int
-    waiting: int
-    running: int
-    processing_seconds: float
-    audio_seconds: float
-    characters: int = 0
-
-    @property
-    def real_time_factor(self) -> float:
-        return self.processing_seconds / self.audio_seconds if self.audio_seconds else 0.0
-
-    @classmethod
-    def of(cls, jobs: JobStats, audio_seconds: float, characters: int = 0) -> MediaStats:
-        return cls(jobs.completed, jobs.cancelled, jobs.failed, jobs.waiting, jobs.running,
-                   jobs.seconds, audio_seconds, characters)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -21,7 +20,7 @@ from modelserve.audio.phonemes import PROGRAM, EspeakMissing, split_sentences
 from modelserve.config import ModelSpec
 from modelserve.kinds.options import PiperOptions
 from modelserve.kinds.wiring import KindRuntime
-from modelserve.runtimes.job_queue import JobQueue, MediaStats
+from modelserve.runtimes.job_queue import JobQueue, JobStats
 from modelserve.runtimes.piper_voice import PiperVoice
 from modelserve.sources import ConfigError
 
@@ -69,9 +68,6 @@ class PiperRuntime:
         self.voice = PiperVoice(model, config, opts.threads)
         self.voices = voice_table(self.voice.speakers, opts.voices)
         self.jobs = JobQueue(f"piper-{spec.name}", opts.concurrency, opts.max_waiting)
-        self._lock = threading.Lock()
-        self._audio_seconds = 0.0
-        self._characters = 0
         self.created = int(time.time())
         logger.info("loaded %s (Piper, %d Hz, %d speakers) from %s in %.2fs", spec.name,
                     self.voice.sample_rate, max(1, len(self.voice.speakers)), model,
@@ -80,7 +76,7 @@ class PiperRuntime:
     def describe(self) -> dict[str, Any]:
         """What the API process's front needs (fronts/audio.py)."""
         return {"created": self.created, "max_input_chars": self.options.max_input_chars,
-                "voices": sorted(self.voices), "sample_rate": self.voice.sample_rate}
+                "voices": sorted(self.voices)}
 
     async def speak(self, job: SpeechJob) -> AsyncIterator[bytes]:
         async for chunk in self.jobs.run(lambda: self._chunks(job)):
@@ -91,16 +87,10 @@ class PiperRuntime:
         encoder = AudioEncoder(job.response_format, self.voice.sample_rate)
         for sentence in split_sentences(job.text):
             samples = self.voice.synthesize(sentence, speaker, job.speed)
-            with self._lock:
-                self._audio_seconds += samples.size / self.voice.sample_rate
-                self._characters += len(sentence)
+            self.jobs.count(samples.size / self.voice.sample_rate, len(sentence))
             if chunk := encoder.feed(samples):
                 yield chunk
         yield encoder.finish()
-
-    def snapshot(self) -> MediaStats:
-        with self._lock:
-            return MediaStats.of(self.jobs.snapshot(), self._audio_seconds, self._characters)
 
     def close(self) -> None:
         self.jobs.close()
@@ -110,8 +100,8 @@ def _describe(runtime: PiperRuntime) -> dict[str, Any]:
     return runtime.describe()
 
 
-def _stats(runtime: PiperRuntime) -> MediaStats:
-    return runtime.snapshot()
+def _stats(runtime: PiperRuntime) -> JobStats:
+    return runtime.jobs.snapshot()
 
 
 SPEECH_RUNTIME = KindRuntime(build=PiperRuntime, describe=_describe, stats=_stats)

@@ -9,17 +9,16 @@ next segment.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from modelserve.audio.decode import RATE, decode
-from modelserve.audio.jobs import BadAudio, TranscriptionJob
+from modelserve.audio.jobs import TranscriptionJob
 from modelserve.config import ModelSpec
 from modelserve.kinds.options import WhisperOptions
 from modelserve.kinds.wiring import KindRuntime
-from modelserve.runtimes.job_queue import JobQueue, MediaStats
+from modelserve.runtimes.job_queue import JobQueue, JobStats
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +60,6 @@ class WhisperRuntime:
         self.languages = list(self.model.supported_languages)
         self.names = _language_names()
         self.jobs = JobQueue(f"whisper-{spec.name}", opts.concurrency, opts.max_waiting)
-        self._lock = threading.Lock()
-        self._audio_seconds = 0.0
         self.created = int(time.time())
         logger.info("loaded %s (Whisper, %s, %s) from %s in %.2fs", spec.name,
                     "multilingual" if self.multilingual else "English-only", device,
@@ -81,8 +78,6 @@ class WhisperRuntime:
     def _segments(self, job: TranscriptionJob) -> Iterator[dict[str, Any]]:
         audio = decode(job.audio, self.options.max_duration_seconds)
         seconds = audio.size / RATE
-        if job.language is not None and job.language not in self.languages:
-            raise BadAudio(f"Unsupported language {job.language!r}.", "invalid_language")
         # An English-only model hears English and writes English: a translation to English
         # is its transcription.
         task = job.task if self.multilingual else "transcribe"
@@ -112,12 +107,7 @@ class WhisperRuntime:
                 item["words"] = [{"word": w.word, "start": round(w.start, 3),
                                   "end": round(w.end, 3)} for w in segment.words]
             yield item
-        with self._lock:
-            self._audio_seconds += seconds
-
-    def snapshot(self) -> MediaStats:
-        with self._lock:
-            return MediaStats.of(self.jobs.snapshot(), self._audio_seconds)
+        self.jobs.count(seconds)
 
     def close(self) -> None:
         self.jobs.close()
@@ -127,8 +117,8 @@ def _describe(runtime: WhisperRuntime) -> dict[str, Any]:
     return runtime.describe()
 
 
-def _stats(runtime: WhisperRuntime) -> MediaStats:
-    return runtime.snapshot()
+def _stats(runtime: WhisperRuntime) -> JobStats:
+    return runtime.jobs.snapshot()
 
 
 TRANSCRIPTION_RUNTIME = KindRuntime(build=WhisperRuntime, describe=_describe, stats=_stats)
