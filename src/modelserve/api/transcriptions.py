@@ -12,7 +12,7 @@ import hashlib
 import json
 import math
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -37,6 +37,7 @@ MEDIA_TYPES = {"json": "application/json", "verbose_json": "application/json",
                "text": "text/plain; charset=utf-8", "srt": "text/plain; charset=utf-8",
                "vtt": "text/vtt; charset=utf-8"}
 Segments = list[dict[str, Any]]
+Task = Literal["transcribe", "translate"]
 
 
 class TranscriptionRoute(pipeline.Route[TranslationRequest, TranscriptionModel]):
@@ -45,7 +46,7 @@ class TranscriptionRoute(pipeline.Route[TranslationRequest, TranscriptionModel])
     cache_route = "transcriptions"
 
     def __init__(self, req: TranslationRequest, request: Request, upload: UploadFile,
-                 task: str) -> None:
+                 task: Task) -> None:
         super().__init__(req, request)
         self.upload, self.task = upload, task
         self.full = req if isinstance(req, TranscriptionRequest) else None
@@ -94,7 +95,7 @@ class TranscriptionRoute(pipeline.Route[TranslationRequest, TranscriptionModel])
     def job(self) -> TranscriptionJob:
         full = self.full
         return TranscriptionJob(
-            audio=self.audio, task="translate" if self.task == "translate" else "transcribe",
+            audio=self.audio, task=self.task,
             language=full.language if full else None, prompt=self.req.prompt,
             temperature=self.req.temperature,
             words=bool(full and "word" in full.timestamp_granularities),
@@ -222,7 +223,7 @@ def _chunking(key: str, value: str) -> str:
     raise bad_request(f"{key} is not supported: the VAD runs with its defaults.", param=key)
 
 
-async def _serve(request: Request, model: type[TranslationRequest], task: str) -> Response:
+async def _serve(request: Request, model: type[TranslationRequest], task: Task) -> Response:
     req, upload, form = await _form(request, model)
     try:
         return await pipeline.serve(TranscriptionRoute(req, request, upload, task))

@@ -31,16 +31,33 @@ class RerankStats:
     batches: int = 0
 
 
+class Tally:
+    """What a reranker has scored (/metrics); its forward passes are its batcher's."""
+
+    def __init__(self, batcher: EmbeddingBatcher) -> None:
+        self._batcher = batcher
+        self._lock = threading.Lock()
+        self._stats = RerankStats()
+
+    def add(self, documents: int) -> None:
+        with self._lock:
+            self._stats.requests += 1
+            self._stats.documents += documents
+
+    def snapshot(self) -> RerankStats:
+        with self._lock:
+            return RerankStats(self._stats.requests, self._stats.documents,
+                               self._batcher.stats.batches)
+
+
 class Reranker(Protocol):
     created: int
     max_documents: int
-    stats: RerankStats
+    tally: Tally
 
     def tokenize(self, query: str, documents: list[str]) -> tuple[list[list[int]], int]: ...
 
     async def score(self, inputs: list[list[int]]) -> list[float]: ...
-
-    def batches(self) -> int: ...
 
     def close(self) -> None: ...
 
@@ -69,10 +86,9 @@ class CrossEncoderRuntime:
         self._typed = "token_type_ids" in self.tokenizer.model_input_names
         self._sep = self.tokenizer.sep_token_id
         self._pad = self.tokenizer.pad_token_id or 0
-        self.stats = RerankStats()
-        self._lock = threading.Lock()
         self.batcher = EmbeddingBatcher(self._forward, opts.max_batch_tokens,
                                         opts.max_batch_wait_ms)
+        self.tally = Tally(self.batcher)
         self.created = int(time.time())
         logger.info("loaded %s (cross-encoder, %s) from %s in %.2fs", spec.name,
                     type(self.model).__name__, directory, time.monotonic() - started)
@@ -108,13 +124,8 @@ class CrossEncoderRuntime:
 
     async def score(self, inputs: list[list[int]]) -> list[float]:
         rows = await self.batcher.embed(inputs)
-        with self._lock:
-            self.stats.requests += 1
-            self.stats.documents += len(inputs)
+        self.tally.add(len(inputs))
         return [float(row[0]) for row in rows]
-
-    def batches(self) -> int:
-        return self.batcher.stats.batches
 
     def close(self) -> None:
         self.batcher.close()
@@ -129,8 +140,7 @@ class BiEncoderRuntime:
         opts = spec.options_as(BiEncoderOptions)
         self.encoder = EmbeddingRuntime(spec.model_copy(update={"runtime": "auto"}))
         self.max_documents = opts.max_documents
-        self.stats = RerankStats()
-        self._lock = threading.Lock()
+        self.tally = Tally(self.encoder.batcher)
         self.created = self.encoder.created
 
     def tokenize(self, query: str, documents: list[str]) -> tuple[list[list[int]], int]:
@@ -144,13 +154,8 @@ class BiEncoderRuntime:
         norms = np.linalg.norm(vectors, axis=1)
         norms[norms == 0] = 1.0
         unit = vectors / norms[:, None]
-        with self._lock:
-            self.stats.requests += 1
-            self.stats.documents += len(inputs) - 1
+        self.tally.add(len(inputs) - 1)  # the first input is the query
         return [float(s) for s in unit[1:] @ unit[0]]
-
-    def batches(self) -> int:
-        return self.encoder.batcher.stats.batches
 
     def close(self) -> None:
         self.encoder.close()
@@ -169,7 +174,7 @@ def _describe(runtime: Reranker) -> dict[str, Any]:
 
 
 def _stats(runtime: Reranker) -> RerankStats:
-    return RerankStats(runtime.stats.requests, runtime.stats.documents, runtime.batches())
+    return runtime.tally.snapshot()
 
 
 RERANK_RUNTIME = KindRuntime(build=_build, describe=_describe, stats=_stats)
