@@ -130,8 +130,8 @@ def _stamps(text: str) -> list[float]:
     return [int(h) * 3600 + int(m) * 60 + int(s) + int(ms) / 1000 for h, m, s, ms in found]
 
 
-def test_subtitles_and_verbose_json_are_well_formed(client: openai.OpenAI,
-                                                    long_wav: bytes) -> None:
+def test_subtitles_and_verbose_json_are_well_formed(client: openai.OpenAI, long_wav: bytes,
+                                                    paragraphs: bytes) -> None:
     srt = transcribe(client, long_wav, response_format="srt")
     assert isinstance(srt, str) and srt.startswith("1\n")
     stamps = _stamps(srt)
@@ -141,15 +141,19 @@ def test_subtitles_and_verbose_json_are_well_formed(client: openai.OpenAI,
     # (The story is spoken three times: Whisper's compression-ratio check may resample a
     # window at a higher temperature, so two runs need not cut the segments alike.)
     assert len(_stamps(vtt)) >= 4 and _stamps(vtt) == sorted(_stamps(vtt)), vtt
-    verbose = transcribe(client, long_wav, response_format="verbose_json",
+    # The words are checked on speech that never repeats: on the story said three times,
+    # the fallback's resampled windows made the word error rate vary run to run (0.21 once).
+    verbose = transcribe(client, paragraphs, response_format="verbose_json",
                          timestamp_granularities=["word", "segment"])
     body = verbose.model_dump()  # type: ignore[attr-defined]
-    assert body["language"] == "english" and 20 < body["duration"] < 60
+    seconds = decode_audio(paragraphs).size / 16000
+    assert body["language"] == "english" and abs(body["duration"] - seconds) < 0.05 * seconds
     starts = [s["start"] for s in body["segments"]]
     assert starts == sorted(starts) and all(s["end"] >= s["start"] for s in body["segments"])
     assert [w["start"] for w in body["words"]] == sorted(w["start"] for w in body["words"])
-    assert len(body["words"]) >= 60
-    assert word_error_rate(STORY * 3, body["text"]) <= 0.2
+    reference = f"{STORY} {OTHER}"
+    assert len(body["words"]) >= 0.9 * len(words(reference))
+    assert word_error_rate(reference, body["text"]) <= 0.2
 
 
 def test_a_streamed_transcript_equals_the_whole_one(client: openai.OpenAI,
