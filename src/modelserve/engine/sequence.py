@@ -31,6 +31,10 @@ class SamplingParams:
     logprobs: bool = False
     top_logprobs: int = 0
     grammar: str | None = None  # llguidance grammar the output must follow (engine/constraints)
+    ignore_eos: bool = False  # end-of-generation tokens are never sampled (benchmark clients)
+    min_tokens: int = 0  # nor before this many output tokens
+    # OpenAI's Predicted Outputs: the tokens the client expects back, drafted for speculation.
+    prediction: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,9 @@ class StepOutput:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
+    # With a prediction, so far: its tokens the output took, and the drafted ones it did not.
+    accepted_prediction_tokens: int = 0
+    rejected_prediction_tokens: int = 0
     error: str | None = None
     queue_seconds: float | None = None  # on the first token: submit to slot, in the engine
     # With "error": what it stands for (failures.UNAVAILABLE: the model's worker died or its
