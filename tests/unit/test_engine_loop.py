@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from modelserve.engine.llm_engine import LLMEngine
+from modelserve.engine.llm_engine import EngineConfig, LLMEngine
 from modelserve.engine.model_runner import Sampled, StepResult
 from modelserve.engine.scheduler import BatchPlan
 from modelserve.engine.sequence import SamplingParams, Sequence, StepOutput
@@ -101,7 +101,7 @@ def started() -> Iterator[list[LLMEngine]]:
 
 
 def run(runner: FakeRunner, started: list[LLMEngine]) -> LLMEngine:
-    engine = LLMEngine(runner, FakeVocab(), max_waiting=4)
+    engine = LLMEngine(runner, FakeVocab(), EngineConfig(max_waiting=4))
     engine.start()
     started.append(engine)
     return engine
@@ -170,7 +170,7 @@ def test_the_warm_up_runs_on_the_engine_thread(started: list[LLMEngine]) -> None
 
 def test_a_failed_warm_up_is_raised_by_start_and_leaves_no_thread() -> None:
     engine = LLMEngine(FakeRunner(script=[], warm_up_error=RuntimeError("code -3")),
-                       FakeVocab(), max_waiting=4)
+                       FakeVocab(), EngineConfig(max_waiting=4))
     with pytest.raises(RuntimeError, match="code -3"):
         engine.start()
     assert not engine._thread.is_alive()

@@ -17,8 +17,10 @@ from typing import Protocol
 
 from modelserve.engine.detokenizer import IncrementalText
 from modelserve.engine.model_runner import Sampled, StepResult
+from modelserve.engine.prompt_store import PromptStore
 from modelserve.engine.scheduler import BatchPlan, Scheduler
 from modelserve.engine.sequence import Sequence, SequenceStatus, StepOutput
+from modelserve.engine.speculation import start_drafting
 from modelserve.failures import UNAVAILABLE, WorkerDied
 
 
@@ -35,6 +37,14 @@ class EngineStats:
     waiting: int = 0
     kv_used_tokens: int = 0  # cells holding a running sequence or a reusable prefix
     kv_capacity_tokens: int = 0
+    draft_tokens: int = 0  # drafted tokens verified (speculative decoding)
+    accepted_draft_tokens: int = 0  # of which the model agreed with
+    stored_prompts: int = 0  # prompt store: entries, and the bytes they take
+    stored_prompt_bytes: int = 0
+    stored_prompt_saves: int = 0
+    stored_prompt_hits: int = 0
+    stored_prompt_restored_tokens: int = 0
+    stored_prompt_evictions: int = 0
 
 
 class Runner(Protocol):
@@ -59,11 +69,23 @@ class Vocab(Protocol):
     def token_bytes(self, token: int, special: bool = False) -> bytes: ...
 
 
+@dataclass(frozen=True)
+class EngineConfig:
+    max_waiting: int = 64
+    prefill_budget: int | None = None  # prompt rows per step while streams decode
+    draft_max: int = 0  # longest draft a sequence verifies in one step; 0: no speculation
+    ngram: bool = True  # draft from prompt lookup, not only from a request's prediction
+
+
 class LLMEngine:
-    def __init__(self, runner: Runner, vocab: Vocab, max_waiting: int) -> None:
+    def __init__(self, runner: Runner, vocab: Vocab, config: EngineConfig,
+                 store: PromptStore | None = None) -> None:
         self.runner = runner
         self.vocab = vocab
-        self.scheduler = Scheduler(runner.n_slots, runner.batch_size, max_waiting)
+        self.config = config
+        self.store = store
+        self.scheduler = Scheduler(runner.n_slots, runner.batch_size, config.max_waiting,
+                                   config.prefill_budget, config.draft_max, store)
         self.stats = EngineStats()
         self._cond = threading.Condition()
         self._aborts: set[int] = set()
@@ -107,9 +129,18 @@ class LLMEngine:
         with self._cond:
             slots = self.scheduler.slots
             used = sum(s.seq.n_computed if s.seq is not None else len(s.cached) for s in slots)
-            return replace(self.stats, running=len(self.scheduler.running),
-                           waiting=len(self.scheduler.waiting), kv_used_tokens=used,
-                           kv_capacity_tokens=len(slots) * self.runner.ctx_per_seq)
+            stats = replace(self.stats, running=len(self.scheduler.running),
+                            waiting=len(self.scheduler.waiting), kv_used_tokens=used,
+                            kv_capacity_tokens=len(slots) * self.runner.ctx_per_seq)
+            if self.store is not None:
+                stored = self.store.stats
+                stats = replace(stats, stored_prompts=len(self.store),
+                                stored_prompt_bytes=self.store.bytes,
+                                stored_prompt_saves=stored.saves,
+                                stored_prompt_hits=stored.hits,
+                                stored_prompt_restored_tokens=stored.restored_tokens,
+                                stored_prompt_evictions=stored.evictions)
+            return stats
 
     # -- called from other threads -------------------------------------------------------
 
@@ -186,6 +217,10 @@ class LLMEngine:
                 self._texts[seq.id] = IncrementalText(seq.params.stop)
                 self.stats.prompt_tokens += len(seq.prompt)
                 self.stats.reused_prompt_tokens += seq.cached_tokens
+                config, params = self.config, seq.params
+                if (config.draft_max and params.plain_greedy and params.grammar is None
+                        and (config.ngram or params.prediction)):
+                    seq.drafting = start_drafting(seq.prompt, params.prediction, config.ngram)
 
     def _step(self, plan: BatchPlan) -> None:
         started = time.perf_counter()
@@ -193,17 +228,33 @@ class LLMEngine:
         with self._cond:
             # Progress first (the KV now holds these rows), then the outputs, which may
             # finish sequences and free their slots.
-            self.scheduler.commit(plan, set(result.failed))
+            self.scheduler.commit(plan, set(result.failed), result.rejected)
             for slot_id, message in result.failed.items():
                 seq = self.scheduler.slots[slot_id].seq
                 if seq is not None:
                     self._finish(seq, "error", error=message)
+            by_seq: dict[int, list[Sampled]] = {}
             for sampled in result.sampled:
-                if sampled.seq.status is not SequenceStatus.FINISHED:
-                    self._emit(sampled)
+                by_seq.setdefault(sampled.seq.id, []).append(sampled)
+            for group in by_seq.values():
+                self._emit_all(group, plan.drafts.get(group[0].seq.id, []))
         self.stats.steps += result.decodes
         self.stats.decode_seconds += result.decode_seconds
         self.stats.step_seconds += time.perf_counter() - started
+
+    def _emit_all(self, group: list[Sampled], draft: list[int]) -> None:
+        """A sequence's tokens of one step (more than one when a draft was accepted)."""
+        seq = group[0].seq
+        if seq.drafting is not None:
+            accepted = len(group) - 1
+            seq.drafting.record(draft, accepted, [s.token for s in group],
+                                self.config.draft_max)
+            self.stats.draft_tokens += len(draft)
+            self.stats.accepted_draft_tokens += accepted
+        for sampled in group:
+            if seq.status is SequenceStatus.FINISHED:
+                return
+            self._emit(sampled)
 
     def _emit(self, sampled: Sampled) -> None:
         """One sampled token becomes the sequence's next output (call with the lock held)."""
@@ -248,6 +299,10 @@ class LLMEngine:
         out = out or StepOutput(prompt_tokens=len(seq.prompt), completion_tokens=len(seq.output),
                                 cached_tokens=seq.cached_tokens)
         out.finish_reason = reason
+        if seq.params.prediction:
+            taken = seq.drafting.accepted_prediction if seq.drafting is not None else 0
+            out.accepted_prediction_tokens = min(taken, len(seq.output))
+            out.rejected_prediction_tokens = len(seq.params.prediction) - taken
         out.error = error
         out.error_code = code
         seq.sink(out)

@@ -1,10 +1,12 @@
 """The model runner: executes one planned step on llama.cpp (nano-vllm's `model_runner`).
 
-It owns the context and the per-sequence samplers. `run(plan)` drops the KV cells the plan
-trims, decodes the token batch in ONE llama_decode, samples every row that wants logits, then
-evaluates the plan's image slices (embeddings cannot share a batch with tokens). It reports
-what it sampled and which slots failed; it records no progress itself (the scheduler commits
-after the step) and knows nothing of outputs, text or finishing.
+It owns the context and the per-sequence samplers. `run(plan)` saves slots to the prompt store
+and restores entries from it, drops the KV cells the plan trims, decodes the token batch in
+ONE llama_decode, samples every row that wants logits (a speculating sequence's drafted rows
+in order, up to the first the model disagrees with, whose KV it drops again), then evaluates
+the plan's image slices (embeddings cannot share a batch with tokens). It reports what it
+sampled and which slots failed; it records no progress itself (the scheduler commits after
+the step) and knows nothing of outputs, text or finishing.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from modelserve.engine.constraints import Constraints, GrammarError
+from modelserve.engine.prompt_store import PromptStore
 from modelserve.engine.scheduler import BatchPlan, ImageSlice
 from modelserve.engine.sequence import Sequence, TokenLogprob
 from modelserve.runtimes.llama_cpp import LlamaContext, LlamaModel, Sampler, SamplerConfig
@@ -37,14 +40,19 @@ class Sampled:
 class StepResult:
     sampled: list[Sampled] = field(default_factory=list)
     failed: dict[int, str] = field(default_factory=dict)  # slot id -> why its step failed
+    rejected: dict[int, int] = field(default_factory=dict)  # slot id -> drafted rows dropped
     decodes: int = 0  # llama_decode calls that succeeded
     decode_seconds: float = 0.0
 
 
 class ModelRunner:
-    def __init__(self, model: LlamaModel, ctx: LlamaContext) -> None:
+    def __init__(self, model: LlamaModel, ctx: LlamaContext,
+                 store: PromptStore | None = None) -> None:
         self.model = model
         self.ctx = ctx
+        self.store = store
+        # End-of-generation tokens, masked out while `ignore_eos` or `min_tokens` hold them off.
+        self._eog = np.array([t for t in range(model.n_vocab) if model.is_eog(t)], dtype=np.int64)
         self.n_slots = ctx.n_seq
         self.batch_size = ctx.batch_size
         self.ctx_per_seq = ctx.ctx_per_seq
@@ -57,6 +65,14 @@ class ModelRunner:
 
     def run(self, plan: BatchPlan) -> StepResult:
         result = StepResult()
+        for slot_id, tokens in plan.saves:
+            self._save(slot_id, tokens)
+        for slot_id, entry in plan.restores:
+            try:
+                self.ctx.load_state(slot_id, entry.state)
+            except Exception as exc:
+                logger.exception("restoring a saved prompt failed")
+                result.failed[slot_id] = str(exc)
         for slot_id, from_pos in plan.trims:
             self.ctx.forget(slot_id, from_pos)
         if len(plan):
@@ -87,10 +103,39 @@ class ModelRunner:
         result.decode_seconds += time.perf_counter() - started
         # Sample before any image decode: the next llama_decode overwrites the logits.
         for seq, row in plan.sample:
+            if seq.slot in result.failed:
+                continue
             try:
-                result.sampled.append(self._sample(seq, row))
+                draft = plan.drafts.get(seq.id)
+                if draft:
+                    self._verify(seq, row, draft, plan, result)
+                else:
+                    result.sampled.append(self._sample(seq, row))
             except GrammarError as exc:
                 result.failed[seq.slot] = f"the output left its grammar: {exc}"
+
+    def _verify(self, seq: Sequence, row: int, draft: list[int], plan: BatchPlan,
+                result: StepResult) -> None:
+        """Sample the sequence's row, then each drafted row while the draft agrees with
+        what was sampled: the tokens are the ones decoding one by one would have made. The
+        KV of the drafted rows after the first disagreement is dropped again."""
+        accepted = 0
+        for i in range(len(draft) + 1):
+            sampled = self._sample(seq, row + i, produced=i)
+            result.sampled.append(sampled)
+            if i == len(draft) or sampled.token != draft[i]:
+                break
+            accepted += 1
+        if accepted < len(draft):
+            self.ctx.forget(seq.slot, plan.positions[row + accepted + 1])
+            result.rejected[seq.slot] = len(draft) - accepted
+
+    def _save(self, slot_id: int, tokens: list[int]) -> None:
+        assert self.store is not None
+        try:
+            self.store.put(tokens, self.ctx.save_state(slot_id))
+        except Exception:  # the cache is an optimisation: a failed save costs a prefill
+            logger.exception("saving slot %d to the prompt store failed", slot_id)
 
     def _eval_image(self, piece: ImageSlice, result: StepResult) -> None:
         started = time.perf_counter()
@@ -107,10 +152,14 @@ class ModelRunner:
         result.decodes += 1
         result.decode_seconds += time.perf_counter() - started
 
-    def _sample(self, seq: Sequence, row: int) -> Sampled:
+    def _sample(self, seq: Sequence, row: int, produced: int = 0) -> Sampled:
+        """Sample one row; `produced`: tokens sampled for the sequence earlier in this step."""
         if seq.id not in self._samplers:
             self._samplers[seq.id] = self._make_sampler(seq)
         sampler = self._samplers[seq.id]
+        params = seq.params
+        if params.ignore_eos or len(seq.output) + produced < params.min_tokens:
+            self.ctx.logits(row)[self._eog] = -np.inf
         grammar = seq.params.grammar
         if grammar is not None:  # before any sampling, the greedy argmax included
             self._constraints.mask(seq.id, grammar, self.ctx.logits(row))
@@ -127,8 +176,7 @@ class ModelRunner:
 
     def _make_sampler(self, seq: Sequence) -> Sampler | None:
         p = seq.params
-        if (p.temperature <= 0 and not p.logit_bias and not p.presence_penalty
-                and not p.frequency_penalty and p.repeat_penalty == 1.0):
+        if p.plain_greedy:
             return None
         seed = p.seed if p.seed is not None else int.from_bytes(os.urandom(4), "little")
         return Sampler(self.model, SamplerConfig(

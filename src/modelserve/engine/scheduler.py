@@ -1,10 +1,12 @@
 """Slot bookkeeping and batch planning for continuous batching (pure logic, no llama.cpp).
 
 Each step the scheduler admits waiting sequences into free slots (reusing the longest cached
-token prefix), then plans ONE batch: one row per decoding sequence, then prefill chunks of
-admitted prompts up to the token budget, so a long prompt never stalls running streams.
-Planning records no progress: once the runner has run the plan, `commit` moves each sequence's
-computed count and each slot's cached tokens on, except in the slots whose step failed.
+token prefix), then plans ONE batch: one row per decoding sequence (plus its drafted tokens
+when it speculates, engine/speculation.py), then prefill chunks of admitted prompts. While
+streams decode, prompts get at most `prefill_budget` rows a step, so a long prompt never
+stalls running streams for long. Planning records no progress: once the runner has run the
+plan, `commit` moves each sequence's computed count and each slot's cached tokens on, except
+in the slots whose step failed and for the drafted rows the model rejected.
 
 Image chunks of a prompt are embeddings, not tokens, and llama_decode cannot mix the two in
 one batch: the plan lists them apart (`images`), as slices that share the same budget, and the
@@ -17,6 +19,12 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+from modelserve.engine.prompt_store import (
+    MIN_RESTORE_GAIN,
+    MIN_SAVE_TOKENS,
+    PromptStore,
+    StoredPrefix,
+)
 from modelserve.engine.sequence import ImageSpan, Sequence, SequenceStatus
 from modelserve.failures import QueueFull
 
@@ -51,12 +59,20 @@ class BatchPlan:
     seq_ids: list[int] = field(default_factory=list)
     want_logits: list[bool] = field(default_factory=list)
     sample: list[tuple[Sequence, int]] = field(default_factory=list)  # (seq, batch row)
+    # seq id -> its drafted tokens, in the rows right after its sample row
+    drafts: dict[int, list[int]] = field(default_factory=dict)
     trims: list[tuple[int, int]] = field(default_factory=list)  # (slot, drop KV from pos)
+    # Before the trims: slots whose KV goes to the prompt store, keyed by the tokens they
+    # hold; then entries of the store restored into slots (the trims may cut them back).
+    saves: list[tuple[int, list[int]]] = field(default_factory=list)
+    restores: list[tuple[int, StoredPrefix]] = field(default_factory=list)
     images: list[ImageSlice] = field(default_factory=list)  # evaluated after the token batch
 
-    def add(self, seq: Sequence, token: int, index: int, logits: bool) -> None:
-        """A row for the token at `index` of the sequence (prompt, then output)."""
-        if logits:
+    def add(self, seq: Sequence, token: int, index: int, logits: bool,
+            sample: bool = True) -> None:
+        """A row for the token at `index` of the sequence (prompt, then output, then drafts:
+        those want logits, but are sampled with their sequence's row)."""
+        if logits and sample:
             self.sample.append((seq, len(self.tokens)))
         self.tokens.append(token)
         self.positions.append(seq.position(index))
@@ -76,9 +92,14 @@ def common_prefix_len(a: list[int], b: list[int]) -> int:
 
 
 class Scheduler:
-    def __init__(self, n_slots: int, token_budget: int, max_waiting: int) -> None:
+    def __init__(self, n_slots: int, token_budget: int, max_waiting: int,
+                 prefill_budget: int | None = None, draft_max: int = 0,
+                 store: PromptStore | None = None) -> None:
         self.slots = [Slot(i) for i in range(n_slots)]
+        self.store = store
         self.token_budget = token_budget
+        self.prefill_budget = prefill_budget or token_budget
+        self.draft_max = draft_max  # 0: no speculation
         self.max_waiting = max_waiting
         self.waiting: deque[Sequence] = deque()
         self._clock = 0
@@ -112,9 +133,18 @@ class Scheduler:
         plan = BatchPlan()
         self._admit(plan)
         running = self.running  # in slot order
-        # Every decoding sequence gets its row; prompts share what is left of the budget,
-        # first come first served.
-        budget = self.token_budget - sum(s.status is SequenceStatus.DECODING for s in running)
+        # Every decoding sequence gets its row, then its drafts; prompts share what is left
+        # of the budget (at most `prefill_budget` while streams wait on this step), first
+        # come first served.
+        decoding = [s for s in running if s.status is SequenceStatus.DECODING]
+        budget = self.token_budget - len(decoding)
+        for seq in decoding:
+            draft = self._draft(seq, budget)
+            if draft:
+                plan.drafts[seq.id] = draft
+                budget -= len(draft)
+        if decoding:
+            budget = min(budget, self.prefill_budget)
         chunk: dict[int, int] = {}
         for seq in sorted(running, key=lambda s: s.id):
             if seq.status is not SequenceStatus.PREFILLING or budget <= 0:
@@ -135,17 +165,33 @@ class Scheduler:
         for seq in running:
             if seq.status is SequenceStatus.DECODING:
                 plan.add(seq, seq.output[-1], seq.n_computed, logits=True)
+                for i, token in enumerate(plan.drafts.get(seq.id, ()), seq.n_computed + 1):
+                    plan.add(seq, token, i, logits=True, sample=False)
             start = seq.n_computed
             for index in range(start, start + chunk.get(seq.id, 0)):
                 plan.add(seq, seq.prompt[index], index, logits=index + 1 == len(seq.prompt))
         return plan
 
-    def commit(self, plan: BatchPlan, failed_slots: set[int] | frozenset[int] = frozenset()
-               ) -> None:
+    def _draft(self, seq: Sequence, budget: int) -> list[int]:
+        if seq.drafting is None or not self.draft_max:
+            return []
+        # Never past max_tokens: the last drafted token's own logits would go unused.
+        limit = min(budget - 1, seq.params.max_tokens - len(seq.output) - 1)
+        return seq.drafting.draft(seq.output, limit, self.draft_max)
+
+    def commit(self, plan: BatchPlan, failed_slots: set[int] | frozenset[int] = frozenset(),
+               rejected: dict[int, int] | None = None) -> None:
         """Record what the runner computed: each row's token is in its slot's KV now, and each
-        image slice's rows. A failed slot's KV is unknown, so it keeps nothing to reuse."""
+        image slice's rows. A failed slot's KV is unknown, so it keeps nothing to reuse.
+        `rejected` (slot -> n): the runner dropped the KV of that slot's last n drafted rows."""
+        keep = {slot_id: plan.seq_ids.count(slot_id) - n
+                for slot_id, n in (rejected or {}).items()}
         for token, slot_id in zip(plan.tokens, plan.seq_ids, strict=True):
             slot = self.slots[slot_id]
+            if slot_id in keep:
+                keep[slot_id] -= 1
+                if keep[slot_id] < 0:
+                    continue
             if slot_id not in failed_slots and slot.seq is not None:
                 slot.cached.append(token)
                 slot.seq.n_computed += 1
@@ -157,6 +203,13 @@ class Scheduler:
             piece.seq.n_computed += piece.count
         for slot_id in failed_slots:
             self.slots[slot_id].cached.clear()
+
+    def _save(self, plan: BatchPlan, slot: Slot, keep: int) -> None:
+        """The slot is about to lose its cached tokens past `keep`: save them to the store
+        first, when they are many and no entry holds them already."""
+        if (self.store is not None and len(slot.cached) - keep >= MIN_SAVE_TOKENS
+                and not self.store.covers(slot.cached)):
+            plan.saves.append((slot.id, list(slot.cached)))
 
     def _free_slots(self) -> list[Slot]:
         return [s for s in self.slots if s.seq is None]
@@ -178,8 +231,19 @@ class Scheduler:
             seq = self.waiting.popleft()
             slot = self._pick_slot(free, seq.prompt)
             # Keep at least one prompt token to compute, so there are logits to sample.
-            reuse = seq.reusable(min(common_prefix_len(slot.cached, seq.prompt),
-                                     len(seq.prompt) - 1))
+            most = len(seq.prompt) - 1
+            reuse = seq.reusable(min(common_prefix_len(slot.cached, seq.prompt), most))
+            entry, stored = self.store.longest(seq.prompt) if self.store else (None, 0)
+            stored = seq.reusable(min(stored, most))
+            if entry is not None and stored >= reuse + MIN_RESTORE_GAIN:
+                self._save(plan, slot, keep=0)
+                plan.restores.append((slot.id, entry))
+                slot.cached = entry.tokens.tolist()
+                assert self.store is not None
+                self.store.touch(entry, stored)
+                reuse = stored
+            else:
+                self._save(plan, slot, keep=reuse)
             if reuse < len(slot.cached):
                 plan.trims.append((slot.id, seq.position(reuse)))
                 del slot.cached[reuse:]

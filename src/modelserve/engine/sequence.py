@@ -7,10 +7,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from modelserve.engine.speculation import DraftState
 
 _ids = itertools.count()
 
@@ -35,6 +38,13 @@ class SamplingParams:
     min_tokens: int = 0  # nor before this many output tokens
     # OpenAI's Predicted Outputs: the tokens the client expects back, drafted for speculation.
     prediction: tuple[int, ...] = ()
+
+    @property
+    def plain_greedy(self) -> bool:
+        """The argmax of the logits, nothing else: no sampler chain is needed, and drafted
+        tokens can be verified row by row."""
+        return (self.temperature <= 0 and not self.logit_bias and not self.presence_penalty
+                and not self.frequency_penalty and self.repeat_penalty == 1.0)
 
 
 @dataclass(frozen=True)
@@ -139,6 +149,7 @@ class Sequence:
     submitted_at: float = field(default_factory=time.perf_counter)
     admitted_at: float | None = None  # perf_counter() when it got a slot
     images: list[ImageSpan] = field(default_factory=list)  # in prompt order
+    drafting: DraftState | None = None  # set when it speculates (engine/speculation.py)
 
     def position(self, index: int) -> int:
         """The KV position of prompt/output index `index` (they differ after M-RoPE images)."""

@@ -28,6 +28,17 @@ class LlamaCppOptions(BaseModel):
     batch_size: int = Field(512, ge=16, description="max tokens in one llama_decode")
     max_waiting: int = Field(64, ge=0, description="queued requests before 429")
     gpu_layers: int = Field(0, description="layers offloaded to a GPU; -1 = all")
+    prefill_budget: int | None = Field(
+        None, ge=1, description="prompt tokens computed per step while other sequences "
+        "stream (smaller: smoother streams, slower first tokens); default: batch_size")
+    speculation: Literal["ngram", "prediction", "off"] = Field(
+        "ngram", description="speculative decoding of greedy requests: `ngram` drafts from "
+        "the prompt and output and from a request's `prediction`; `prediction` only from "
+        "that; `off`")
+    draft_max: int = Field(16, ge=2, le=64, description="most tokens drafted per step")
+    host_cache_mb: int = Field(
+        1024, ge=0, description="host memory (MiB) keeping the KV of prompts pushed out of "
+        "their slot, restored when one comes back; 0: off")
     chat_template: str | None = Field(
         None, description="override the GGUF's template: jinja source, or the name of one of "
         "llama.cpp's built-in templates (gemma, llama3, mistral-v7, chatml, ...)")

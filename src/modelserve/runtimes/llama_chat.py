@@ -8,8 +8,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from modelserve.config import ModelSpec
-from modelserve.engine.llm_engine import EngineStats, LLMEngine
+from modelserve.engine.llm_engine import EngineConfig, EngineStats, LLMEngine
 from modelserve.engine.model_runner import ModelRunner
+from modelserve.engine.prompt_store import PromptStore
 from modelserve.engine.sequence import (
     ImageSpan,
     MultimodalPrompt,
@@ -49,8 +50,12 @@ class LlamaChatRuntime(ChatVocabulary):
                                                use_gpu=opts.gpu_layers != 0)
             ctx = LlamaContext(model, n_seq=opts.parallel, ctx_per_seq=opts.context_size,
                                batch_size=opts.batch_size, threads=opts.threads)
-            self.engine = LLMEngine(ModelRunner(model, ctx), model,
-                                    max_waiting=opts.max_waiting)
+            store = PromptStore(opts.host_cache_mb << 20) if opts.host_cache_mb else None
+            config = EngineConfig(
+                max_waiting=opts.max_waiting, prefill_budget=opts.prefill_budget,
+                draft_max=0 if opts.speculation == "off" else opts.draft_max,
+                ngram=opts.speculation == "ngram")
+            self.engine = LLMEngine(ModelRunner(model, ctx, store), model, config, store)
             logger.info("warm-up decode of %s", spec.name)  # the last line if the build faults
             self.engine.start()
         except Exception:

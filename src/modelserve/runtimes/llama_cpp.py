@@ -320,6 +320,26 @@ class LlamaContext:
         """Drop a slot's KV cells from `from_pos` on (keeping the reusable prefix)."""
         lc.llama_memory_seq_rm(self._memory, seq_id, from_pos, -1)
 
+    def save_state(self, seq_id: int) -> bytearray:
+        """A copy of one slot's KV state (llama.cpp's per-sequence state format)."""
+        size = int(lc.llama_state_seq_get_size(self._ctx, seq_id))
+        state = bytearray(size)
+        buf = (ctypes.c_uint8 * size).from_buffer(state)
+        written = int(lc.llama_state_seq_get_data(self._ctx, buf, size, seq_id))
+        if written != size:
+            raise LlamaError(f"saving slot {seq_id}'s state wrote {written} of {size} bytes")
+        return state
+
+    def load_state(self, seq_id: int, state: bytes | bytearray) -> None:
+        """Replace one slot's KV with a state `save_state` copied (from any slot)."""
+        self.forget(seq_id)
+        size = len(state)
+        buf = (ctypes.c_uint8 * size).from_buffer_copy(state) if isinstance(state, bytes) \
+            else (ctypes.c_uint8 * size).from_buffer(state)
+        if int(lc.llama_state_seq_set_data(self._ctx, buf, size, seq_id)) == 0:
+            self.forget(seq_id)
+            raise LlamaError(f"restoring a saved state into slot {seq_id} failed")
+
     def decode(self, tokens: list[int], positions: list[int], seq_ids: list[int],
                want_logits: list[bool]) -> None:
         """Run ONE llama_decode over rows from many sequences."""

@@ -1,0 +1,153 @@
+"""Draft tokens for speculative decoding, without a second model (pure logic).
+
+A decoding sequence's next tokens are guessed from text it has already seen, then verified
+in the same batched llama_decode as every other sequence: one row per drafted token, each
+with logits. The greedy choice at each row either confirms the draft's next token or ends
+the run there, so the output is exactly the output without speculation, only sooner.
+
+Two sources, tried in order:
+- the request's `prediction` (OpenAI's Predicted Outputs: code editors send the file they
+  expect back): followed from where the output left it, re-found after an edit;
+- prompt lookup (n-gram): the longest recent n-gram at the end of prompt + output that occurred
+  earlier, and the tokens that followed it then (an answer quoting its prompt, code, lists).
+
+Drafting costs rows in the batch, so it adapts: a sequence whose drafts keep failing stops
+drafting for a while, and the draft grows while they keep being accepted. A prediction is
+drafted in full (up to `draft_max`) whenever the output is following it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+NGRAM_SIZES = (4, 3, 2)  # longest first: a longer match predicts better
+MIN_DRAFT = 2
+# A sequence whose recent drafts were accepted less than this often pauses drafting.
+MIN_ACCEPT_RATE = 0.35
+PAUSE_STEPS = 16  # steps without drafts after a poor run, before trying again
+WINDOW = 32  # drafted tokens the acceptance rate is judged over
+
+
+class NgramIndex:
+    """Where each n-gram of a growing token list occurred, and what followed it."""
+
+    def __init__(self, tokens: list[int] | tuple[int, ...] = ()) -> None:
+        self.tokens: list[int] = []
+        # (n-gram) -> indexes of the tokens that followed its occurrences, ascending
+        self._next: dict[tuple[int, ...], list[int]] = {}
+        self.extend(tokens)
+
+    def extend(self, tokens: list[int] | tuple[int, ...]) -> None:
+        for token in tokens:
+            i = len(self.tokens)
+            for n in NGRAM_SIZES:
+                if i >= n:
+                    self._next.setdefault(tuple(self.tokens[i - n:i]), []).append(i)
+            self.tokens.append(token)
+
+    def continuation(self, suffix: list[int], limit: int, after: int | None = None
+                     ) -> tuple[int, list[int]]:
+        """(index, tokens): what followed an occurrence of the longest n-gram ending `suffix`
+        (the latest one, or with `after` the first one past that index), up to `limit`
+        tokens; (-1, []) when none occurred."""
+        for n in NGRAM_SIZES:
+            if len(suffix) < n:
+                continue
+            found = self._next.get(tuple(suffix[-n:]))
+            if not found:
+                continue
+            later = (i for i in found if after is not None and i > after)
+            at = next(later, found[-1])
+            return at, self.tokens[at:at + limit]
+        return -1, []
+
+
+@dataclass
+class DraftState:
+    """One sequence's drafting: its sources and how well its drafts have done."""
+
+    history: NgramIndex
+    prediction: NgramIndex | None = None
+    ngram: bool = True  # draft from prompt + output too, not only from the prediction
+    pred_next: int | None = 0  # index in the prediction the output follows at; None: lost
+    pred_seen: int = 0  # how far into the prediction the output has followed it
+    length: int = 4  # tokens to draft next time (grows while accepted)
+    pause: int = 0  # steps left without drafting
+    recent: list[tuple[int, int]] = field(default_factory=list)  # (drafted, accepted)
+    last_from_prediction: bool = False
+    accepted_prediction: int = 0  # drafted prediction tokens the output took
+
+    def draft(self, output: list[int], limit: int, max_length: int) -> list[int]:
+        """Tokens to verify after the sequence's last output token (may be empty)."""
+        self.last_from_prediction = False
+        if limit < MIN_DRAFT:
+            return []
+        if self.prediction is not None:
+            # Always tried: the client said what to expect, and the output leaving it for an
+            # edit does not make the rest of it less likely.
+            tokens = _text_only(self._from_prediction(output, min(limit, max_length)))
+            if len(tokens) >= MIN_DRAFT:
+                self.last_from_prediction = True
+                return tokens
+        if not self.ngram:
+            return []
+        if self.pause > 0:
+            self.pause -= 1
+            return []
+        _, tokens = self.history.continuation(self.history.tokens,
+                                              min(limit, self.length, max_length))
+        tokens = _text_only(tokens)
+        return tokens if len(tokens) >= MIN_DRAFT else []
+
+    def _from_prediction(self, output: list[int], want: int) -> list[int]:
+        assert self.prediction is not None
+        pred = self.prediction.tokens
+        if self.pred_next is None:  # re-find the output's end in the prediction
+            at, _ = self.prediction.continuation(output, want, after=self.pred_seen)
+            self.pred_next = at if at >= 0 else None
+        if self.pred_next is None:
+            return []
+        return pred[self.pred_next:self.pred_next + want]
+
+    def record(self, drafted: list[int], accepted: int, new_tokens: list[int],
+               max_length: int) -> None:
+        """After a step: `accepted` of `drafted` were confirmed; `new_tokens` (the accepted
+        drafts and the model's own next token) joined the output."""
+        self.history.extend(new_tokens)
+        if self.prediction is not None:
+            if self.last_from_prediction:
+                self.accepted_prediction += accepted
+            self._follow_prediction(new_tokens)
+        if not drafted or self.last_from_prediction:
+            return
+        self.recent.append((len(drafted), accepted))
+        while sum(d for d, _ in self.recent) > WINDOW and len(self.recent) > 1:
+            self.recent.pop(0)
+        if accepted == len(drafted):
+            self.length = min(self.length * 2, max_length)
+        elif accepted < len(drafted) // 2:
+            self.length = max(MIN_DRAFT, self.length // 2)
+        tried = sum(d for d, _ in self.recent)
+        if tried >= WINDOW // 2 and sum(a for _, a in self.recent) < MIN_ACCEPT_RATE * tried:
+            self.pause, self.recent, self.length = PAUSE_STEPS, [], MIN_DRAFT * 2
+
+    def _follow_prediction(self, new_tokens: list[int]) -> None:
+        assert self.prediction is not None
+        pred = self.prediction.tokens
+        for token in new_tokens:
+            at = self.pred_next
+            if at is not None and at < len(pred) and pred[at] == token:
+                self.pred_next = self.pred_seen = at + 1
+            else:
+                self.pred_next = None
+
+
+def _text_only(tokens: list[int]) -> list[int]:
+    """The draft up to its first image pseudo-token (negative: not a token to decode)."""
+    cut = next((i for i, t in enumerate(tokens) if t < 0), len(tokens))
+    return tokens[:cut]
+
+
+def start_drafting(prompt: list[int], prediction: tuple[int, ...], ngram: bool) -> DraftState:
+    return DraftState(history=NgramIndex(prompt),
+                      prediction=NgramIndex(prediction) if prediction else None, ngram=ngram)

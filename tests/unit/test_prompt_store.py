@@ -1,0 +1,73 @@
+"""The prompt store (host-memory LRU of slot states) and the scheduler's saves and restores."""
+
+from modelserve.engine.prompt_store import MIN_SAVE_TOKENS, PromptStore
+from modelserve.engine.scheduler import Scheduler
+from modelserve.engine.sequence import SamplingParams, Sequence
+
+
+def seq(prompt: list[int]) -> Sequence:
+    return Sequence(prompt=prompt, params=SamplingParams(max_tokens=4), sink=lambda out: None)
+
+
+def test_longest_prefix_wins_and_extended_entries_are_replaced() -> None:
+    store = PromptStore(capacity_bytes=1 << 20)
+    store.put([1, 2, 3], b"abc")
+    store.put([1, 2, 3, 4, 5], b"abcde")  # extends the first: it replaces it
+    store.put([1, 9], b"x")
+    assert len(store) == 2
+    entry, shared = store.longest([1, 2, 3, 4, 7])
+    assert entry is not None and entry.state == b"abcde" and shared == 4
+    assert store.covers([1, 2, 3]) and not store.covers([1, 2, 6])
+    assert store.longest([8]) == (None, 0)
+
+
+def test_least_recently_used_entries_go_first() -> None:
+    state = bytes(1000)
+    store = PromptStore(capacity_bytes=2 * (1000 + 8 * 2) + 10)
+    store.put([1, 2], state)
+    store.put([3, 4], state)
+    entry, _ = store.longest([1, 2])
+    assert entry is not None
+    store.touch(entry, restored_tokens=2)
+    store.put([5, 6], state)  # over capacity: [3, 4] was used least recently
+    assert store.longest([3, 4]) == (None, 0) and store.covers([1, 2])
+    assert store.stats.evictions == 1 and store.stats.hits == 1
+    assert store.bytes <= store.capacity_bytes
+    store.put([7] * 10_000, state)  # bigger than the whole store: not kept
+    assert not store.covers([7] * 10_000)
+
+
+def test_a_slot_about_to_be_overwritten_is_saved_and_restored_later() -> None:
+    store = PromptStore(capacity_bytes=1 << 30)
+    sched = Scheduler(n_slots=1, token_budget=4096, max_waiting=4, store=store)
+    history = list(range(1000, 1000 + MIN_SAVE_TOKENS + 40))
+    first = seq(history)
+    sched.add(first)
+    sched.commit(sched.schedule())
+    sched.remove(first)
+    other = seq(list(range(5000, 5100)))
+    sched.add(other)
+    plan = sched.schedule()
+    # the slot's tokens go to the store before the trim drops them
+    assert plan.saves == [(0, history)] and plan.trims == [(0, 0)]
+    store.put(history, b"state")  # what the runner does with the save
+    sched.commit(plan)
+    sched.remove(other)
+    back = seq([*history, 7, 8])
+    sched.add(back)
+    plan = sched.schedule()
+    assert [(slot, entry.state) for slot, entry in plan.restores] == [(0, b"state")]
+    assert back.cached_tokens == len(history) and plan.tokens == [7, 8]
+    assert plan.saves[0][1] == list(range(5000, 5100))  # the other prompt is saved in turn
+    assert store.stats.restored_tokens == len(history)
+
+
+def test_short_prefixes_are_neither_saved_nor_restored() -> None:
+    store = PromptStore(capacity_bytes=1 << 30)
+    sched = Scheduler(n_slots=1, token_budget=4096, max_waiting=4, store=store)
+    first = seq(list(range(10)))
+    sched.add(first)
+    sched.commit(sched.schedule())
+    sched.remove(first)
+    sched.add(seq([99]))
+    assert sched.schedule().saves == []
