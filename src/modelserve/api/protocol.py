@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from modelserve.api.protocol_generation import LengthExtras
 from modelserve.api.protocol_output import OutputControls
 from modelserve.api.protocol_tools import DeltaToolCall, ToolCall, ToolFields
 from modelserve.api.protocol_unsupported import UnsupportedChatFields
@@ -42,8 +43,9 @@ _STREAM_RULE: dict[str, Any] = {
     "then": {"required": ["stream"], "properties": {"stream": {"const": True}}}}
 
 
-class SamplingFields(NullMeansDefault):
-    """Sampling fields shared by chat and legacy completions (plus llama.cpp extras)."""
+class SamplingFields(NullMeansDefault, LengthExtras):
+    """Sampling fields shared by chat and legacy completions (plus llama.cpp and vLLM
+    extras)."""
 
     model_config = ConfigDict(extra="allow", json_schema_extra={"allOf": [_STREAM_RULE]})
 
@@ -77,6 +79,9 @@ class SamplingFields(NullMeansDefault):
     def usage_requested(self) -> bool:
         """A stream ends with a usage chunk (`stream_options.include_usage`)."""
         return bool(self.stream_options and self.stream_options.include_usage)
+
+    def token_limit(self) -> tuple[str, int | None]:
+        return "max_tokens", self.max_tokens
 
     @field_validator("stop")
     @classmethod
@@ -195,6 +200,11 @@ class ChatCompletionRequest(SamplingFields, OutputControls, ToolFields, Unsuppor
         if self.top_logprobs and not self.logprobs:
             raise ValueError("top_logprobs requires logprobs to be true")
         return self
+
+    def token_limit(self) -> tuple[str, int | None]:
+        if self.max_completion_tokens is not None:  # what the answer is cut at (api/chat.py)
+            return "max_completion_tokens", self.max_completion_tokens
+        return super().token_limit()
 
     @field_validator("chat_template_kwargs")
     @classmethod

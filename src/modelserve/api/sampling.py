@@ -17,7 +17,7 @@ def sampling(req: SamplingFields, max_tokens: int | None, logprobs: int | None) 
         presence_penalty=req.presence_penalty, frequency_penalty=req.frequency_penalty,
         repeat_penalty=req.repeat_penalty,
         logit_bias=tuple((int(k), float(v)) for k, v in (req.logit_bias or {}).items()),
-        logprobs=logprobs, n=req.n)
+        logprobs=logprobs, n=req.n, ignore_eos=req.ignore_eos, min_tokens=req.min_tokens)
 
 
 def usage(counts: events.Usage) -> Usage:

@@ -50,4 +50,7 @@ def sampling_params(sampling: Sampling, max_tokens: int, choice: int,
         stop=sampling.stop, presence_penalty=sampling.presence_penalty,
         frequency_penalty=sampling.frequency_penalty, repeat_penalty=sampling.repeat_penalty,
         logit_bias=sampling.logit_bias, logprobs=sampling.logprobs is not None,
-        top_logprobs=sampling.logprobs or 0, grammar=grammar)
+        top_logprobs=sampling.logprobs or 0, grammar=grammar, ignore_eos=sampling.ignore_eos,
+        # The request's check held min_tokens to max_tokens; the budget may be less (no
+        # max_tokens: the context's room), and the length limit is the harder one.
+        min_tokens=min(sampling.min_tokens, max_tokens))

@@ -84,6 +84,8 @@ class Sampling:
     logit_bias: tuple[tuple[int, float], ...] = ()
     logprobs: int | None = None  # top alternatives per token; None: no logprobs
     n: int = 1
+    ignore_eos: bool = False  # the answer runs to max_tokens (or a stop string)
+    min_tokens: int = 0  # no end of generation before this many tokens
 
 
 @dataclass
