@@ -72,7 +72,8 @@ def chat_turn(req: ChatCompletionRequest) -> Turn:
     return Turn(
         model=req.model, messages=[chat_message(m, i) for i, m in enumerate(req.messages)],
         sampling=sampling.sampling(req, req.max_completion_tokens or req.max_tokens,
-                                   (req.top_logprobs or 0) if req.logprobs else None),
+                                   (req.top_logprobs or 0) if req.logprobs else None,
+                                   req.prediction.text() if req.prediction else None),
         tools=[_tool(t, i) for i, t in enumerate(req.tools or [])],
         tool_choice=None if choice is None else
         ToolChoice("named", choice.function.name) if isinstance(choice, NamedToolChoice)

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from modelserve.api.protocol_generation import LengthExtras
+from modelserve.api.protocol_generation import LengthExtras, PredictionField
 from modelserve.api.protocol_output import OutputControls
 from modelserve.api.protocol_tools import DeltaToolCall, ToolCall, ToolFields
 from modelserve.api.protocol_unsupported import UnsupportedChatFields
@@ -173,7 +173,8 @@ TEMPLATE_NAMES = frozenset({"messages", "tools", "add_generation_prompt", "bos_t
                             "eos_token"})
 
 
-class ChatCompletionRequest(SamplingFields, OutputControls, ToolFields, UnsupportedChatFields):
+class ChatCompletionRequest(SamplingFields, OutputControls, ToolFields, PredictionField,
+                            UnsupportedChatFields):
     messages: list[ChatMessage] = Field(min_length=1)
     # Reasoning models' templates read these (Qwen3's `enable_thinking`, gpt-oss's
     # `reasoning_effort`); templates that do not simply ignore them.

@@ -1,14 +1,17 @@
-"""Wire types of what shapes an answer's length: the vLLM / llama-server extras `ignore_eos`
-and `min_tokens` (chat and completions)."""
+"""Wire types of what shapes an answer's length and drafts it: the vLLM / llama-server extras
+`ignore_eos` and `min_tokens` (chat and completions), and OpenAI's Predicted Outputs
+(`prediction`, chat only)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
+    ConfigDict,
     Field,
     ValidationError,
+    field_validator,
     model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
@@ -45,3 +48,43 @@ class LengthExtras(BaseModel):
             raise field_error("min_tokens", f"{self.min_tokens} is more than {name} "
                               f"({limit}{given})", self.min_tokens)
         return self
+
+
+class PredictionText(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["text"]
+    text: str
+
+
+def _text_parts(value: Any) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
+        and set(p) <= {"type", "text"} for p in value)
+
+
+class Prediction(BaseModel):
+    """OpenAI's Predicted Outputs: text the answer is expected to repeat (a file being
+    edited), drafted for speculative decoding. It never changes the answer, only its speed."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["content"]
+    content: str | list[PredictionText]
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _text_only(cls, value: Any) -> Any:
+        # Checked before the union does: its error would name a branch (`content.str`),
+        # not the field the client sent.
+        if not isinstance(value, str) and not _text_parts(value):
+            raise ValueError('must be a string or a list of text parts ({"type": "text", '
+                             '"text": ...})')
+        return value
+
+    def text(self) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content)
+
+
+class PredictionField(BaseModel):
+    prediction: Prediction | None = None

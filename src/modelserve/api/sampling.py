@@ -10,14 +10,16 @@ from modelserve.engine.sequence import TokenLogprob
 from modelserve.kinds.chat import ChatModel
 
 
-def sampling(req: SamplingFields, max_tokens: int | None, logprobs: int | None) -> Sampling:
+def sampling(req: SamplingFields, max_tokens: int | None, logprobs: int | None,
+             prediction: str | None = None) -> Sampling:
     return Sampling(
         max_tokens=max_tokens, temperature=req.temperature, top_p=req.top_p, top_k=req.top_k,
         min_p=req.min_p, seed=req.seed, stop=tuple(req.stop or ()),
         presence_penalty=req.presence_penalty, frequency_penalty=req.frequency_penalty,
         repeat_penalty=req.repeat_penalty,
         logit_bias=tuple((int(k), float(v)) for k, v in (req.logit_bias or {}).items()),
-        logprobs=logprobs, n=req.n, ignore_eos=req.ignore_eos, min_tokens=req.min_tokens)
+        logprobs=logprobs, n=req.n, ignore_eos=req.ignore_eos, min_tokens=req.min_tokens,
+        prediction=prediction)
 
 
 def usage(counts: events.Usage) -> Usage:
