@@ -115,6 +115,9 @@ class Usage(BaseModel):
     completion_tokens: int
     total_tokens: int
     prompt_tokens_details: dict[str, int] | None = None
+    # Chat: reasoning and Predicted Outputs' counts, as OpenAI's; left out where not counted.
+    completion_tokens_details: dict[str, int] | None = Field(
+        None, exclude_if=lambda v: v is None)
 
 
 # -- chat -----------------------------------------------------------------------------------
