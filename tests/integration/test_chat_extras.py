@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from tests.conftest import SMOLLM2, LiveServer, serve
-from tests.helpers import assert_openai_error
+from tests.helpers import THINK_THEN_ANSWER, assert_openai_error
 
 MODEL = "smol"
 YES = [{"role": "user", "content": "Say only the word yes."}]
@@ -160,6 +160,17 @@ def test_n_choices_add_their_counts_up(client: openai.OpenAI) -> None:
     assert [c.message.content for c in two.choices] == [one.choices[0].message.content] * 2
     accepted = details(one.usage)["accepted_prediction_tokens"]
     assert details(two.usage)["accepted_prediction_tokens"] == 2 * accepted
+
+
+def test_reasoning_tokens_are_counted_streamed_or_not(client: openai.OpenAI) -> None:
+    ask: dict[str, Any] = {"max_tokens": 120, "extra_body": {"grammar": THINK_THEN_ANSWER}}
+    whole = greedy(client, YES, **ask)
+    assert whole.choices[0].message.model_extra.get("reasoning_content")
+    counts = details(whole.usage)
+    assert 0 < counts["reasoning_tokens"] < whole.usage.completion_tokens
+    chunks = list(greedy(client, YES, stream=True, stream_options={"include_usage": True},
+                         **ask))
+    assert details(chunks[-1].usage) == counts
 
 
 # Needs the engine side (the prediction drafted and verified, its counts reported): fails on
