@@ -22,6 +22,8 @@ from tests.fixtures.images import data_url, image_bytes
 
 # logit_bias that bans SmolLM2's end-of-generation tokens: answers run to max_tokens.
 NO_EOS = {"0": -100, "1": -100, "2": -100}
+# A grammar (the llama.cpp extra) that makes any model think first: a reasoning answer.
+THINK_THEN_ANSWER = 'root ::= "<think>" [a-z ]{1,40} "</think>" [A-Za-z ]{1,40}'
 PNG = data_url(image_bytes("PNG", seed=1))
 MetricSamples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 

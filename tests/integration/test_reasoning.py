@@ -13,10 +13,9 @@ import openai
 import pytest
 
 from tests.conftest import CHAT_MODEL, SMOLLM2, LiveServer, serve
-from tests.helpers import assert_openai_error
+from tests.helpers import THINK_THEN_ANSWER, assert_openai_error
 
 USER: list[Any] = [{"role": "user", "content": "Say hello."}]
-THINK_THEN_ANSWER = 'root ::= "<think>" [a-z ]{1,40} "</think>" [A-Za-z ]{1,40}'
 OPENED_THEN_ANSWER = 'root ::= [a-z ]{1,40} "</think>" [A-Za-z ]{1,40}'
 CALL = ('<tool_call>\\n{\\"name\\": \\"get_weather\\", \\"arguments\\": '
         '{\\"city\\": \\"Paris\\"}}\\n</tool_call>')

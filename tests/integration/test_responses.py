@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from tests.conftest import SMOLLM2, LiveServer, serve
 from tests.fixtures.tiny_mmproj import TinyMmproj, write_tiny_mmproj
-from tests.helpers import PNG, assert_openai_error, typed_sse
+from tests.helpers import PNG, THINK_THEN_ANSWER, assert_openai_error, typed_sse
 
 TEXT, TOOLS_MODEL = "smol", "qwen"
 KEY_A, KEY_B = "responses-key-a", "responses-key-b"
@@ -27,7 +27,6 @@ PARIS = "What's the weather in Paris?"
 ANSWER_NOW = "Answer in one sentence with the temperature."
 # SmolLM2 thinks by itself no more than the other models: a grammar makes it write the shape a
 # reasoning model writes (as in test_reasoning.py).
-THINK_THEN_ANSWER = 'root ::= "<think>" [a-z ]{1,40} "</think>" [A-Za-z ]{1,40}'
 THINKER, VISION = "smol-thinker", "smol-vision"
 # ChatML, plus what reasoning templates read.
 TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n"

@@ -67,9 +67,7 @@ NOT_YET = [  # tools are served (test_tools.py); their deprecated form is not
     ("/v1/chat/completions", {"functions": [TOOL["function"]]}, "functions"),
     ("/v1/chat/completions", {"modalities": ["text", "audio"]}, "modalities"),
     ("/v1/chat/completions", {"audio": {"voice": "alloy", "format": "wav"}}, "audio"),
-    ("/v1/chat/completions", {"prediction": {"type": "content", "content": "Hi"}},
-     "prediction"),
-]
+]  # Predicted Outputs are served (test_chat_extras.py)
 
 
 @pytest.mark.parametrize(("route", "extra", "param"), NOT_YET)

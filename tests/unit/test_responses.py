@@ -28,7 +28,8 @@ from modelserve.config_sections import CacheSettings, ResponsesSettings
 class Vocab:
     """The one thing the surface asks of the model: tokens of the reasoning text."""
 
-    def tokenize(self, text: str, special: bool = False) -> list[int]:
+    def tokenize(self, text: str, special: bool = False, add_special: bool = True
+                 ) -> list[int]:
         return list(range(len(text.split())))
 
 

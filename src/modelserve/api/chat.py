@@ -72,7 +72,8 @@ def chat_turn(req: ChatCompletionRequest) -> Turn:
     return Turn(
         model=req.model, messages=[chat_message(m, i) for i, m in enumerate(req.messages)],
         sampling=sampling.sampling(req, req.max_completion_tokens or req.max_tokens,
-                                   (req.top_logprobs or 0) if req.logprobs else None),
+                                   (req.top_logprobs or 0) if req.logprobs else None,
+                                   req.prediction.text() if req.prediction else None),
         tools=[_tool(t, i) for i, t in enumerate(req.tools or [])],
         tool_choice=None if choice is None else
         ToolChoice("named", choice.function.name) if isinstance(choice, NamedToolChoice)
@@ -149,9 +150,12 @@ class ChatSurface:
                               logprobs=_logprobs(model, c.logprobs or [])
                               if self.req.logprobs else None)
                    for c in result.choices]
+        reasoning = sampling.reasoning_tokens(model, (c.reasoning for c in result.choices),
+                                              result.usage.completion_tokens)
         return ChatCompletionResponse(
             id=f"chatcmpl-{result.id}", created=result.created, model=result.model,
-            choices=choices, usage=sampling.usage(result.usage)).model_dump_json().encode()
+            choices=choices, usage=sampling.usage(result.usage, reasoning)
+        ).model_dump_json().encode()
 
     async def stream(self, source: Source, model: ChatModel) -> AsyncIterator[str]:
         req = self.req
@@ -168,6 +172,7 @@ class ChatSurface:
         for i in range(req.n):
             yield chunk([ChatChunkChoice(index=i,
                                          delta=DeltaMessage(role="assistant", content=""))])
+        thoughts = [""] * req.n  # each choice's reasoning, for the usage chunk's count
         try:
             async for event in source.events():
                 if isinstance(event, ev.TextDelta) and event.logprobs is None:
@@ -175,11 +180,15 @@ class ChatSurface:
                         before, after = templates[event.index]
                         yield before + json.dumps(event.text, ensure_ascii=False) + after
                 elif req.logprobs or not isinstance(event, ev.Logprobs):
+                    if isinstance(event, ev.ReasoningDelta):
+                        thoughts[event.index] += event.text
                     yield chunk([_chunk_choice(event, model if req.logprobs else None)])
         except APIError as exc:
             yield exc.sse()
         if req.usage_requested:
-            yield chat_chunk(head, [], sampling.usage(source.usage))
+            counts = source.usage
+            reasoning = sampling.reasoning_tokens(model, thoughts, counts.completion_tokens)
+            yield chat_chunk(head, [], sampling.usage(counts, reasoning))
         yield sse("[DONE]")
 
 

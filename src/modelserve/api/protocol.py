@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from modelserve.api.protocol_generation import LengthExtras, PredictionField
 from modelserve.api.protocol_output import OutputControls
 from modelserve.api.protocol_tools import DeltaToolCall, ToolCall, ToolFields
 from modelserve.api.protocol_unsupported import UnsupportedChatFields
@@ -42,8 +43,9 @@ _STREAM_RULE: dict[str, Any] = {
     "then": {"required": ["stream"], "properties": {"stream": {"const": True}}}}
 
 
-class SamplingFields(NullMeansDefault):
-    """Sampling fields shared by chat and legacy completions (plus llama.cpp extras)."""
+class SamplingFields(NullMeansDefault, LengthExtras):
+    """Sampling fields shared by chat and legacy completions (plus llama.cpp and vLLM
+    extras)."""
 
     model_config = ConfigDict(extra="allow", json_schema_extra={"allOf": [_STREAM_RULE]})
 
@@ -78,6 +80,9 @@ class SamplingFields(NullMeansDefault):
         """A stream ends with a usage chunk (`stream_options.include_usage`)."""
         return bool(self.stream_options and self.stream_options.include_usage)
 
+    def token_limit(self) -> tuple[str, int | None]:
+        return "max_tokens", self.max_tokens
+
     @field_validator("stop")
     @classmethod
     def _check_stop(cls, value: str | list[str] | None) -> list[str]:
@@ -110,6 +115,9 @@ class Usage(BaseModel):
     completion_tokens: int
     total_tokens: int
     prompt_tokens_details: dict[str, int] | None = None
+    # Chat: reasoning and Predicted Outputs' counts, as OpenAI's; left out where not counted.
+    completion_tokens_details: dict[str, int] | None = Field(
+        None, exclude_if=lambda v: v is None)
 
 
 # -- chat -----------------------------------------------------------------------------------
@@ -168,7 +176,8 @@ TEMPLATE_NAMES = frozenset({"messages", "tools", "add_generation_prompt", "bos_t
                             "eos_token"})
 
 
-class ChatCompletionRequest(SamplingFields, OutputControls, ToolFields, UnsupportedChatFields):
+class ChatCompletionRequest(SamplingFields, OutputControls, ToolFields, PredictionField,
+                            UnsupportedChatFields):
     messages: list[ChatMessage] = Field(min_length=1)
     # Reasoning models' templates read these (Qwen3's `enable_thinking`, gpt-oss's
     # `reasoning_effort`); templates that do not simply ignore them.
@@ -195,6 +204,11 @@ class ChatCompletionRequest(SamplingFields, OutputControls, ToolFields, Unsuppor
         if self.top_logprobs and not self.logprobs:
             raise ValueError("top_logprobs requires logprobs to be true")
         return self
+
+    def token_limit(self) -> tuple[str, int | None]:
+        if self.max_completion_tokens is not None:  # what the answer is cut at (api/chat.py)
+            return "max_completion_tokens", self.max_completion_tokens
+        return super().token_limit()
 
     @field_validator("chat_template_kwargs")
     @classmethod
@@ -332,40 +346,6 @@ class CompletionResponse(BaseModel):
     choices: list[CompletionChoice]
     usage: Usage | None = None
     system_fingerprint: str | None = None
-
-
-# -- tokenizer extension ---------------------------------------------------------------------
-
-
-class TokenizeRequest(OpenAIModel):
-    # Exactly one of prompt or messages, as `_one_input` checks.
-    model_config = ConfigDict(extra="allow", json_schema_extra={
-        "oneOf": [{"required": ["prompt"], "properties": {"prompt": {"type": "string"}}},
-                  {"required": ["messages"], "properties": {"messages": {"type": "array"}}}]})
-    model: str = Field(min_length=1)
-    prompt: str | None = None
-    messages: list[ChatMessage] | None = None
-
-    @model_validator(mode="after")
-    def _one_input(self) -> TokenizeRequest:
-        if (self.prompt is None) == (self.messages is None):
-            raise ValueError("give exactly one of prompt or messages")
-        return self
-
-
-class TokenizeResponse(BaseModel):
-    tokens: list[int]
-    count: int
-    max_model_len: int
-
-
-class DetokenizeRequest(OpenAIModel):
-    model: str = Field(min_length=1)
-    tokens: list[int]
-
-
-class DetokenizeResponse(BaseModel):
-    prompt: str
 
 
 # -- models and errors ----------------------------------------------------------------------

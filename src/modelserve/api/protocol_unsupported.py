@@ -4,7 +4,8 @@ A client that asks for audio or the deprecated `functions` must get a 400 that
 names the field, not free text with a 200 (which agent frameworks would then try to parse as
 the thing they asked for). Values that ask for nothing pass: an empty function list,
 function_call "none" or "auto". Constrained output (response_format, grammar, json_schema) is
-served (protocol_output.py), and so are tools (protocol_tools.py).
+served (protocol_output.py), and so are tools (protocol_tools.py) and Predicted Outputs
+(protocol_generation.py).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ class UnsupportedChatFields(BaseModel):
     modalities: list[str] | None = None
     audio: dict[str, Any] | None = None
     web_search_options: dict[str, Any] | None = None
-    prediction: dict[str, Any] | None = None  # predicted outputs (speculative decoding)
 
     @field_validator("functions")
     @classmethod
@@ -48,7 +48,7 @@ class UnsupportedChatFields(BaseModel):
             raise ValueError("only text output is supported")
         return value
 
-    @field_validator("audio", "web_search_options", "prediction")
+    @field_validator("audio", "web_search_options")
     @classmethod
     def _not_offered(cls, value: object) -> object:
         if value is not None:

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request
 from modelserve.api import leases
 from modelserve.api.chat import chat_message
 from modelserve.api.openapi import error_responses
-from modelserve.api.protocol import (
+from modelserve.api.protocol_tokenize import (
     DetokenizeRequest,
     DetokenizeResponse,
     TokenizeRequest,

@@ -40,9 +40,11 @@ def completion_budget(model: Context, prompt_len: int, requested: int | None,
 
 
 def sampling_params(sampling: Sampling, max_tokens: int, choice: int,
-                    grammar: str | None = None) -> SamplingParams:
+                    grammar: str | None = None, prediction: tuple[int, ...] = ()
+                    ) -> SamplingParams:
     """The engine's parameters for choice `choice` (its seed is the turn's + the choice, so
-    seeded choices differ from each other and repeat across requests)."""
+    seeded choices differ from each other and repeat across requests). `prediction`: the
+    turn's predicted output, tokenized."""
     return SamplingParams(
         max_tokens=max_tokens, temperature=sampling.temperature, top_p=sampling.top_p,
         top_k=sampling.top_k, min_p=sampling.min_p,
@@ -50,4 +52,7 @@ def sampling_params(sampling: Sampling, max_tokens: int, choice: int,
         stop=sampling.stop, presence_penalty=sampling.presence_penalty,
         frequency_penalty=sampling.frequency_penalty, repeat_penalty=sampling.repeat_penalty,
         logit_bias=sampling.logit_bias, logprobs=sampling.logprobs is not None,
-        top_logprobs=sampling.logprobs or 0, grammar=grammar)
+        top_logprobs=sampling.logprobs or 0, grammar=grammar, ignore_eos=sampling.ignore_eos,
+        # The request's check held min_tokens to max_tokens; the budget may be less (no
+        # max_tokens: the context's room), and the length limit is the harder one.
+        min_tokens=min(sampling.min_tokens, max_tokens), prediction=prediction)

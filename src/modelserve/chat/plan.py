@@ -49,6 +49,10 @@ def check_limits(turn: Turn, limits: InputLimits) -> None:
             raise _over(f"message {i} has {chars} characters, over the maximum of "
                         f"{limits.max_message_chars}", f"{msg.where}.content",
                         "max_message_chars")
+    predicted = len(sampling.prediction or "")
+    if predicted > limits.max_message_chars:  # it is tokenized like a message
+        raise _over(f"the prediction has {predicted} characters, over the maximum of "
+                    f"{limits.max_message_chars}", names.prediction, "max_message_chars")
 
 
 @dataclass
@@ -60,6 +64,7 @@ class TurnPlan:
     thinking: bool = False  # the prompt opened a think block
     max_tokens: int = 0
     multimodal: MultimodalPrompt | None = None
+    prediction: tuple[int, ...] = ()  # the predicted output's tokens, once counted
 
     @property
     def tokens(self) -> list[int]:
@@ -75,7 +80,7 @@ class TurnPlan:
 
     def jobs(self) -> list[tuple[list[int], SamplingParams]]:
         return [(self.tokens, sampling_params(self.turn.sampling, self.max_tokens, i,
-                                              self.grammar))
+                                              self.grammar, self.prediction))
                 for i in range(self.turn.sampling.n)]
 
 
@@ -108,6 +113,10 @@ def count(plan: TurnPlan, model: ChatModel, images: ImageSettings) -> tuple[int,
         b"".join(model.token_bytes(t) for t in tail).decode("utf-8", errors="replace"))
     if plan.tools is not None:
         plan.grammar = _call_grammar(plan, model) or plan.grammar
+    if turn.sampling.prediction:
+        # The answer's own tokens, as the model would write them: no BOS, and special-token
+        # syntax in the text stays text.
+        plan.prediction = tuple(model.tokenize(turn.sampling.prediction, add_special=False))
     plan.max_tokens = budget(plan, model, len(plan.prompt.text_tokens))
     return len(plan.prompt.text_tokens), plan.max_tokens * turn.sampling.n
 

@@ -136,11 +136,14 @@ class TurnRun:
         self._finishes: list[Finish | None] = [None] * len(gens)
         self.completion_tokens = 0
         self.cached_tokens = prompt_tokens
+        self.accepted_prediction_tokens = 0
+        self.rejected_prediction_tokens = 0
         self.result: Result | None = None
 
     @property
     def usage(self) -> Usage:
-        return Usage(self.prompt_tokens, self.completion_tokens, self.cached_tokens)
+        return Usage(self.prompt_tokens, self.completion_tokens, self.cached_tokens,
+                     self.accepted_prediction_tokens, self.rejected_prediction_tokens)
 
     async def events(self) -> AsyncIterator[Event]:
         async for index, out in merge(self.gens):
@@ -178,6 +181,9 @@ class TurnRun:
                     event.index = index
                     events.append(event)
             self.cached_tokens = min(self.cached_tokens, out.cached_tokens)
+            # A sequence's last output carries its prediction totals; choices add up.
+            self.accepted_prediction_tokens += out.accepted_prediction_tokens
+            self.rejected_prediction_tokens += out.rejected_prediction_tokens
             reason = out.finish_reason
             if parser is not None and reason == "stop" and parser.answer().tool_calls:
                 reason = "tool_calls"  # one cut short by max_tokens stays "length"

@@ -84,6 +84,10 @@ class Sampling:
     logit_bias: tuple[tuple[int, float], ...] = ()
     logprobs: int | None = None  # top alternatives per token; None: no logprobs
     n: int = 1
+    ignore_eos: bool = False  # the answer runs to max_tokens (or a stop string)
+    min_tokens: int = 0  # no end of generation before this many tokens
+    # Predicted Outputs: text the answer is expected to repeat (tokenized with the prompt).
+    prediction: str | None = None
 
 
 @dataclass
@@ -98,6 +102,7 @@ class Names:
     budget: str = "messages"  # what a prompt + answer too long for the context blames
     logit_bias: str = "logit_bias"
     n: str = "n"
+    prediction: str = "prediction.content"
 
 
 @dataclass

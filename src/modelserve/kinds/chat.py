@@ -38,7 +38,8 @@ class ChatModel(Protocol):
 
     def has_token(self, text: str) -> bool: ...
 
-    def tokenize(self, text: str, special: bool = False) -> list[int]: ...
+    def tokenize(self, text: str, special: bool = False, add_special: bool = True
+                 ) -> list[int]: ...
 
     def render_chat(self, messages: list[dict[str, Any]],
                     tools: list[dict[str, Any]] | None = None,

@@ -73,10 +73,12 @@ class ChatVocabulary:
     def _add_bos(self, text: str) -> bool:
         return self.model.add_bos and not (self._bos_text and text.startswith(self._bos_text))
 
-    def tokenize(self, text: str, special: bool = False) -> list[int]:
+    def tokenize(self, text: str, special: bool = False, add_special: bool = True
+                 ) -> list[int]:
         """Plain completion prompts: user text, so special-token syntax is not parsed unless
-        `special` (a prompt the client templated itself, Ollama's `raw`)."""
-        return self.model.tokenize(text, add_special=True, parse_special=special)
+        `special` (a prompt the client templated itself, Ollama's `raw`). Without
+        `add_special`: text as the model's output holds it (no BOS)."""
+        return self.model.tokenize(text, add_special=add_special, parse_special=special)
 
     def token_text(self, token: int) -> str:
         return self.model.token_text(token)

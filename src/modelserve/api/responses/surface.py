@@ -11,6 +11,7 @@ from typing import Any
 from modelserve.api.errors import APIError
 from modelserve.api.responses.convert import new_id
 from modelserve.api.responses.protocol import FunctionChoice, ResponsesRequest
+from modelserve.api.sampling import reasoning_tokens
 from modelserve.chat import events as ev
 from modelserve.chat.route import Source
 from modelserve.kinds.chat import ChatModel
@@ -47,12 +48,6 @@ def usage(counts: ev.Usage, reasoning_tokens: int) -> dict[str, Any]:
             "output_tokens": counts.completion_tokens,
             "output_tokens_details": {"reasoning_tokens": reasoning_tokens},
             "total_tokens": counts.total_tokens}
-
-
-def _reasoning_tokens(model: ChatModel, reasoning: str, completion_tokens: int) -> int:
-    # The core counts the answer's tokens as one; the reasoning's share is its text
-    # tokenized again (the same tokens, up to how a boundary merges).
-    return min(len(model.tokenize(reasoning)), completion_tokens) if reasoning else 0
 
 
 class ResponsesSurface:
@@ -115,8 +110,8 @@ class ResponsesSurface:
             output.append(message_item(new_id("msg"), choice.content or "", status))
         output += [call_item(new_id("fc"), c.id, c.name, c.arguments, status)
                    for c in choice.tool_calls]
-        counts = usage(result.usage, _reasoning_tokens(model, choice.reasoning or "",
-                                                      result.usage.completion_tokens))
+        counts = usage(result.usage, reasoning_tokens(model, [choice.reasoning],
+                                                     result.usage.completion_tokens))
         self.final = self.response(result.model, output, status, counts)
         return json.dumps(self.final, ensure_ascii=False).encode()
 
@@ -138,8 +133,8 @@ class ResponsesSurface:
         status = "incomplete" if items.cut else "completed"
         reasoning = "".join(i["content"][0]["text"] for i in items.output
                             if i["type"] == "reasoning" and i["content"])
-        counts = usage(source.usage, _reasoning_tokens(model, reasoning,
-                                                      source.usage.completion_tokens))
+        counts = usage(source.usage, reasoning_tokens(model, [reasoning],
+                                                     source.usage.completion_tokens))
         self.final = self.response(source.model, items.output, status, counts)
         yield items.event(f"response.{status}", response=self.final)
         if self.keep is not None:
