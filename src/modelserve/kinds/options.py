@@ -35,7 +35,9 @@ class LlamaCppOptions(BaseModel):
         "ngram", description="speculative decoding of greedy requests: `ngram` drafts from "
         "the prompt and output and from a request's `prediction`; `prediction` only from "
         "that; `off`")
-    draft_max: int = Field(16, ge=2, le=64, description="most tokens drafted per step")
+    # le=32: with 64 rows of one sequence llama.cpp switches to its tiled attention, whose
+    # sums differ from the one-row path, and verified tokens could then differ too.
+    draft_max: int = Field(16, ge=2, le=32, description="most tokens drafted per step")
     host_cache_mb: int = Field(
         1024, ge=0, description="host memory (MiB) keeping the KV of prompts pushed out of "
         "their slot, restored when one comes back; 0: off")
