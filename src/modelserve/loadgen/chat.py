@@ -212,7 +212,8 @@ async def run_level(url: str, model: str, concurrency: int, max_tokens: int, per
     async with open_client(client, concurrency, auth_headers(dialect, api_key)) as http:
         nested = await asyncio.gather(*(client_loop(http, i) for i in range(concurrency)))
     wall = time.perf_counter() - started
-    return level_result(label, concurrency, [r for rs in nested for r in rs], wall, workload)
+    return level_result(label, concurrency, [r for rs in nested for r in rs], wall,
+                        workload + ("+ignore_eos" if ignore_eos else ""))
 
 
 def level_result(label: str, concurrency: int, results: list[RequestResult], wall: float,
@@ -289,6 +290,8 @@ def run_chat_bench(args: argparse.Namespace) -> None:
     conversation = args.workload in ("multiturn", "editing")
     if conversation and args.surface != "chat":
         sys.exit(f"modelserve: --workload {args.workload} runs on --surface chat only")
+    if args.prediction and args.workload != "editing":
+        sys.exit("modelserve: --prediction is for --workload editing")
     label = args.label or args.url
     rows = []
     for level in levels:

@@ -232,6 +232,7 @@ async def run_workload(args: argparse.Namespace, level: int, max_tokens: int,
                                         extra)
             workload += "+prediction" if args.prediction else ""
     wall = time.perf_counter() - started
+    workload += "+ignore_eos" if args.ignore_eos else ""
     return level_result(label, level, results, wall, workload)
 
 
