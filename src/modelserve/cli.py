@@ -173,13 +173,27 @@ def build_parser() -> argparse.ArgumentParser:
     chat = bench_sub.add_parser("chat", help="streaming chat: TTFT, ITL, tok/s, errors")
     chat.add_argument("--url", default="http://127.0.0.1:8000", help="server base URL")
     chat.add_argument("--model", required=True)
-    chat.add_argument("--concurrency", default="1,8,32", help="comma-separated levels")
-    chat.add_argument("--max-tokens", type=int, default=128)
+    chat.add_argument("--concurrency", default=None,
+                      help="comma-separated levels (default: 1,8,32; multiturn: 16 workers; "
+                           "editing: 1,8)")
+    chat.add_argument("--max-tokens", type=int, default=None,
+                      help="per request (default 128; multiturn: 64 per turn; editing: 400)")
     chat.add_argument("--requests-per-client", type=int, default=2)
     chat.add_argument("--label", default=None, help="name for this server in the table")
     chat.add_argument("--json-out", type=Path, help="append results as JSON lines here")
-    chat.add_argument("--workload", choices=["text", "json"], default="text",
-                      help="json: every request constrained by a JSON schema (structured output)")
+    chat.add_argument("--workload", choices=["text", "json", "multiturn", "editing"],
+                      default="text",
+                      help="json: every request constrained by a JSON schema (structured "
+                           "output); multiturn: conversations over one shared system prompt; "
+                           "editing: rewrite a code block with one change")
+    chat.add_argument("--ignore-eos", action="store_true",
+                      help="ask for ignore_eos: every answer runs to --max-tokens")
+    chat.add_argument("--users", type=int, default=64, help="multiturn: conversations")
+    chat.add_argument("--turns", type=int, default=4, help="multiturn: turns of each")
+    chat.add_argument("--system-words", type=int, default=750,
+                      help="multiturn: words of the shared system prompt (750: ~1000 tokens)")
+    chat.add_argument("--prediction", action="store_true",
+                      help="editing: send the original code as a Predicted Output")
     chat.add_argument("--surface", choices=sorted(SURFACES), default="chat",
                       help="the API dialect to stream through (/v1/chat/completions, "
                            "/v1/responses, /v1/messages, /api/chat)")

@@ -8,8 +8,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
@@ -32,6 +33,11 @@ class RequestResult:
     ttft: float | None = None
     gaps: list[float] = field(default_factory=list)
     error: str | None = None
+    latency: float | None = None  # request sent to the stream's last event
+    content: str = ""  # the answer's text (Chat Completions): multi-turn histories carry it
+    usage: dict[str, Any] | None = None  # the server's usage object, where it sent one
+    timings: dict[str, Any] | None = None  # llama-server's, with its speculative drafts
+    turn: int = 0  # multi-turn: which turn of its conversation (1-based); 0 otherwise
 
 
 @dataclass
@@ -48,6 +54,18 @@ class LevelResult:
     itl_p50_ms: float | None
     itl_p99_ms: float | None
     error_samples: list[str]
+    # The workloads beyond plain text (chat_workloads.py) read these; None where no request
+    # said (a server that reports no cached or prediction tokens is not one that cached none).
+    workload: str = "text"
+    latency_p50_ms: float | None = None
+    latency_p99_ms: float | None = None
+    prompt_tokens: int | None = None
+    cached_tokens: int | None = None  # usage.prompt_tokens_details.cached_tokens, summed
+    accepted_prediction_tokens: int | None = None  # usage.completion_tokens_details
+    rejected_prediction_tokens: int | None = None
+    draft_tokens: int | None = None  # llama-server's timings.draft_n (its own speculation)
+    draft_accepted_tokens: int | None = None
+    ttft_p50_by_turn_ms: list[float | None] | None = None  # multi-turn: turn 1, 2, ...
 
 
 def percentile(values: list[float], pct: float) -> float | None:
@@ -64,6 +82,7 @@ async def one_request(client: Client, url: str, surface: Surface,
     last = started
     result = RequestResult(ok=False)
     chunk_tokens = 0
+    parts: list[str] = []
     done = False
     try:
         async with client.stream(f"{url}{surface.path}", body) as (status, lines):
@@ -76,6 +95,12 @@ async def one_request(client: Client, url: str, surface: Surface,
                     return RequestResult(ok=False, error=line.error)
                 if line.tokens is not None:
                     result.tokens = line.tokens
+                if line.usage is not None:
+                    result.usage = line.usage
+                if line.timings is not None:
+                    result.timings = line.timings
+                if line.content:
+                    parts.append(line.content)
                 if line.text:
                     now = time.perf_counter()
                     if result.ttft is None:
@@ -92,6 +117,8 @@ async def one_request(client: Client, url: str, surface: Surface,
     if not done:  # a stream cut short is an error even when it said nothing
         return RequestResult(ok=False, error="stream ended without its last event")
     result.tokens = result.tokens or chunk_tokens
+    result.latency = time.perf_counter() - started
+    result.content = "".join(parts)
     result.ok = True
     return result
 
@@ -143,48 +170,97 @@ WORKLOADS: dict[str, dict[str, Any]] = {
 }
 
 
+@asynccontextmanager
+async def open_client(kind: str, concurrency: int, headers: dict[str, str]
+                      ) -> AsyncIterator[Client]:
+    """One HTTP stack for a level, its pool sized so that no stream waits for a connection."""
+    if kind == "aiohttp":
+        connector = aiohttp.TCPConnector(limit=concurrency + 4)
+        async with aiohttp.ClientSession(connector=connector, headers=headers,
+                                         timeout=aiohttp.ClientTimeout(total=600)) as session:
+            yield AiohttpClient(session)
+    else:
+        async with httpx.AsyncClient(timeout=httpx.Timeout(600.0), headers=headers,
+                                     limits=httpx.Limits(max_connections=concurrency + 4)
+                                     ) as http:
+            yield HttpxClient(http)
+
+
+def auth_headers(dialect: Surface, api_key: str | None) -> dict[str, str]:
+    return {**dialect.headers, **({"Authorization": f"Bearer {api_key}"} if api_key else {})}
+
+
 async def run_level(url: str, model: str, concurrency: int, max_tokens: int, per_client: int,
                     label: str, api_key: str | None, workload: str = "text",
-                    surface: str = "chat", client: str = "httpx") -> LevelResult:
+                    surface: str = "chat", client: str = "httpx",
+                    ignore_eos: bool = False) -> LevelResult:
     dialect = SURFACES[surface]
-    headers = {**dialect.headers, **({"Authorization": f"Bearer {api_key}"} if api_key else {})}
+    # ignore_eos: every answer runs to max_tokens (GuideLLM's fixed-length outputs), so servers
+    # whose models stop at different points still compare over the same number of tokens.
+    extra = {**WORKLOADS[workload], **({"ignore_eos": True} if ignore_eos else {})}
 
     async def client_loop(http: Client, index: int) -> list[RequestResult]:
         results = []
         for round_ in range(per_client):
             topic = TOPICS[(index + round_ * 7) % len(TOPICS)]
             body = {**dialect.body(model, f"Write a long story about {topic}.", max_tokens),
-                    **WORKLOADS[workload]}
+                    **extra}
             results.append(await one_request(http, url, dialect, body))
         return results
 
-    async def all_clients(http: Client) -> list[list[RequestResult]]:
-        return await asyncio.gather(*(client_loop(http, i) for i in range(concurrency)))
-
     started = time.perf_counter()
-    if client == "aiohttp":
-        connector = aiohttp.TCPConnector(limit=concurrency + 4)
-        async with aiohttp.ClientSession(connector=connector, headers=headers,
-                                         timeout=aiohttp.ClientTimeout(total=600)) as session:
-            nested = await all_clients(AiohttpClient(session))
-    else:
-        async with httpx.AsyncClient(timeout=httpx.Timeout(600.0), headers=headers,
-                                     limits=httpx.Limits(max_connections=concurrency + 4)
-                                     ) as http:
-            nested = await all_clients(HttpxClient(http))
+    async with open_client(client, concurrency, auth_headers(dialect, api_key)) as http:
+        nested = await asyncio.gather(*(client_loop(http, i) for i in range(concurrency)))
     wall = time.perf_counter() - started
-    results = [r for rs in nested for r in rs]
+    return level_result(label, concurrency, [r for rs in nested for r in rs], wall,
+                        workload + ("+ignore_eos" if ignore_eos else ""))
+
+
+def level_result(label: str, concurrency: int, results: list[RequestResult], wall: float,
+                 workload: str = "text") -> LevelResult:
     good = [r for r in results if r.ok]
     ttfts = [r.ttft * 1000 for r in good if r.ttft is not None]
     gaps = [g * 1000 for r in good for g in r.gaps]
+    latencies = [r.latency * 1000 for r in good if r.latency is not None]
     tokens = sum(r.tokens for r in good)
+    turns = max((r.turn for r in good), default=0)
+    by_turn = [_round(percentile([r.ttft * 1000 for r in good
+                                  if r.turn == t and r.ttft is not None], 50))
+               for t in range(1, turns + 1)]
     return LevelResult(
         label=label, concurrency=concurrency, requests=len(results),
         errors=len(results) - len(good), completion_tokens=tokens, wall_s=round(wall, 3),
         tokens_per_s=round(tokens / wall, 2) if wall else 0.0,
         ttft_p50_ms=_round(percentile(ttfts, 50)), ttft_p99_ms=_round(percentile(ttfts, 99)),
         itl_p50_ms=_round(percentile(gaps, 50)), itl_p99_ms=_round(percentile(gaps, 99)),
-        error_samples=sorted({r.error or "" for r in results if not r.ok})[:3])
+        error_samples=sorted({r.error or "" for r in results if not r.ok})[:3],
+        workload=workload, latency_p50_ms=_round(percentile(latencies, 50)),
+        latency_p99_ms=_round(percentile(latencies, 99)),
+        prompt_tokens=_sum(_get(r.usage, "prompt_tokens") for r in good),
+        cached_tokens=_sum(_get(r.usage, "prompt_tokens_details", "cached_tokens")
+                           for r in good),
+        accepted_prediction_tokens=_sum(_get(r.usage, "completion_tokens_details",
+                                             "accepted_prediction_tokens") for r in good),
+        rejected_prediction_tokens=_sum(_get(r.usage, "completion_tokens_details",
+                                             "rejected_prediction_tokens") for r in good),
+        draft_tokens=_sum(_get(r.timings, "draft_n") for r in good),
+        draft_accepted_tokens=_sum(_get(r.timings, "draft_n_accepted") for r in good),
+        ttft_p50_by_turn_ms=by_turn if turns else None)
+
+
+def _get(obj: Any, *keys: str) -> int | None:
+    """obj[k1][k2]... as an int, or None where any level is missing (servers differ)."""
+    for key in keys:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(key)
+    return obj if isinstance(obj, int) and not isinstance(obj, bool) else None
+
+
+def _sum(values: Iterable[int | None]) -> int | None:
+    """The sum of what was reported; None when no request reported anything."""
+    seen = [v for v in values if v is not None]
+    return sum(seen) if seen else None
 
 
 def _round(value: float | None) -> float | None:
@@ -201,17 +277,40 @@ def markdown(rows: list[LevelResult]) -> str:
     return "\n".join(lines)
 
 
+# Per workload, what --concurrency and --max-tokens default to: multiturn's 16 workers are the
+# server's 16 slots; editing's 400 tokens hold the whole rewritten module.
+DEFAULTS: dict[str, tuple[str, int]] = {"text": ("1,8,32", 128), "json": ("1,8,32", 128),
+                                        "multiturn": ("16", 64), "editing": ("1,8", 400)}
+
+
 def run_chat_bench(args: argparse.Namespace) -> None:
-    levels = [int(c) for c in str(args.concurrency).split(",") if c.strip()]
+    default_levels, default_tokens = DEFAULTS[args.workload]
+    levels = [int(c) for c in str(args.concurrency or default_levels).split(",") if c.strip()]
+    max_tokens = args.max_tokens or default_tokens
+    conversation = args.workload in ("multiturn", "editing")
+    if conversation and args.surface != "chat":
+        sys.exit(f"modelserve: --workload {args.workload} runs on --surface chat only")
+    if args.prediction and args.workload != "editing":
+        sys.exit("modelserve: --prediction is for --workload editing")
     label = args.label or args.url
     rows = []
     for level in levels:
-        row = asyncio.run(run_level(args.url.rstrip("/"), args.model, level, args.max_tokens,
-                                    args.requests_per_client, label, args.api_key,
-                                    args.workload, args.surface, args.client))
+        if conversation:
+            from modelserve.loadgen.chat_workloads import run_workload
+
+            row = asyncio.run(run_workload(args, level, max_tokens, label))
+        else:
+            row = asyncio.run(run_level(args.url.rstrip("/"), args.model, level, max_tokens,
+                                        args.requests_per_client, label, args.api_key,
+                                        args.workload, args.surface, args.client,
+                                        args.ignore_eos))
         rows.append(row)
         print(json.dumps(asdict(row)), flush=True)
         if args.json_out:
             with open(args.json_out, "a") as fh:
                 fh.write(json.dumps(asdict(row)) + "\n")
     print(markdown(rows))
+    if conversation:
+        from modelserve.loadgen.chat_workloads import markdown_extras
+
+        print(markdown_extras(rows))

@@ -1,5 +1,7 @@
-"""Summarise a benchmark JSONL file (chat, or embeddings rows): median per server and level,
-ratios to a baseline server."""
+"""Summarise a benchmark JSONL file (chat, chat workloads, surfaces or embeddings rows): median
+per server and level, ratios to a baseline server.
+
+    python -m modelserve.loadgen.summary FILE [BASELINE [workloads|surfaces|embeddings]]"""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 
 def summarise(path: Path, baseline: str = "modelserve") -> str:
@@ -36,6 +39,71 @@ def summarise(path: Path, baseline: str = "modelserve") -> str:
             out.append(f"| {label} | {level} | {len(rows)} | {tps:.1f} | {ratio} | {ttft:.0f} "
                        f"| {itl:.1f} | {errors}/{total} |")
     return "\n".join(out)
+
+
+def summarise_workloads(path: Path, baseline: str = "modelserve") -> str:
+    """Chat rows of any workload (bench/chat_workloads_vs_peers.sh): medians over runs per
+    workload, server and level, and each "vs" column as the baseline's advantage (> 1: the
+    baseline does better): its tok/s ÷ this row's, this row's TTFT or latency ÷ its."""
+    runs: dict[tuple[str, int, str], list[dict[str, Any]]] = defaultdict(list)
+    for line in path.read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            runs[(row.get("workload", "text"), row["concurrency"], row["label"])].append(row)
+    out = [f"| workload | server | conc | runs | tok/s | vs {baseline} | TTFT p50 ms "
+           f"| vs {baseline} | TTFT p99 ms | latency p50 ms | vs {baseline} "
+           "| cached / prompt tok | accepted / rejected prediction tok "
+           "| drafts accepted / drafted | TTFT p50 ms by turn | errors |",
+           "|" + "---|" * 16]
+    for workload, level, label in sorted(runs, key=lambda k: (k[0], k[1], k[2] != baseline,
+                                                             k[2])):
+        rows = runs[(workload, level, label)]
+        base = runs.get((workload, level, baseline))
+        tps, ttft, ttft99, latency = (_median(rows, key) for key in (
+            "tokens_per_s", "ttft_p50_ms", "ttft_p99_ms", "latency_p50_ms"))
+        vs = ["-", "-", "-"]
+        if base and label != baseline:
+            vs = [_ratio(_median(base, "tokens_per_s"), tps),
+                  _ratio(ttft, _median(base, "ttft_p50_ms")),
+                  _ratio(latency, _median(base, "latency_p50_ms"))]
+        cached, prompt = _total(rows, "cached_tokens"), _total(rows, "prompt_tokens")
+        share = f" ({100 * cached / prompt:.0f} %)" if cached is not None and prompt else ""
+        turns = [r.get("ttft_p50_by_turn_ms") or [] for r in rows]
+        by_turn = " / ".join(
+            _fmt(statistics.median(t[i] for t in turns if len(t) > i and t[i] is not None)
+                 if any(len(t) > i and t[i] is not None for t in turns) else None)
+            for i in range(max(map(len, turns))))
+        errors = sum(int(r["errors"]) for r in rows)
+        total = sum(int(r["requests"]) for r in rows)
+        out.append(
+            f"| {workload} | {label} | {level} | {len(rows)} | {_fmt(tps)} | {vs[0]} "
+            f"| {_fmt(ttft, 0)} | {vs[1]} | {_fmt(ttft99, 0)} | {_fmt(latency, 0)} | {vs[2]} "
+            f"| {_fmt(cached, 0)} / {_fmt(prompt, 0)}{share} "
+            f"| {_fmt(_total(rows, 'accepted_prediction_tokens'), 0)} / "
+            f"{_fmt(_total(rows, 'rejected_prediction_tokens'), 0)} "
+            f"| {_fmt(_total(rows, 'draft_accepted_tokens'), 0)} / "
+            f"{_fmt(_total(rows, 'draft_tokens'), 0)} | {by_turn or '-'} "
+            f"| {errors}/{total} |")
+    return "\n".join(out)
+
+
+def _median(rows: list[dict[str, Any]], key: str) -> float | None:
+    values = [r[key] for r in rows if r.get(key) is not None]
+    return statistics.median(values) if values else None
+
+
+def _total(rows: list[dict[str, Any]], key: str) -> int | None:
+    """Summed over runs; None where no run's server reported it (not the same as 0)."""
+    values = [r[key] for r in rows if r.get(key) is not None]
+    return sum(values) if values else None
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> str:
+    return f"{numerator / denominator:.2f}x" if numerator and denominator else "-"
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def summarise_embeddings(path: Path, baseline: str) -> str:
@@ -116,6 +184,8 @@ def api_cpu(path: Path, cpu: Path, baseline: str) -> str:
 if __name__ == "__main__":
     if len(sys.argv) > 3 and sys.argv[3] == "surfaces":
         print(summarise_surfaces(Path(sys.argv[1]), sys.argv[2]))
+    elif len(sys.argv) > 3 and sys.argv[3] == "workloads":
+        print(summarise_workloads(Path(sys.argv[1]), sys.argv[2]))
     elif len(sys.argv) > 3 and sys.argv[3] == "embeddings":
         print(summarise_embeddings(Path(sys.argv[1]), sys.argv[2]))
     else:

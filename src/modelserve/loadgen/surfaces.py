@@ -20,6 +20,11 @@ class Line:
     done: bool = False  # the stream's last word
     tokens: int | None = None  # completion tokens, where the server reports them
     error: str | None = None
+    # Chat Completions only: the text itself (multi-turn histories carry the answers), the
+    # usage object (cached and prediction tokens) and llama-server's `timings` (its drafts).
+    content: str = ""
+    usage: dict[str, Any] | None = None
+    timings: dict[str, Any] | None = None
 
 
 NOTHING = Line()
@@ -49,9 +54,11 @@ def _read_chat(line: str) -> Line:
     assert isinstance(data, dict)
     if "error" in data:
         return Line(error=str(data["error"])[:200])
-    usage = data.get("usage") or {}
-    text = any((c.get("delta") or {}).get("content") for c in data.get("choices") or [])
-    return Line(text=text, tokens=usage.get("completion_tokens"))
+    usage = data.get("usage") or None
+    content = "".join((c.get("delta") or {}).get("content") or ""
+                      for c in data.get("choices") or [])
+    return Line(text=bool(content), tokens=(usage or {}).get("completion_tokens"),
+                content=content, usage=usage, timings=data.get("timings") or None)
 
 
 def _read_responses(line: str) -> Line:
