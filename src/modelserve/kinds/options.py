@@ -63,6 +63,13 @@ class LlamaCppOptions(BaseModel):
                 {"expected": one_of(sorted(BUILTIN_TEMPLATES))})
         return value
 
+    @field_validator("speculation", mode="before")
+    @classmethod
+    def _yaml_off_is_off(cls, value: Any) -> Any:
+        # YAML reads a bare `off` as false (and `on` as true).
+        return {False: "off", True: "ngram"}.get(value, value) if isinstance(value, bool) \
+            else value
+
     @field_validator("mmproj")
     @classmethod
     def _mmproj_string_is_path(cls, value: Any) -> Any:
