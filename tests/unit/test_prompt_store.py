@@ -1,5 +1,8 @@
 """The prompt store (host-memory LRU of slot states) and the scheduler's saves and restores."""
 
+from pathlib import Path
+
+from modelserve.engine.prompt_spill import PromptSpill
 from modelserve.engine.prompt_store import MIN_SAVE_TOKENS, PromptStore
 from modelserve.engine.scheduler import Scheduler
 from modelserve.engine.sequence import SamplingParams, Sequence
@@ -71,3 +74,46 @@ def test_short_prefixes_are_neither_saved_nor_restored() -> None:
     sched.remove(first)
     sched.add(seq([99]))
     assert sched.schedule().saves == []
+
+
+def test_spilled_entries_outlive_the_store_and_stay_with_their_identity(tmp_path: Path) -> None:
+    store = PromptStore(1 << 20, PromptSpill(tmp_path, "model-a", 1 << 30))
+    store.put([1, 2, 3, 4], b"state-a")
+    store.close()  # the writes are done
+    again = PromptStore(1 << 20, PromptSpill(tmp_path, "model-a", 1 << 30))
+    entry, shared = again.longest([1, 2, 3, 4, 5])
+    assert entry is not None and shared == 4 and entry.state == b""  # on disk only
+    assert again.load(entry) and entry.state == b"state-a"
+    other = PromptStore(1 << 20, PromptSpill(tmp_path, "model-b", 1 << 30))
+    assert other.longest([1, 2, 3, 4]) == (None, 0)
+    again.close()
+    other.close()
+
+
+def test_a_spilled_file_that_is_not_its_entry_is_dropped(tmp_path: Path) -> None:
+    spill = PromptSpill(tmp_path, "model-a", 1 << 30)
+    store = PromptStore(1 << 20, spill)
+    store.put([1, 2, 3], b"state")
+    store.close()
+    path = next((tmp_path / "model-a").glob("*.kv"))
+    # another model's file put in this folder: its header names the other identity
+    PromptSpill(tmp_path, "model-b", 1 << 30).close()
+    header_of_b = path.read_bytes().replace(b'"model-a"', b'"model-b"')
+    path.write_bytes(header_of_b)
+    reopened = PromptStore(1 << 20, PromptSpill(tmp_path, "model-a", 1 << 30))
+    assert len(reopened) == 0 and not path.exists()
+    reopened.close()
+
+
+def test_memory_evicts_spilled_states_to_disk_and_reads_them_back(tmp_path: Path) -> None:
+    state = bytes(1000)
+    spill = PromptSpill(tmp_path, "m", 1 << 30)
+    store = PromptStore(1000 + 100, spill)
+    store.put([1, 2], state)
+    store.put([3, 4], state)  # memory holds one state: [1, 2] goes to disk only
+    first, _ = store.longest([1, 2])
+    assert first is not None and first.state == b"" and len(store) == 2
+    spill.flush()
+    assert store.load(first) and first.state == state
+    assert store.bytes <= store.capacity_bytes
+    store.close()

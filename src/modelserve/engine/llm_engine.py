@@ -17,7 +17,7 @@ from typing import Protocol
 
 from modelserve.engine.detokenizer import IncrementalText
 from modelserve.engine.model_runner import Sampled, StepResult
-from modelserve.engine.prompt_store import PromptStore
+from modelserve.engine.prompt_store import MIN_SAVE_TOKENS, PromptStore
 from modelserve.engine.scheduler import BatchPlan, Scheduler
 from modelserve.engine.sequence import Sequence, SequenceStatus, StepOutput
 from modelserve.engine.speculation import start_drafting
@@ -60,6 +60,8 @@ class Runner(Protocol):
 
     def release(self, seq_id: int) -> None: ...
 
+    def save(self, slot_id: int, tokens: list[int]) -> None: ...
+
 
 class Vocab(Protocol):
     """What turning tokens into outputs needs of the model."""
@@ -75,6 +77,7 @@ class EngineConfig:
     prefill_budget: int | None = None  # prompt rows per step while streams decode
     draft_max: int = 0  # longest draft a sequence verifies in one step; 0: no speculation
     ngram: bool = True  # draft from prompt lookup, not only from a request's prediction
+    draft_streams: int = 4  # no drafting while more sequences than this decode
 
 
 class LLMEngine:
@@ -85,7 +88,8 @@ class LLMEngine:
         self.config = config
         self.store = store
         self.scheduler = Scheduler(runner.n_slots, runner.batch_size, config.max_waiting,
-                                   config.prefill_budget, config.draft_max, store)
+                                   config.prefill_budget, config.draft_max, store,
+                                   config.draft_streams)
         self.stats = EngineStats()
         self._cond = threading.Condition()
         self._aborts: set[int] = set()
@@ -123,6 +127,15 @@ class LLMEngine:
             self._cond.notify()
         if self._thread.is_alive():
             self._thread.join()
+
+    def persist(self) -> None:
+        """After `stop`: save every slot's cached prefix to the prompt store, so a spill
+        folder has them for the next run of this model."""
+        if self.store is None or self.store.spill is None or self._thread.is_alive():
+            return
+        for slot in self.scheduler.slots:
+            if len(slot.cached) >= MIN_SAVE_TOKENS and not self.store.covers(slot.cached):
+                self.runner.save(slot.id, list(slot.cached))
 
     def snapshot(self) -> EngineStats:
         """A consistent copy of the counters, with live running/waiting counts."""

@@ -66,7 +66,7 @@ class ModelRunner:
     def run(self, plan: BatchPlan) -> StepResult:
         result = StepResult()
         for slot_id, tokens in plan.saves:
-            self._save(slot_id, tokens)
+            self.save(slot_id, tokens)
         for slot_id, entry in plan.restores:
             try:
                 self.ctx.load_state(slot_id, entry.state)
@@ -130,7 +130,8 @@ class ModelRunner:
             self.ctx.forget(seq.slot, plan.positions[row + accepted + 1])
             result.rejected[seq.slot] = len(draft) - accepted
 
-    def _save(self, slot_id: int, tokens: list[int]) -> None:
+    def save(self, slot_id: int, tokens: list[int]) -> None:
+        """Copy the slot's KV (holding `tokens`) into the prompt store."""
         assert self.store is not None
         try:
             self.store.put(tokens, self.ctx.save_state(slot_id))

@@ -8,17 +8,25 @@ its slot instead of recomputing it: an agent's next turn, a chat user back after
 conversations, a client retrying a prompt it cancelled.
 
 Keys are token ids, image spans included as their hash pseudo-tokens, so an image's KV is
-only ever reused for the very same image. The store belongs to one loaded model file and
-dies with its worker, so no other model's KV can be restored.
+only ever reused for the very same image. The store belongs to one loaded model file; with a
+spill folder (engine/prompt_spill.py) every saved entry is also written to disk, stays there
+when memory evicts it, and is found again after a reload or a restart of the same model.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+
+from modelserve.engine.prompt_spill import PromptSpill, SpilledPrefix
+
+logger = logging.getLogger(__name__)
 
 # Saving and restoring copy the whole prefix: worth it only when they spare a real prefill.
 MIN_SAVE_TOKENS = 64
@@ -30,9 +38,11 @@ class StoredPrefix:
     tokens: npt.NDArray[np.int64]
     state: bytes | bytearray = b""  # llama_state_seq_get_data of a slot holding `tokens`
     id: int = field(default=0)
+    path: Path | None = None  # its spilled file; with an empty `state`: on disk only
 
     @property
     def nbytes(self) -> int:
+        """Memory it takes."""
         return len(self.state) + self.tokens.nbytes
 
     def shared_with(self, prompt: npt.NDArray[np.int64]) -> int:
@@ -53,12 +63,26 @@ class StoreStats:
 class PromptStore:
     """Saved prefixes, least recently used first out once over `capacity_bytes`."""
 
-    def __init__(self, capacity_bytes: int) -> None:
+    def __init__(self, capacity_bytes: int, spill: PromptSpill | None = None) -> None:
         self.capacity_bytes = capacity_bytes
         self.bytes = 0
         self.stats = StoreStats()
+        self.spill = spill
         self._entries: OrderedDict[int, StoredPrefix] = OrderedDict()
         self._next_id = 0
+        if spill is not None:
+            self._adopt(spill.scan())
+
+    def _adopt(self, spilled: Iterable[SpilledPrefix]) -> None:
+        """Entries an earlier run spilled: on disk only, until a prompt needs one."""
+        for found in spilled:
+            self._entries[self._next_id] = StoredPrefix(found.tokens, b"", self._next_id,
+                                                        found.path)
+            self._next_id += 1
+
+    def close(self) -> None:
+        if self.spill is not None:
+            self.spill.close()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -81,6 +105,23 @@ class PromptStore:
         _, shared = self.longest(tokens)
         return shared >= len(tokens)
 
+    def load(self, entry: StoredPrefix) -> bool:
+        """Make sure the entry's state is in memory (read from its file if spilled); False,
+        and the entry is gone, when its file is missing or is not that entry."""
+        if entry.state:
+            return True
+        assert self.spill is not None and entry.path is not None
+        try:
+            entry.state = self.spill.read_state(entry.path, entry.tokens)
+        except (OSError, ValueError) as exc:
+            logger.warning("a spilled prefix could not be read back: %s", exc)
+            self._drop(entry)
+            return False
+        self.bytes += len(entry.state)
+        self._entries.move_to_end(entry.id)
+        self._fit()
+        return True
+
     def touch(self, entry: StoredPrefix, restored_tokens: int) -> None:
         """A restore used `entry`: it becomes the most recently used."""
         if entry.id in self._entries:
@@ -99,13 +140,31 @@ class PromptStore:
             if len(old.tokens) <= len(entry.tokens) and \
                     entry.shared_with(old.tokens) == len(old.tokens):
                 self._drop(old)
+        if self.spill is not None:
+            entry.path = self.spill.path_for(entry.tokens)
+            self.spill.write(entry.tokens, state)
         self._entries[entry.id] = entry
         self.bytes += entry.nbytes
         self.stats.saves += 1
-        while self.bytes > self.capacity_bytes:
-            self._drop(next(iter(self._entries.values())))
+        self._fit()
+
+    def _fit(self) -> None:
+        """Evict the least recently used states until memory fits; a spilled entry stays
+        listed, on disk only."""
+        for entry in list(self._entries.values()):
+            if self.bytes <= self.capacity_bytes:
+                return
+            if not entry.state:
+                continue
             self.stats.evictions += 1
+            if entry.path is not None:
+                self.bytes -= len(entry.state)
+                entry.state = b""
+            else:
+                self._drop(entry)
 
     def _drop(self, entry: StoredPrefix) -> None:
         del self._entries[entry.id]
         self.bytes -= entry.nbytes
+        if entry.path is not None and self.spill is not None:
+            self.spill.remove(entry.path)

@@ -94,12 +94,15 @@ def common_prefix_len(a: list[int], b: list[int]) -> int:
 class Scheduler:
     def __init__(self, n_slots: int, token_budget: int, max_waiting: int,
                  prefill_budget: int | None = None, draft_max: int = 0,
-                 store: PromptStore | None = None) -> None:
+                 store: PromptStore | None = None, draft_streams: int = 4) -> None:
         self.slots = [Slot(i) for i in range(n_slots)]
         self.store = store
         self.token_budget = token_budget
         self.prefill_budget = prefill_budget or token_budget
         self.draft_max = draft_max  # 0: no speculation
+        # Drafting pays while a step's rows are cheap, which on a CPU means few of them: with
+        # more sequences decoding than this, nobody drafts.
+        self.draft_streams = draft_streams
         self.max_waiting = max_waiting
         self.waiting: deque[Sequence] = deque()
         self._clock = 0
@@ -138,7 +141,7 @@ class Scheduler:
         # come first served.
         decoding = [s for s in running if s.status is SequenceStatus.DECODING]
         budget = self.token_budget - len(decoding)
-        for seq in decoding:
+        for seq in decoding if len(decoding) <= self.draft_streams else ():
             draft = self._draft(seq, budget)
             if draft:
                 plan.drafts[seq.id] = draft
@@ -235,11 +238,11 @@ class Scheduler:
             reuse = seq.reusable(min(common_prefix_len(slot.cached, seq.prompt), most))
             entry, stored = self.store.longest(seq.prompt) if self.store else (None, 0)
             stored = seq.reusable(min(stored, most))
-            if entry is not None and stored >= reuse + MIN_RESTORE_GAIN:
+            if entry is not None and stored >= reuse + MIN_RESTORE_GAIN and \
+                    self.store is not None and self.store.load(entry):
                 self._save(plan, slot, keep=0)
                 plan.restores.append((slot.id, entry))
                 slot.cached = entry.tokens.tolist()
-                assert self.store is not None
                 self.store.touch(entry, stored)
                 reuse = stored
             else:

@@ -38,9 +38,16 @@ class LlamaCppOptions(BaseModel):
     # le=32: with 64 rows of one sequence llama.cpp switches to its tiled attention, whose
     # sums differ from the one-row path, and verified tokens could then differ too.
     draft_max: int = Field(16, ge=2, le=32, description="most tokens drafted per step")
+    draft_streams: int = Field(
+        4, ge=1, description="speculate only while at most this many sequences decode (on a "
+        "CPU a batch of many rows costs what its rows do, drafted or not)")
     host_cache_mb: int = Field(
         1024, ge=0, description="host memory (MiB) keeping the KV of prompts pushed out of "
         "their slot, restored when one comes back; 0: off")
+    host_cache_dir: str | None = Field(
+        None, description="folder the prompt store also writes its entries to, so they "
+        "outlive a reload or a restart of the same model file (never restored into another)")
+    host_cache_disk_mb: int = Field(8192, ge=1, description="disk the spill folder may use")
     chat_template: str | None = Field(
         None, description="override the GGUF's template: jinja source, or the name of one of "
         "llama.cpp's built-in templates (gemma, llama3, mistral-v7, chatml, ...)")

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelserve.config import ModelSpec
 from modelserve.engine.llm_engine import EngineConfig, EngineStats, LLMEngine
 from modelserve.engine.model_runner import ModelRunner
+from modelserve.engine.prompt_spill import PromptSpill
 from modelserve.engine.prompt_store import PromptStore
 from modelserve.engine.sequence import (
     ImageSpan,
@@ -21,6 +24,7 @@ from modelserve.engine.sequence import (
 from modelserve.images.decode import DecodedImage
 from modelserve.kinds.options import LlamaCppOptions
 from modelserve.kinds.wiring import KindRuntime
+from modelserve.model_files import revision
 from modelserve.runtimes.chat_vocab import ChatVocabulary
 from modelserve.runtimes.llama_cpp import LlamaContext, LlamaModel
 from modelserve.runtimes.mtmd import MtmdProjector, PromptError
@@ -50,11 +54,11 @@ class LlamaChatRuntime(ChatVocabulary):
                                                use_gpu=opts.gpu_layers != 0)
             ctx = LlamaContext(model, n_seq=opts.parallel, ctx_per_seq=opts.context_size,
                                batch_size=opts.batch_size, threads=opts.threads)
-            store = PromptStore(opts.host_cache_mb << 20) if opts.host_cache_mb else None
+            store = _prompt_store(opts, path, ctx)
             config = EngineConfig(
                 max_waiting=opts.max_waiting, prefill_budget=opts.prefill_budget,
                 draft_max=0 if opts.speculation == "off" else opts.draft_max,
-                ngram=opts.speculation == "ngram")
+                ngram=opts.speculation == "ngram", draft_streams=opts.draft_streams)
             self.engine = LLMEngine(ModelRunner(model, ctx, store), model, config, store)
             logger.info("warm-up decode of %s", spec.name)  # the last line if the build faults
             self.engine.start()
@@ -88,6 +92,9 @@ class LlamaChatRuntime(ChatVocabulary):
 
     def close(self) -> None:
         self.engine.stop()
+        self.engine.persist()
+        if self.engine.store is not None:
+            self.engine.store.close()
         self.ctx.close()
         if self.projector is not None:
             self.projector.close()
@@ -126,6 +133,20 @@ class LlamaChatRuntime(ChatVocabulary):
         seq = Sequence(prompt=list(prompt), params=params, images=images, sink=sink)
         self.engine.submit(seq)
         return lambda: self.engine.abort(seq.id)
+
+
+def _prompt_store(opts: LlamaCppOptions, path: Path, ctx: LlamaContext) -> PromptStore | None:
+    if not opts.host_cache_mb:
+        return None
+    spill = None
+    if opts.host_cache_dir:
+        # A state fits only the same weights (file revisions) and the same slot size.
+        mmproj = opts.resolve_mmproj()
+        identity = "-".join([revision(path), revision(mmproj) if mmproj else "text",
+                             f"ctx{ctx.ctx_per_seq}"])
+        spill = PromptSpill(Path(os.path.expanduser(opts.host_cache_dir)), identity,
+                            opts.host_cache_disk_mb << 20)
+    return PromptStore(opts.host_cache_mb << 20, spill)
 
 
 def _describe(runtime: LlamaChatRuntime) -> dict[str, Any]:
