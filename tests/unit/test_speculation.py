@@ -133,3 +133,20 @@ def test_prefill_budget_limits_prompt_rows_only_while_streams_decode() -> None:
     sched.add(b)
     plan = sched.schedule()
     assert len(plan) == 1 + 8
+
+
+def test_nobody_drafts_while_more_than_draft_streams_sequences_decode() -> None:
+    sched = Scheduler(n_slots=3, token_budget=64, max_waiting=4, draft_max=8, draft_streams=2)
+    seqs = [greedy([5, 6, 7, 8, 9, 5, 6]) for _ in range(3)]
+    for seq in seqs:
+        seq.drafting = start_drafting(seq.prompt, (), ngram=True)
+        sched.add(seq)
+    sched.commit(sched.schedule())
+    for seq in seqs:
+        seq.output.append(7)
+        assert seq.drafting is not None
+        seq.drafting.record([], 0, [7], max_length=8)
+        seq.status = SequenceStatus.DECODING
+    assert sched.schedule().drafts == {}  # three decode: rows are not cheap
+    sched.remove(seqs[2])
+    assert set(sched.schedule().drafts) == {seqs[0].id, seqs[1].id}

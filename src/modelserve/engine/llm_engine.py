@@ -8,6 +8,7 @@ an output (text, stop strings, end of generation, max_tokens) for the sequence's
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 import time
@@ -20,8 +21,10 @@ from modelserve.engine.model_runner import Sampled, StepResult
 from modelserve.engine.prompt_store import MIN_SAVE_TOKENS, PromptStore
 from modelserve.engine.scheduler import BatchPlan, Scheduler
 from modelserve.engine.sequence import Sequence, SequenceStatus, StepOutput
-from modelserve.engine.speculation import start_drafting
+from modelserve.engine.speculation import MIN_ACCEPT_RATE, start_drafting
 from modelserve.failures import UNAVAILABLE, WorkerDied
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -55,6 +58,8 @@ class Runner(Protocol):
     ctx_per_seq: int
 
     def warm_up(self) -> None: ...
+
+    def draft_row_cost(self) -> float: ...
 
     def run(self, plan: BatchPlan) -> StepResult: ...
 
@@ -99,6 +104,7 @@ class LLMEngine:
         self._warmed_up = threading.Event()
         self._warm_up_error: Exception | None = None
         self._thread = threading.Thread(target=self._run, name="llm-engine", daemon=True)
+        self.min_accept_rate = MIN_ACCEPT_RATE  # measured at warm-up when speculating
         # Called on the engine thread after each step's outputs went to their sinks: a worker
         # process sends them to the API process as one message.
         self.after_step: Callable[[], None] | None = None
@@ -178,6 +184,13 @@ class LLMEngine:
     def _run(self) -> None:
         try:
             self.runner.warm_up()
+            if self.config.draft_max:
+                # A draft pays when accepted more often than a drafted row costs, relative to
+                # a step; with a margin, since rejected rows also hold the step back.
+                cost = self.runner.draft_row_cost()
+                self.min_accept_rate = min(0.9, max(0.1, 1.25 * cost))
+                logger.info("a drafted row costs %.2f of a step: drafts must be accepted "
+                            "%.0f%% of the time", cost, 100 * self.min_accept_rate)
         except Exception as exc:
             self._warm_up_error = exc
             return
@@ -233,7 +246,8 @@ class LLMEngine:
                 config, params = self.config, seq.params
                 if (config.draft_max and params.plain_greedy and params.grammar is None
                         and (config.ngram or params.prediction)):
-                    seq.drafting = start_drafting(seq.prompt, params.prediction, config.ngram)
+                    seq.drafting = start_drafting(seq.prompt, params.prediction, config.ngram,
+                                                  self.min_accept_rate)
 
     def _step(self, plan: BatchPlan) -> None:
         started = time.perf_counter()

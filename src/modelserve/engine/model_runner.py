@@ -63,6 +63,26 @@ class ModelRunner:
     def warm_up(self) -> None:
         self.ctx.warm_up()
 
+    def draft_row_cost(self, rows: int = 9, repeats: int = 3) -> float:
+        """What one more row costs relative to a one-row step, measured on this machine: on a
+        GPU or for a big model on a CPU a step is bound by reading the weights and extra rows
+        are nearly free (a few %); for a small model on a few cores each row is compute and
+        costs about half a step. Speculation pays only when drafts are accepted more often."""
+        token = self.model.bos_token_id if 0 <= self.model.bos_token_id < self.model.n_vocab \
+            else 0
+
+        def timed(n: int) -> float:
+            best = math.inf
+            for _ in range(repeats):
+                started = time.perf_counter()
+                self.ctx.decode([token] * n, list(range(n)), [0] * n, [True] * n)
+                best = min(best, time.perf_counter() - started)
+                self.ctx.forget(0)
+            return best
+
+        one = timed(1)
+        return max(0.0, (timed(rows) - one) / (rows - 1)) / one
+
     def run(self, plan: BatchPlan) -> StepResult:
         result = StepResult()
         for slot_id, tokens in plan.saves:

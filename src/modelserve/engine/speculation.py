@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 
 NGRAM_SIZES = (4, 3, 2)  # longest first: a longer match predicts better
 MIN_DRAFT = 2
-# A sequence whose recent drafts were accepted less than this often pauses drafting: on a
-# CPU a drafted row costs nearly what a decoded one does (measured: one row 18 ms, 17 rows
-# 94 ms for SmolLM2 on 2 cores), so rejected drafts are paid for in full.
+# A sequence whose recent drafts were accepted less than this often pauses drafting. The
+# engine measures the right rate for its machine and model at warm-up (ModelRunner.
+# draft_row_cost): on a GPU drafted rows are nearly free; for SmolLM2 on 2 CPU cores one
+# costs half a step, and drafts accepted less than ~60 % of the time slow decoding down.
 MIN_ACCEPT_RATE = 0.5
 PAUSE_STEPS = 16  # steps without drafts after a poor run, before trying again
 WINDOW = 32  # drafted tokens the acceptance rate is judged over
@@ -76,6 +77,7 @@ class DraftState:
     pause: int = 0  # steps left without drafting
     recent: list[tuple[int, int]] = field(default_factory=list)  # (drafted, accepted)
     last_from_prediction: bool = False
+    min_accept: float = MIN_ACCEPT_RATE
     accepted_prediction: int = 0  # drafted prediction tokens the output took
 
     def draft(self, output: list[int], limit: int, max_length: int) -> list[int]:
@@ -127,7 +129,7 @@ class DraftState:
         elif accepted < len(drafted) // 2:
             self.length = max(MIN_DRAFT, self.length // 2)
         tried = sum(d for d, _ in self.recent)
-        if tried >= WINDOW // 2 and sum(a for _, a in self.recent) < MIN_ACCEPT_RATE * tried:
+        if tried >= WINDOW // 2 and sum(a for _, a in self.recent) < self.min_accept * tried:
             self.pause, self.recent, self.length = PAUSE_STEPS, [], MIN_DRAFT * 2
 
     def _follow_prediction(self, new_tokens: list[int]) -> None:
@@ -147,6 +149,8 @@ def _text_only(tokens: list[int]) -> list[int]:
     return tokens[:cut]
 
 
-def start_drafting(prompt: list[int], prediction: tuple[int, ...], ngram: bool) -> DraftState:
+def start_drafting(prompt: list[int], prediction: tuple[int, ...], ngram: bool,
+                   min_accept: float = MIN_ACCEPT_RATE) -> DraftState:
     return DraftState(history=NgramIndex(prompt),
-                      prediction=NgramIndex(prediction) if prediction else None, ngram=ngram)
+                      prediction=NgramIndex(prediction) if prediction else None, ngram=ngram,
+                      min_accept=min_accept)
