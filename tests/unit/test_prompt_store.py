@@ -117,3 +117,23 @@ def test_memory_evicts_spilled_states_to_disk_and_reads_them_back(tmp_path: Path
     assert store.load(first) and first.state == state
     assert store.bytes <= store.capacity_bytes
     store.close()
+
+
+def test_prompts_sharing_a_prefix_being_prefilled_wait_for_it_then_copy_it() -> None:
+    sched = Scheduler(n_slots=3, token_budget=64, max_waiting=8)
+    system = list(range(1000, 1100))
+    first, second = seq([*system, 1, 2]), seq([*system, 3, 4])
+    other = seq(list(range(5000, 5010)))
+    for s in (first, second, other):
+        sched.add(s)
+    plan = sched.schedule()
+    # the second waits for the first to compute the shared part; the unrelated one goes on
+    assert first.slot >= 0 and other.slot >= 0 and second.slot == -1
+    sched.commit(plan)
+    while first.n_computed < len(system):
+        plan = sched.schedule()
+        sched.commit(plan)
+    plan = sched.schedule()
+    assert plan.copies == [(first.slot, second.slot)]
+    assert second.cached_tokens == len(system)
+    assert plan.trims == [(second.slot, len(system))]  # the copy is cut back to what is shared

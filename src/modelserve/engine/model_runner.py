@@ -93,6 +93,8 @@ class ModelRunner:
             except Exception as exc:
                 logger.exception("restoring a saved prompt failed")
                 result.failed[slot_id] = str(exc)
+        for src, dst in plan.copies:
+            self.ctx.copy_slot(src, dst)
         for slot_id, from_pos in plan.trims:
             self.ctx.forget(slot_id, from_pos)
         if len(plan):

@@ -66,6 +66,7 @@ class BatchPlan:
     # hold; then entries of the store restored into slots (the trims may cut them back).
     saves: list[tuple[int, list[int]]] = field(default_factory=list)
     restores: list[tuple[int, StoredPrefix]] = field(default_factory=list)
+    copies: list[tuple[int, int]] = field(default_factory=list)  # (from slot, to slot)
     images: list[ImageSlice] = field(default_factory=list)  # evaluated after the token batch
 
     def add(self, seq: Sequence, token: int, index: int, logits: bool,
@@ -227,32 +228,64 @@ class Scheduler:
         return best if gain >= REUSE_WORTH_A_GAP else packed
 
     def _admit(self, plan: BatchPlan) -> None:
+        deferred: list[Sequence] = []
         while self.waiting:
             free = self._free_slots()
             if not free:
-                return
+                break
             seq = self.waiting.popleft()
-            slot = self._pick_slot(free, seq.prompt)
-            # Keep at least one prompt token to compute, so there are logits to sample.
-            most = len(seq.prompt) - 1
-            reuse = seq.reusable(min(common_prefix_len(slot.cached, seq.prompt), most))
-            entry, stored = self.store.longest(seq.prompt) if self.store else (None, 0)
-            stored = seq.reusable(min(stored, most))
-            if entry is not None and stored >= reuse + MIN_RESTORE_GAIN and \
-                    self.store is not None and self.store.load(entry):
-                self._save(plan, slot, keep=0)
-                plan.restores.append((slot.id, entry))
-                slot.cached = entry.tokens.tolist()
-                self.store.touch(entry, stored)
-                reuse = stored
-            else:
-                self._save(plan, slot, keep=reuse)
-            if reuse < len(slot.cached):
-                plan.trims.append((slot.id, seq.position(reuse)))
-                del slot.cached[reuse:]
-            self._clock += 1
-            slot.last_used = self._clock
-            slot.seq = seq
-            seq.slot = slot.id
-            seq.n_computed = seq.cached_tokens = reuse
-            seq.status = SequenceStatus.PREFILLING
+            if self._prefix_coming(seq):
+                deferred.append(seq)
+                continue
+            self._place(plan, seq, self._pick_slot(free, seq.prompt))
+        self.waiting.extendleft(reversed(deferred))
+
+    def _prefix_coming(self, seq: Sequence) -> bool:
+        """Whether a prompt being prefilled in a slot shares a long prefix with this one that
+        is not computed yet: then this one waits a step or two and copies it (sixteen users
+        arriving together with one system prompt compute it once, not sixteen times)."""
+        coming = max((common_prefix_len(other.prompt, seq.prompt) for other in self.running
+                      if other.status is SequenceStatus.PREFILLING), default=0)
+        if coming < len(seq.prompt) // 2:
+            return False
+        have = max(common_prefix_len(s.cached, seq.prompt) for s in self.slots)
+        if self.store is not None:
+            have = max(have, self.store.longest(seq.prompt)[1])
+        return coming >= have + MIN_RESTORE_GAIN
+
+    def _place(self, plan: BatchPlan, seq: Sequence, slot: Slot) -> None:
+        """Put the sequence in the slot, starting from the longest prefix it can have: the
+        slot's own, another slot's (copied) or the store's (restored)."""
+        # Keep at least one prompt token to compute, so there are logits to sample.
+        most = len(seq.prompt) - 1
+        reuse = seq.reusable(min(common_prefix_len(slot.cached, seq.prompt), most))
+        entry, stored = self.store.longest(seq.prompt) if self.store else (None, 0)
+        stored = seq.reusable(min(stored, most))
+        # Another slot may hold the prefix (16 users sharing one system prompt): copy it.
+        donor = max((s for s in self.slots if s is not slot), default=None,
+                    key=lambda s: common_prefix_len(s.cached, seq.prompt))
+        copied = seq.reusable(min(common_prefix_len(donor.cached, seq.prompt), most)) \
+            if donor is not None else 0
+        if donor is not None and copied >= max(reuse, stored) + MIN_RESTORE_GAIN:
+            self._save(plan, slot, keep=0)
+            plan.copies.append((donor.id, slot.id))
+            slot.cached = list(donor.cached)
+            reuse = copied
+        elif entry is not None and stored >= reuse + MIN_RESTORE_GAIN and \
+                self.store is not None and self.store.load(entry):
+            self._save(plan, slot, keep=0)
+            plan.restores.append((slot.id, entry))
+            slot.cached = entry.tokens.tolist()
+            self.store.touch(entry, stored)
+            reuse = stored
+        else:
+            self._save(plan, slot, keep=reuse)
+        if reuse < len(slot.cached):
+            plan.trims.append((slot.id, seq.position(reuse)))
+            del slot.cached[reuse:]
+        self._clock += 1
+        slot.last_used = self._clock
+        slot.seq = seq
+        seq.slot = slot.id
+        seq.n_computed = seq.cached_tokens = reuse
+        seq.status = SequenceStatus.PREFILLING

@@ -31,12 +31,11 @@ class LlamaCppOptions(BaseModel):
     prefill_budget: int | None = Field(
         None, ge=1, description="prompt tokens computed per step while other sequences "
         "stream (smaller: smoother streams, slower first tokens); default: batch_size")
-    speculation: Literal["ngram", "prediction", "off"] = Field(
-        "ngram", description="speculative decoding of greedy requests: `ngram` drafts from "
-        "the prompt and output and from a request's `prediction`; `prediction` only from "
-        "that; `off`")
-    # le=32: with 64 rows of one sequence llama.cpp switches to its tiled attention, whose
-    # sums differ from the one-row path, and verified tokens could then differ too.
+    speculation: Literal["auto", "ngram", "prediction", "off"] = Field(
+        "auto", description="speculative decoding of greedy requests: `ngram` drafts from "
+        "prompt lookup and from a request's `prediction`; `prediction` only from that; `auto` "
+        "(default) as `ngram` where a drafted row measures cheap at load (a GPU, a big model), "
+        "else as `prediction`; `off`")
     draft_max: int = Field(16, ge=2, le=32, description="most tokens drafted per step")
     draft_streams: int = Field(
         4, ge=1, description="speculate only while at most this many sequences decode (on a "
@@ -74,7 +73,7 @@ class LlamaCppOptions(BaseModel):
     @classmethod
     def _yaml_off_is_off(cls, value: Any) -> Any:
         # YAML reads a bare `off` as false (and `on` as true).
-        return {False: "off", True: "ngram"}.get(value, value) if isinstance(value, bool) \
+        return {False: "off", True: "auto"}.get(value, value) if isinstance(value, bool) \
             else value
 
     @field_validator("mmproj")

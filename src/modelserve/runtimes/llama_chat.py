@@ -58,7 +58,8 @@ class LlamaChatRuntime(ChatVocabulary):
             config = EngineConfig(
                 max_waiting=opts.max_waiting, prefill_budget=opts.prefill_budget,
                 draft_max=0 if opts.speculation == "off" else opts.draft_max,
-                ngram=opts.speculation == "ngram", draft_streams=opts.draft_streams)
+                ngram={"ngram": True, "auto": None}.get(opts.speculation, False),
+                draft_streams=opts.draft_streams)
             self.engine = LLMEngine(ModelRunner(model, ctx, store), model, config, store)
             logger.info("warm-up decode of %s", spec.name)  # the last line if the build faults
             self.engine.start()

@@ -320,6 +320,12 @@ class LlamaContext:
         """Drop a slot's KV cells from `from_pos` on (keeping the reusable prefix)."""
         lc.llama_memory_seq_rm(self._memory, seq_id, from_pos, -1)
 
+    def copy_slot(self, src: int, dst: int) -> None:
+        """Make slot `dst` hold what slot `src` holds. Slots are separate KV streams, which
+        llama.cpp copies whole, buffer to buffer, at the start of the next decode."""
+        lc.llama_memory_seq_rm(self._memory, dst, -1, -1)
+        lc.llama_memory_seq_cp(self._memory, src, dst, -1, -1)
+
     def save_state(self, seq_id: int) -> bytearray:
         """A copy of one slot's KV state (llama.cpp's per-sequence state format)."""
         size = int(lc.llama_state_seq_get_size(self._ctx, seq_id))
