@@ -26,7 +26,8 @@ MIN_DRAFT = 2
 # draft_row_cost): on a GPU drafted rows are nearly free; for SmolLM2 on 2 CPU cores one
 # costs half a step, and drafts accepted less than ~60 % of the time slow decoding down.
 MIN_ACCEPT_RATE = 0.5
-PAUSE_STEPS = 16  # steps without drafts after a poor run, before trying again
+PAUSE_STEPS = 16  # steps without drafts after a poor run, doubled after each further one
+MAX_PAUSE_STEPS = 512
 WINDOW = 32  # drafted tokens the acceptance rate is judged over
 
 
@@ -75,6 +76,7 @@ class DraftState:
     pred_seen: int = 0  # how far into the prediction the output has followed it
     length: int = 4  # tokens to draft next time (grows while accepted)
     pause: int = 0  # steps left without drafting
+    poor_runs: int = 0  # poor windows in a row (each doubles the next pause)
     recent: list[tuple[int, int]] = field(default_factory=list)  # (drafted, accepted)
     last_from_prediction: bool = False
     min_accept: float = MIN_ACCEPT_RATE
@@ -129,8 +131,15 @@ class DraftState:
         elif accepted < len(drafted) // 2:
             self.length = max(MIN_DRAFT, self.length // 2)
         tried = sum(d for d, _ in self.recent)
-        if tried >= WINDOW // 2 and sum(a for _, a in self.recent) < self.min_accept * tried:
-            self.pause, self.recent, self.length = PAUSE_STEPS, [], MIN_DRAFT * 2
+        if tried < WINDOW // 2:
+            return
+        if sum(a for _, a in self.recent) < self.min_accept * tried:
+            # Every retry costs a window of mostly rejected rows: retry less and less often.
+            self.pause = min(PAUSE_STEPS << self.poor_runs, MAX_PAUSE_STEPS)
+            self.poor_runs += 1
+            self.recent, self.length = [], MIN_DRAFT * 2
+        else:
+            self.poor_runs = 0
 
     def _follow_prediction(self, new_tokens: list[int]) -> None:
         assert self.prediction is not None
