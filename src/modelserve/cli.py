@@ -79,7 +79,7 @@ def _models(args: argparse.Namespace) -> None:
 
 
 def _bench(args: argparse.Namespace) -> None:
-    from modelserve.loadgen.chat import run_chat_bench
+    from modelserve.loadgen.chat_workloads import run_chat_bench
 
     run_chat_bench(args)
 

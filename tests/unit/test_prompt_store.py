@@ -137,3 +137,22 @@ def test_prompts_sharing_a_prefix_being_prefilled_wait_for_it_then_copy_it() -> 
     assert plan.copies == [(first.slot, second.slot)]
     assert second.cached_tokens == len(system)
     assert plan.trims == [(second.slot, len(system))]  # the copy is cut back to what is shared
+
+
+def test_a_copy_is_cut_back_even_when_its_donor_is_trimmed_in_the_same_step() -> None:
+    """The copy takes the donor's cells before the donor's own trim runs (runner order), so
+    the copied slot must be cut back by a trim of its own, or its KV holds more positions
+    than the scheduler believes (llama_decode then refuses the batch)."""
+    sched = Scheduler(n_slots=2, token_budget=4096, max_waiting=8)
+    prompt = list(range(100, 140))
+    done = seq([*prompt, 7, 8, 9])
+    sched.add(done)
+    sched.commit(sched.schedule())
+    sched.remove(done)  # slot 0 holds prompt + 7, 8, 9
+    first, second = seq([*prompt, 1]), seq([*prompt, 2])
+    sched.add(first)
+    sched.add(second)
+    plan = sched.schedule()
+    assert first.slot == 0 and plan.trims[0] == (0, len(prompt))
+    assert plan.copies == [(0, second.slot)]
+    assert (second.slot, len(prompt)) in plan.trims

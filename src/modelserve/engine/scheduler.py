@@ -269,7 +269,10 @@ class Scheduler:
         if donor is not None and copied >= max(reuse, stored) + MIN_RESTORE_GAIN:
             self._save(plan, slot, keep=0)
             plan.copies.append((donor.id, slot.id))
-            slot.cached = list(donor.cached)
+            # The copy takes all the donor's cells, which may be more than its list says now
+            # (a trim of the donor planned this step runs after the copy): cut back always.
+            plan.trims.append((slot.id, seq.position(copied)))
+            slot.cached = donor.cached[:copied]
             reuse = copied
         elif entry is not None and stored >= reuse + MIN_RESTORE_GAIN and \
                 self.store is not None and self.store.load(entry):

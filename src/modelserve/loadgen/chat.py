@@ -5,14 +5,12 @@ Works against any OpenAI-compatible server, so peers are measured with the same 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
-import sys
 import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import aiohttp
@@ -281,36 +279,3 @@ def markdown(rows: list[LevelResult]) -> str:
 # server's 16 slots; editing's 400 tokens hold the whole rewritten module.
 DEFAULTS: dict[str, tuple[str, int]] = {"text": ("1,8,32", 128), "json": ("1,8,32", 128),
                                         "multiturn": ("16", 64), "editing": ("1,8", 400)}
-
-
-def run_chat_bench(args: argparse.Namespace) -> None:
-    default_levels, default_tokens = DEFAULTS[args.workload]
-    levels = [int(c) for c in str(args.concurrency or default_levels).split(",") if c.strip()]
-    max_tokens = args.max_tokens or default_tokens
-    conversation = args.workload in ("multiturn", "editing")
-    if conversation and args.surface != "chat":
-        sys.exit(f"modelserve: --workload {args.workload} runs on --surface chat only")
-    if args.prediction and args.workload != "editing":
-        sys.exit("modelserve: --prediction is for --workload editing")
-    label = args.label or args.url
-    rows = []
-    for level in levels:
-        if conversation:
-            from modelserve.loadgen.chat_workloads import run_workload
-
-            row = asyncio.run(run_workload(args, level, max_tokens, label))
-        else:
-            row = asyncio.run(run_level(args.url.rstrip("/"), args.model, level, max_tokens,
-                                        args.requests_per_client, label, args.api_key,
-                                        args.workload, args.surface, args.client,
-                                        args.ignore_eos))
-        rows.append(row)
-        print(json.dumps(asdict(row)), flush=True)
-        if args.json_out:
-            with open(args.json_out, "a") as fh:
-                fh.write(json.dumps(asdict(row)) + "\n")
-    print(markdown(rows))
-    if conversation:
-        from modelserve.loadgen.chat_workloads import markdown_extras
-
-        print(markdown_extras(rows))

@@ -15,18 +15,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import sys
 import time
 from collections.abc import Iterator
+from dataclasses import asdict
 from typing import Any
 
 from modelserve.loadgen.chat import (
+    DEFAULTS,
     Client,
     LevelResult,
     RequestResult,
     auth_headers,
     level_result,
+    markdown,
     one_request,
     open_client,
+    run_level,
 )
 from modelserve.loadgen.surfaces import SURFACES
 
@@ -252,3 +258,32 @@ def markdown_extras(rows: list[LevelResult]) -> str:
                      f"{show(r.rejected_prediction_tokens)} "
                      f"| {show(r.draft_accepted_tokens)} / {show(r.draft_tokens)} | {by_turn} |")
     return "\n".join(lines)
+
+
+def run_chat_bench(args: argparse.Namespace) -> None:
+    default_levels, default_tokens = DEFAULTS[args.workload]
+    levels = [int(c) for c in str(args.concurrency or default_levels).split(",") if c.strip()]
+    max_tokens = args.max_tokens or default_tokens
+    conversation = args.workload in ("multiturn", "editing")
+    if conversation and args.surface != "chat":
+        sys.exit(f"modelserve: --workload {args.workload} runs on --surface chat only")
+    if args.prediction and args.workload != "editing":
+        sys.exit("modelserve: --prediction is for --workload editing")
+    label = args.label or args.url
+    rows = []
+    for level in levels:
+        if conversation:
+            row = asyncio.run(run_workload(args, level, max_tokens, label))
+        else:
+            row = asyncio.run(run_level(args.url.rstrip("/"), args.model, level, max_tokens,
+                                        args.requests_per_client, label, args.api_key,
+                                        args.workload, args.surface, args.client,
+                                        args.ignore_eos))
+        rows.append(row)
+        print(json.dumps(asdict(row)), flush=True)
+        if args.json_out:
+            with open(args.json_out, "a") as fh:
+                fh.write(json.dumps(asdict(row)) + "\n")
+    print(markdown(rows))
+    if conversation:
+        print(markdown_extras(rows))
