@@ -121,7 +121,7 @@ def test_memory_evicts_spilled_states_to_disk_and_reads_them_back(tmp_path: Path
 
 def test_prompts_sharing_a_prefix_being_prefilled_wait_for_it_then_copy_it() -> None:
     sched = Scheduler(n_slots=3, token_budget=64, max_waiting=8)
-    system = list(range(1000, 1100))
+    system = list(range(1000, 1300))
     first, second = seq([*system, 1, 2]), seq([*system, 3, 4])
     other = seq(list(range(5000, 5010)))
     for s in (first, second, other):

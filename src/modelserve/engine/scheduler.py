@@ -32,6 +32,9 @@ from modelserve.failures import QueueFull
 # step (see `schedule`), so a far-off slot is chosen for its cached prefix only when that
 # saves at least this many prompt tokens over the lowest free slot.
 REUSE_WORTH_A_GAP = 256
+# A prompt waits for another slot's prefill of the prefix they share only when it is at least
+# this long (a system prompt many users share), then copies it.
+WAIT_FOR_PREFIX_TOKENS = 256
 
 
 @dataclass
@@ -246,7 +249,8 @@ class Scheduler:
         arriving together with one system prompt compute it once, not sixteen times)."""
         coming = max((common_prefix_len(other.prompt, seq.prompt) for other in self.running
                       if other.status is SequenceStatus.PREFILLING), default=0)
-        if coming < len(seq.prompt) // 2:
+        # Only for long prefixes: a short prompt costs less to compute than a step's wait.
+        if coming < max(len(seq.prompt) // 2, WAIT_FOR_PREFIX_TOKENS):
             return False
         have = max(common_prefix_len(s.cached, seq.prompt) for s in self.slots)
         if self.store is not None:
