@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
 from modelserve.engine.constraints import Constraints, GrammarError
 from modelserve.engine.prompt_store import PromptStore
@@ -51,8 +52,9 @@ class ModelRunner:
         self.model = model
         self.ctx = ctx
         self.store = store
-        # End-of-generation tokens, masked out while `ignore_eos` or `min_tokens` hold them off.
-        self._eog = np.array([t for t in range(model.n_vocab) if model.is_eog(t)], dtype=np.int64)
+        # End-of-generation tokens, masked out while `ignore_eos` or `min_tokens` hold them off;
+        # found on first use (a scan of the vocabulary, not worth doing at every load).
+        self._eog: npt.NDArray[np.int64] | None = None
         self.n_slots = ctx.n_seq
         self.batch_size = ctx.batch_size
         self.ctx_per_seq = ctx.ctx_per_seq
@@ -68,8 +70,7 @@ class ModelRunner:
         GPU or for a big model on a CPU a step is bound by reading the weights and extra rows
         are nearly free (a few %); for a small model on a few cores each row is compute and
         costs about half a step. Speculation pays only when drafts are accepted more often."""
-        token = self.model.bos_token_id if 0 <= self.model.bos_token_id < self.model.n_vocab \
-            else 0
+        token = self.model.probe_token
 
         def timed(n: int) -> float:
             best = math.inf
@@ -182,6 +183,9 @@ class ModelRunner:
         sampler = self._samplers[seq.id]
         params = seq.params
         if params.ignore_eos or len(seq.output) + produced < params.min_tokens:
+            if self._eog is None:
+                self._eog = np.array([t for t in range(self.model.n_vocab)
+                                      if self.model.is_eog(t)], dtype=np.int64)
             self.ctx.logits(row)[self._eog] = -np.inf
         grammar = seq.params.grammar
         if grammar is not None:  # before any sampling, the greedy argmax included

@@ -181,6 +181,11 @@ class LlamaModel:
     def token_text(self, token: int, special: bool = True) -> str:
         return self.token_bytes(token, special).decode("utf-8", errors="replace")
 
+    @property
+    def probe_token(self) -> int:
+        """A real token to decode when timing or checking a context: BOS, else id 0."""
+        return self.bos_token_id if 0 <= self.bos_token_id < self.n_vocab else 0
+
     def is_eog(self, token: int) -> bool:
         return bool(lc.llama_vocab_is_eog(self._vocab, token))
 
@@ -308,7 +313,7 @@ class LlamaContext:
         the model's name in the log instead of at a user's first request.
         """
         model = self.model
-        token = model.bos_token_id if 0 <= model.bos_token_id < model.n_vocab else 0
+        token = model.probe_token
         self.decode([token], [0], [0], [True])
         try:
             if not np.isfinite(self.logits(0)).all():
