@@ -90,7 +90,8 @@ def test_a_stopped_chat_worker_leaves_health_and_embeddings_untouched(
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
-        assert slowest < 0.1, f"/health took {slowest * 1000:.0f} ms"
+        # A frozen loop shows as seconds; a loaded 2-core CI machine adds a slice or two.
+        assert slowest < 1.0, f"/health took {slowest * 1000:.0f} ms"
         for answer in answers:
             err = assert_openai_error(answer, 503, code="model_unavailable")
             assert "stopped answering" in err["message"]

@@ -77,6 +77,11 @@ def long_stream(url: str) -> tuple[threading.Thread, list[str]]:
     return stream, events
 
 
+# A frozen event loop shows as seconds; a busy 2-core CI machine can take a scheduling slice
+# or two (0.13 s was seen) to answer a healthy /health, so the bound is well above that.
+STALL = 1.0
+
+
 def quick_health(http: httpx.Client) -> float:
     started = time.monotonic()
     assert http.get("/health").status_code == 200
@@ -95,7 +100,7 @@ def test_a_stopped_worker_never_stalls_the_server_and_is_replaced(
                 sent = [pool.submit(call, live.url, "a", "size", "x" * 2**20, bytes=True)
                         for _ in range(12)]
                 for _ in range(6):
-                    assert quick_health(http) < 0.1
+                    assert quick_health(http) < STALL
                     assert call(live.url, "b", "echo", "still here").json() == \
                         {"result": "still here"}
                     time.sleep(0.1)
@@ -120,7 +125,7 @@ def test_a_worker_stopped_shorter_than_the_timeout_finishes_everything(
         with ThreadPoolExecutor(8) as pool:
             sent = [pool.submit(call, live.url, "a", "echo", i) for i in range(8)]
             time.sleep(1.0)
-            assert quick_health(http) < 0.1
+            assert quick_health(http) < STALL
             resume(pid)
             assert [f.result().json()["result"] for f in sent] == list(range(8))
         assert admin_models(http)["a"]["pid"] == pid
@@ -226,7 +231,7 @@ def test_a_hung_call_times_out_alone(tmp_path: Path, weights: Path) -> None:
                      limits={"request_timeout_seconds": 1.0}) as (live, http):
         hung = call(live.url, "a", "hang")
         assert_openai_error(hung, 408, code="request_timeout")
-        assert quick_health(http) < 0.1
+        assert quick_health(http) < STALL
         assert call(live.url, "a", "nap", 0.01).json() == {"result": "rested"}
         unknown = call(live.url, "a", "no_such_method")  # refused at once, not a hang
         assert unknown.status_code == 500
