@@ -7,8 +7,9 @@ import base64
 
 import pytest
 
+from modelserve import gguf_metadata as gguf
 from modelserve.api.errors import APIError, bad_request
-from modelserve.api.ollama import errors, gguf
+from modelserve.api.ollama import errors
 from modelserve.api.ollama.chat import _link_results, _media_type, _thinking
 from modelserve.api.ollama.options import keep_alive_seconds, sampling
 from modelserve.chat.turn import Message, ToolCall

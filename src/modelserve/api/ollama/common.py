@@ -42,12 +42,20 @@ def registry_of(request: Request) -> ModelRegistry:
 def resolve(request: Request, name: str) -> str:
     """The configured model a client's name means: `smol:latest` is `smol` (Ollama adds
     the tag to untagged names). An unknown one is Ollama's 404."""
+    found = resolve_quietly(request, name)
+    if found is None:
+        raise not_found(name)
+    return found
+
+
+def resolve_quietly(request: Request, name: str) -> str | None:
+    """`resolve`, with None for a name no model has."""
     entries = registry_of(request).entries
     if name in entries:
         return name
     if name.endswith(LATEST) and name.removesuffix(LATEST) in entries:
         return name.removesuffix(LATEST)
-    raise not_found(name)
+    return None
 
 
 def tagged(name: str) -> str:

@@ -19,13 +19,21 @@ from typing import Any
 from fastapi import Request, Response
 from fastapi.responses import PlainTextResponse
 
+from modelserve import gguf_metadata as gguf
 from modelserve.api.errors import APIError, bad_request
 from modelserve.api.models import listed
-from modelserve.api.ollama import gguf
-from modelserve.api.ollama.common import ollama_router, registry_of, resolve, tagged
+from modelserve.api.ollama.common import (
+    ollama_router,
+    registry_of,
+    resolve,
+    resolve_quietly,
+    tagged,
+)
 from modelserve.api.ollama.protocol import OllamaError, PullRequest, ShowRequest, Version
+from modelserve.api.ollama.pulls import pull_source
 from modelserve.api.openapi import error_responses
 from modelserve.model_files import disk_bytes
+from modelserve.pull import is_pullable
 from modelserve.registry import ModelEntry, ModelRegistry, ModelState
 
 router = ollama_router()
@@ -167,11 +175,16 @@ async def show(req: ShowRequest, request: Request) -> dict[str, Any]:
              responses=error_responses(400, 404, model=OllamaError))
 async def pull(req: PullRequest, request: Request) -> Response:
     """Scripts and tools pull before they run a model; a configured one is there already,
-    so its pull succeeds at once. Nothing is downloaded: models come from the configuration
-    (or an admin load), and an unknown one is the usual 404."""
-    resolve(request, _named(req.model, req.name))
-    return Response(b'{"status":"success"}\n' if req.stream else b'{"status":"success"}',
-                    media_type="application/x-ndjson" if req.stream else "application/json")
+    so its pull succeeds at once. A name that is a source (`hf:ORG/REPO:Q4_K_M`,
+    `hf.co/ORG/REPO`, `pypi:NAME`, an https URL) is pulled into the local store, with
+    Ollama's progress lines (admin keys only, when keys are configured); an admin load then
+    serves it. Any other name is the usual 404."""
+    name = _named(req.model, req.name)
+    if not is_pullable(name) or resolve_quietly(request, name) is not None:
+        resolve(request, name)
+        return Response(b'{"status":"success"}\n' if req.stream else b'{"status":"success"}',
+                        media_type="application/x-ndjson" if req.stream else "application/json")
+    return await pull_source(request, name, req.stream)
 
 
 # Model management that cannot happen here: said so by name, not a bare 404 or 405.
