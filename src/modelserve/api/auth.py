@@ -15,6 +15,8 @@ from modelserve.metrics import ServerMetrics
 from modelserve.security import KeyRing, LimitsUnavailable, RateLimited, RateLimiter
 
 PUBLIC = {"/health", "/ready"}
+# The web console's page and assets load without a key; every API call it makes needs one.
+PUBLIC_PREFIX = "/ui"
 
 
 class Authenticator:
@@ -26,7 +28,7 @@ class Authenticator:
         self.metrics = metrics
 
     def needed_scope(self, path: str) -> str | None:
-        if path in PUBLIC:
+        if path in PUBLIC or path == PUBLIC_PREFIX or path.startswith(PUBLIC_PREFIX + "/"):
             return None
         if path == "/metrics":
             return None if self.metrics_scope == "public" else self.metrics_scope

@@ -19,8 +19,11 @@ router = APIRouter()
 
 def _card(entry: ModelEntry) -> ModelCard:
     front = entry.current.front if entry.current else None
+    # Known from the spec, so a client (the web console) sees it before the model loads.
+    vision = getattr(entry.spec.options, "mmproj", None) is not None \
+        if entry.spec.kind == "chat" else None
     return ModelCard(id=entry.spec.name, created=front.created if front else 0,
-                     kind=entry.spec.kind, state=entry.state.value,
+                     kind=entry.spec.kind, state=entry.state.value, vision=vision,
                      **(front.card() if front else {}))
 
 
