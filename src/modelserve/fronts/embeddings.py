@@ -28,6 +28,14 @@ if TYPE_CHECKING:
 # runs in parallel without the GIL); fewer are quicker on the loop than a thread hop.
 BIG_BATCH = 32
 
+# Calls to the worker at once. A new call leaves only when fewer are out, so requests that
+# arrive while the worker runs a pass wait here and go together as the next call: on a core
+# shared with the worker, sending each request at once made the worker (woken first) run
+# passes of 1-2 inputs at 64 clients, 3x the CPU per input of a pass of 32 (docs/benchmarks.md).
+# Two, not one: the worker has the next call queued when a pass ends, so it never idles for
+# the round trip.
+CALLS_IN_FLIGHT = 2
+
 
 class EmbeddingsFront:
     def __init__(self, spec: ModelSpec, worker: Worker, info: dict[str, Any],
@@ -47,6 +55,7 @@ class EmbeddingsFront:
         self._tokenizer: Any = None
         self._pending: list[tuple[list[list[int]], int | None, asyncio.Future[list[Floats]]]] = []
         self._sending: set[asyncio.Task[Any]] = set()
+        self._send_scheduled = False
         if info["tokenizer_file"] is not None:
             from tokenizers import Tokenizer
 
@@ -71,26 +80,39 @@ class EmbeddingsFront:
 
     async def embed(self, inputs: list[list[int]], dimensions: int | None = None
                     ) -> list[Floats]:
-        """Requests arriving in the same turn of the event loop go to the worker as one call:
-        at 64 clients of short texts, a message per request cost ~10 % of the throughput."""
+        """Requests arriving in the same turn of the event loop, or while CALLS_IN_FLIGHT
+        calls are out, go to the worker as one call."""
         if self._waiting and self._waiting + len(inputs) > self._capacity:
             raise QueueFull()
         future: asyncio.Future[list[Floats]] = asyncio.get_running_loop().create_future()
         self._pending.append((inputs, dimensions, future))
-        if len(self._pending) == 1:
-            asyncio.get_running_loop().call_soon(self._send_pending)
+        self._schedule_send()
         self._waiting += len(inputs)
         try:
             return await future
         finally:
             self._waiting -= len(inputs)
 
+    def _schedule_send(self) -> None:
+        """Send what is pending at the end of this loop turn, if a call may leave now."""
+        if self._pending and not self._send_scheduled \
+                and len(self._sending) < CALLS_IN_FLIGHT:
+            self._send_scheduled = True
+            asyncio.get_running_loop().call_soon(self._send_pending)
+
     def _send_pending(self) -> None:
+        self._send_scheduled = False
         pending, self._pending = self._pending, []
+        if not pending:
+            return
         jobs = [(inputs, dims) for inputs, dims, _ in pending]
         self._sending.add(task := asyncio.ensure_future(self.worker.acall("embed_many", jobs)))
-        task.add_done_callback(self._sending.discard)
         task.add_done_callback(lambda done: _settle(done, [f for _, _, f in pending]))
+        task.add_done_callback(self._call_done)
+
+    def _call_done(self, task: asyncio.Task[Any]) -> None:
+        self._sending.discard(task)
+        self._schedule_send()  # what arrived meanwhile goes as one call
 
 
 def _settle(done: asyncio.Future[list[Any]], futures: list[asyncio.Future[list[Floats]]]

@@ -66,6 +66,11 @@ class LevelResult:
     ttft_p50_by_turn_ms: list[float | None] | None = None  # multi-turn: turn 1, 2, ...
 
 
+def cell(value: object) -> str:
+    """A table cell: the value, or "-" where it was not reported."""
+    return "-" if value is None else str(value)
+
+
 def percentile(values: list[float], pct: float) -> float | None:
     if not values:
         return None
@@ -125,6 +130,10 @@ class Client(Protocol):
     def stream(self, url: str, body: dict[str, Any]
                ) -> AbstractAsyncContextManager[tuple[int, AsyncIterator[str]]]: ...
 
+    async def post_json(self, url: str, body: dict[str, Any]) -> tuple[int, bytes]:
+        """A plain (not streamed) POST: its status and whole body."""
+        ...
+
 
 class HttpxClient:
     def __init__(self, client: httpx.AsyncClient) -> None:
@@ -136,6 +145,10 @@ class HttpxClient:
         async with self.client.stream("POST", url, json=body) as resp:
             yield resp.status_code, resp.aiter_lines()
 
+    async def post_json(self, url: str, body: dict[str, Any]) -> tuple[int, bytes]:
+        resp = await self.client.post(url, json=body)
+        return resp.status_code, resp.content
+
 
 class AiohttpClient:
     """The second load generator: another HTTP stack reading the same streams."""
@@ -143,15 +156,29 @@ class AiohttpClient:
     def __init__(self, session: aiohttp.ClientSession) -> None:
         self.session = session
 
+    async def _post(self, url: str, body: dict[str, Any]) -> aiohttp.ClientResponse:
+        """POST, once more on a fresh connection when a kept-alive one turns out dead before
+        any answer: llama-server closes the connection after each stream without saying
+        `Connection: close`, and aiohttp, unlike curl and httpx, does not check an idle
+        connection before reusing it ("Can not write request body" on every other request)."""
+        try:
+            return await self.session.post(url, json=body)
+        except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError):
+            return await self.session.post(url, json=body)
+
     @asynccontextmanager
     async def stream(self, url: str, body: dict[str, Any]
                      ) -> AsyncIterator[tuple[int, AsyncIterator[str]]]:
-        async with self.session.post(url, json=body) as resp:
+        async with await self._post(url, body) as resp:
             async def lines() -> AsyncIterator[str]:
                 async for raw in resp.content:
                     yield raw.decode().rstrip("\r\n")
 
             yield resp.status, lines()
+
+    async def post_json(self, url: str, body: dict[str, Any]) -> tuple[int, bytes]:
+        async with await self._post(url, body) as resp:
+            return resp.status, await resp.read()
 
 
 # The structured-output workload: a JSON story that cannot end before max_tokens (at least 8

@@ -28,6 +28,7 @@ from modelserve.loadgen.chat import (
     LevelResult,
     RequestResult,
     auth_headers,
+    cell,
     level_result,
     markdown,
     one_request,
@@ -244,19 +245,16 @@ async def run_workload(args: argparse.Namespace, level: int, max_tokens: int,
 
 def markdown_extras(rows: list[LevelResult]) -> str:
     """What the multiturn and editing rows add to the plain table ("-": not reported)."""
-    def show(value: object) -> str:
-        return "-" if value is None else str(value)
-
     lines = ["| server | workload | conc | latency p50 ms | prompt tok | cached tok "
              "| accepted / rejected prediction tok | drafts accepted / drafted "
              "| TTFT p50 ms by turn |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        by_turn = " / ".join(show(t) for t in r.ttft_p50_by_turn_ms or []) or "-"
-        lines.append(f"| {r.label} | {r.workload} | {r.concurrency} | {show(r.latency_p50_ms)} "
-                     f"| {show(r.prompt_tokens)} | {show(r.cached_tokens)} "
-                     f"| {show(r.accepted_prediction_tokens)} / "
-                     f"{show(r.rejected_prediction_tokens)} "
-                     f"| {show(r.draft_accepted_tokens)} / {show(r.draft_tokens)} | {by_turn} |")
+        by_turn = " / ".join(cell(t) for t in r.ttft_p50_by_turn_ms or []) or "-"
+        lines.append(f"| {r.label} | {r.workload} | {r.concurrency} | {cell(r.latency_p50_ms)} "
+                     f"| {cell(r.prompt_tokens)} | {cell(r.cached_tokens)} "
+                     f"| {cell(r.accepted_prediction_tokens)} / "
+                     f"{cell(r.rejected_prediction_tokens)} "
+                     f"| {cell(r.draft_accepted_tokens)} / {cell(r.draft_tokens)} | {by_turn} |")
     return "\n".join(lines)
 
 

@@ -7,12 +7,15 @@ import argparse
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import aiohttp
+import httpx
 
-from modelserve.loadgen.chat import percentile
+from modelserve.loadgen.chat import AiohttpClient, Client, HttpxClient, percentile
 
 WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while", "seven",
          "small", "birds", "sing", "about", "rivers", "mountains", "cities", "and", "quiet",
@@ -23,6 +26,27 @@ def make_text(index: int, words: int) -> str:
     """Distinct texts of a given length (a word is about one token for MiniLM)."""
     picked = [WORDS[(index * 7 + i * 3) % len(WORDS)] for i in range(words)]
     return f"{index} " + " ".join(picked)
+
+
+def embeddings_body(model: str, n: int, per_request: int, words: int) -> dict[str, Any]:
+    """The n-th request of a run: `per_request` distinct texts of `words` words."""
+    texts = [make_text(n * per_request + i, words) for i in range(per_request)]
+    return {"model": model, "input": texts[0] if per_request == 1 else texts}
+
+
+async def embed_request(client: Client, url: str, body: dict[str, Any],
+                        expected: int) -> str | None:
+    """One embeddings request: None when it got `expected` vectors back, else what went
+    wrong (any server's error, in a line)."""
+    try:
+        status, payload = await client.post_json(url, body)
+        if status != 200:
+            return f"HTTP {status}: {payload[:200].decode(errors='replace')}"
+        got = len(json.loads(payload)["data"])
+    except (aiohttp.ClientError, httpx.HTTPError, TimeoutError, ValueError, KeyError,
+            TypeError) as exc:
+        return f"{type(exc).__name__}: {exc}"[:200]
+    return None if got == expected else f"{got} vectors for {expected} inputs"
 
 
 @dataclass
@@ -38,47 +62,64 @@ class EmbedResult:
     latency_p99_ms: float | None
 
 
+@asynccontextmanager
+async def open_clients(kind: str, concurrency: int) -> AsyncIterator[list[Client]]:
+    """One client per worker, as `kind` says:
+    - `aiohttp`: a session of one kept-alive connection each (the default: the load
+      generator shares the machine with the server, and aiohttp costs ~0.3 ms of CPU a
+      request against httpx's ~1.5 ms);
+    - `httpx`: an `httpx.AsyncClient` of one connection each, as many separate apps are;
+    - `httpx-shared`: one `httpx.AsyncClient` whose pool all workers share, as one app
+      fanning out is. Its pool (httpcore 1.0) rescans every connection, polling idle sockets,
+      on each request and each release, so its CPU per request grows with the connections:
+      against a batching server whose answers come in bursts, it is the client that tops
+      out (docs/benchmarks.md)."""
+    timeout = 300.0
+    if kind == "aiohttp":
+        sessions = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1),
+                                          timeout=aiohttp.ClientTimeout(total=timeout))
+                    for _ in range(concurrency)]
+        try:
+            yield [AiohttpClient(session) for session in sessions]
+        finally:
+            await asyncio.gather(*(session.close() for session in sessions))
+        return
+    pools = 1 if kind == "httpx-shared" else concurrency
+    https = [httpx.AsyncClient(timeout=timeout, limits=httpx.Limits(
+        max_connections=concurrency // pools, max_keepalive_connections=concurrency // pools))
+        for _ in range(pools)]
+    try:
+        yield [HttpxClient(https[i % pools]) for i in range(concurrency)]
+    finally:
+        await asyncio.gather(*(http.aclose() for http in https))
+
+
 async def run_level(url: str, path: str, model: str, concurrency: int, per_request: int,
-                    words: int, requests: int, label: str) -> EmbedResult:
+                    words: int, requests: int, label: str, client: str = "aiohttp"
+                    ) -> EmbedResult:
     latencies: list[float] = []
     errors = 0
     counter = iter(range(requests))
-    # aiohttp, one session (one kept-alive connection) per worker: the load generator shares
-    # the machine with the server, and httpx cost ~1.5 ms of CPU per request against
-    # aiohttp's ~0.3 ms; a single pool shared by 64 workers capped every server near 100
-    # emb/s. Before the clock, each worker sends one untimed request of the level's shape:
-    # its connection is open and the server has run the level's shapes once.
-    sessions = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1),
-                                      timeout=aiohttp.ClientTimeout(total=300))
-                for _ in range(concurrency)]
+    endpoint = f"{url}{path}"
 
-    def body(n: int) -> dict[str, Any]:
-        texts = [make_text(n * per_request + i, words) for i in range(per_request)]
-        return {"model": model, "input": texts[0] if per_request == 1 else texts}
-
-    async def post(session: aiohttp.ClientSession, n: int) -> bool:
-        async with session.post(f"{url}{path}", json=body(n)) as resp:
-            payload = await resp.read()
-        return resp.status == 200 and len(json.loads(payload)["data"]) == per_request
-
-    async def worker(session: aiohttp.ClientSession) -> None:
+    async def worker(client: Client) -> None:
         nonlocal errors
         for n in counter:
             started = time.perf_counter()
-            try:
-                ok = await post(session, n)
-            except (aiohttp.ClientError, TimeoutError, ValueError, KeyError):
-                ok = False
+            error = await embed_request(client, endpoint,
+                                        embeddings_body(model, n, per_request, words), per_request)
             latencies.append((time.perf_counter() - started) * 1000)
-            errors += not ok
+            errors += error is not None
 
-    try:
-        await asyncio.gather(*(post(s, requests + i) for i, s in enumerate(sessions)))
+    async with open_clients(client, concurrency) as clients:
+        # Before the clock, each worker sends one untimed request of the level's shape: its
+        # connection is open and the server has run the level's shapes once.
+        await asyncio.gather(*(embed_request(c, endpoint, embeddings_body(
+            model, requests + i, per_request, words), per_request)
+            for i, c in enumerate(clients)))
         started = time.perf_counter()
-        await asyncio.gather(*(worker(session) for session in sessions))
+        await asyncio.gather(*(worker(client) for client in clients))
         wall = time.perf_counter() - started
-    finally:
-        await asyncio.gather(*(session.close() for session in sessions))
     done = (requests - errors) * per_request
     p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
     return EmbedResult(label, concurrency, per_request, words, requests, errors,
@@ -126,7 +167,7 @@ def run_embeddings_bench(args: argparse.Namespace) -> None:
                 requests = max(8, args.total_inputs // per_request, 2 * level)
                 rows.append(asyncio.run(run_level(
                     args.url.rstrip("/"), args.path, args.model, level, per_request, words,
-                    requests, args.label or args.url)))
+                    requests, args.label or args.url, args.client)))
                 print(json.dumps(asdict(rows[-1])), flush=True)
     if args.json_out:
         with open(args.json_out, "a") as fh:

@@ -1,7 +1,7 @@
-"""Summarise a benchmark JSONL file (chat, chat workloads, surfaces or embeddings rows): median
-per server and level, ratios to a baseline server.
+"""Summarise a benchmark JSONL file (chat, chat workloads, surfaces, embeddings or mixed rows):
+median per server and level, ratios to a baseline server.
 
-    python -m modelserve.loadgen.summary FILE [BASELINE [workloads|surfaces|embeddings]]"""
+    python -m modelserve.loadgen.summary FILE [BASELINE [workloads|surfaces|embeddings|mixed]]"""
 
 from __future__ import annotations
 
@@ -135,6 +135,40 @@ def summarise_embeddings(path: Path, baseline: str) -> str:
     return "\n".join(out)
 
 
+def summarise_mixed(path: Path, baseline: str = "modelserve") -> str:
+    """`modelserve bench mixed` rows (bench/mixed_vs_peers.sh): medians over runs per phase,
+    load and server; each "vs" column is the baseline's throughput ÷ this row's (> 1: the
+    baseline does better), and "both" the lower of the two: what it achieves on both at once."""
+    runs: dict[tuple[str, int, int, str], list[dict[str, Any]]] = defaultdict(list)
+    for line in path.read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            runs[(row["phase"], row["chat_streams"], row["embedding_clients"],
+                  row["label"])].append(row)
+    order = {"mixed": 0, "chat-alone": 1, "embeddings-alone": 2}
+    out = [f"| phase | server | streams | clients | runs | chat tok/s | vs {baseline} "
+           f"| ITL p99 ms | emb/s | vs {baseline} | emb p99 ms | both | errors chat / emb |",
+           "|" + "---|" * 13]
+    for key in sorted(runs, key=lambda k: (order.get(k[0], 3), k[1], k[2], k[3] != baseline,
+                                           k[3])):
+        phase, streams, clients, label = key
+        rows, base = runs[key], runs.get((phase, streams, clients, baseline))
+        tps, emb = _median(rows, "chat_tokens_per_s"), _median(rows, "embeddings_per_s")
+        vs = ["-", "-", "-"]
+        if base and label != baseline:
+            ratios = [_median(base, "chat_tokens_per_s"), _median(base, "embeddings_per_s")]
+            vs[:2] = [_ratio(ratios[0], tps), _ratio(ratios[1], emb)]
+            both = [b / x for b, x in ((ratios[0], tps), (ratios[1], emb)) if b and x]
+            vs[2] = f"{min(both):.2f}x" if len(both) == 2 else "-"
+        errors = (f"{sum(r['chat_errors'] for r in rows)}/{sum(r['chat_requests'] for r in rows)}"
+                  f" / {sum(r['embedding_errors'] for r in rows)}"
+                  f"/{sum(r['embedding_requests'] for r in rows)}")
+        out.append(f"| {phase} | {label} | {streams} | {clients} | {len(rows)} | {_fmt(tps)} "
+                   f"| {vs[0]} | {_fmt(_median(rows, 'itl_p99_ms'))} | {_fmt(emb)} | {vs[1]} "
+                   f"| {_fmt(_median(rows, 'embedding_p99_ms'))} | {vs[2]} | {errors} |")
+    return "\n".join(out)
+
+
 def summarise_surfaces(path: Path, baseline: str = "chat") -> str:
     """Rows labelled SURFACE/CLIENT (bench/surfaces.sh): median tok/s of each, and each ÷
     the baseline surface's with the same client and level (1.00: the dialect costs nothing)."""
@@ -186,6 +220,8 @@ if __name__ == "__main__":
         print(summarise_surfaces(Path(sys.argv[1]), sys.argv[2]))
     elif len(sys.argv) > 3 and sys.argv[3] == "workloads":
         print(summarise_workloads(Path(sys.argv[1]), sys.argv[2]))
+    elif len(sys.argv) > 3 and sys.argv[3] == "mixed":
+        print(summarise_mixed(Path(sys.argv[1]), sys.argv[2]))
     elif len(sys.argv) > 3 and sys.argv[3] == "embeddings":
         print(summarise_embeddings(Path(sys.argv[1]), sys.argv[2]))
     else:

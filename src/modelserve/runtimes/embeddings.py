@@ -114,6 +114,11 @@ class SentenceTransformersBackend:
     def encode(self, batch: list[list[int]]) -> Floats:
         return self.encode_on(batch, None)
 
+    def set_threads(self, threads: int) -> bool:
+        """The thread count of the next passes (encode_on sets torch's before each)."""
+        self._threads = threads
+        return True
+
     def encode_on(self, batch: list[list[int]], threads: int | None) -> Floats:
         """`encode` on `threads` intra-op threads (None: the configured count)."""
         wanted = threads or self._threads
@@ -240,4 +245,11 @@ def _stats(runtime: EmbeddingRuntime) -> BatchStats:
     return runtime.batcher.stats
 
 
-EMBEDDINGS_RUNTIME = KindRuntime(build=EmbeddingRuntime, describe=_describe, stats=_stats)
+def _set_threads(runtime: EmbeddingRuntime, threads: int) -> bool:
+    """Live on torch; an ONNX Runtime session keeps its pool until the next load."""
+    setter = getattr(runtime.backend, "set_threads", None)
+    return bool(setter(threads)) if setter is not None else False
+
+
+EMBEDDINGS_RUNTIME = KindRuntime(build=EmbeddingRuntime, describe=_describe, stats=_stats,
+                                 set_threads=_set_threads)

@@ -41,6 +41,10 @@ ST = "sentence-transformers"
 BERT_LIKE = {"bert", "roberta", "xlm-roberta", "distilbert", "mpnet", "electra", "camembert"}
 
 
+# Part of the cache key: a new export (2: fused attention) replaces what an older one left.
+EXPORT_FORMAT = 2
+
+
 def cache_root() -> Path:
     return Path(os.environ.get("MODEL_CACHE", "~/.cache/modelserve")).expanduser() / "onnx-auto"
 
@@ -48,7 +52,7 @@ def cache_root() -> Path:
 def revision(directory: Path) -> str:
     """A key that changes when any file of the model directory does (size or mtime), without
     reading gigabytes of weights at every load."""
-    digest = hashlib.sha256(str(directory.resolve()).encode())
+    digest = hashlib.sha256(f"{EXPORT_FORMAT}\0{directory.resolve()}".encode())
     for path in sorted(p for p in directory.rglob("*") if p.is_file()):
         stat = path.stat()
         digest.update(f"{path.relative_to(directory)}\0{stat.st_size}\0{stat.st_mtime_ns}\n"

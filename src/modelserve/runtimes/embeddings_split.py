@@ -59,6 +59,13 @@ class SplitBackend:
     def tokenize(self, text: str) -> list[int]:
         return self._onnx.tokenize(text)
 
+    def set_threads(self, threads: int) -> bool:
+        """The torch side's now; the ONNX side's at the next load (hence False)."""
+        setter = getattr(self._bf16, "set_threads", None)
+        if setter is not None:
+            setter(threads)
+        return False
+
     def encode(self, batch: list[list[int]]) -> Floats:
         padded = len(batch) * max(map(len, batch), default=0)
         if padded >= BF16_MIN_TOKENS:

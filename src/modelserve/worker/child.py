@@ -63,11 +63,20 @@ class WorkerOptions:
     parent_pid: int
     heartbeat_interval: float
     log_levels: dict[str, int]
+    cpus: tuple[int, ...] | None = None  # its CPU affinity (the CPU plan); None: inherited
+    nice: int = 0  # added to its nice value (`cpu.nice` of its kind): a lower CPU priority
 
 
 def main(spec: ModelSpec, conn: Connection, options: WorkerOptions) -> None:
     """The worker's entry point (multiprocessing's target)."""
     _die_with_parent(options.parent_pid)
+    # Before any library starts its threads: they inherit it (Linux; macOS has no affinity).
+    if options.cpus is not None and hasattr(os, "sched_setaffinity"):
+        with contextlib.suppress(OSError):  # a CPU gone offline since: run where we may
+            os.sched_setaffinity(0, options.cpus)
+    if options.nice > 0:  # raising one's own nice value needs no privilege; lowering would
+        with contextlib.suppress(OSError):
+            os.nice(options.nice)
     faulthandler.enable()  # a native fault prints the Python stack before the worker dies
     sender = _Sender(conn)
     for name, level in options.log_levels.items():

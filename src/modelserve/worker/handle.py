@@ -57,7 +57,10 @@ def heartbeat_interval(policy: LifecycleSettings) -> float:
 
 
 class WorkerHandle:
-    def __init__(self, spec: ModelSpec, policy: LifecycleSettings | None = None) -> None:
+    def __init__(self, spec: ModelSpec, policy: LifecycleSettings | None = None,
+                 cpus: tuple[int, ...] | None = None, nice: int = 0) -> None:
+        """`cpus`: the worker's CPU affinity (the CPU plan's); None: the server's. `nice`:
+        added to the worker's nice value (its kind's `cpu.nice`)."""
         self.spec = spec
         self.policy = policy or LifecycleSettings()
         self._ids = itertools.count()
@@ -83,7 +86,8 @@ class WorkerHandle:
         self._writer = PipeWriter(parent, f"worker-{spec.name}")
         self._process = _CONTEXT.Process(
             target=child.main,
-            args=(spec, child_end, child.WorkerOptions(os.getpid(), interval, _log_levels())),
+            args=(spec, child_end,
+                  child.WorkerOptions(os.getpid(), interval, _log_levels(), cpus, nice)),
             name=f"modelserve-worker-{spec.name}", daemon=True)
 
     @property

@@ -22,9 +22,13 @@ from modelserve.worker.protocol import End, portable_error
 
 
 def runtime_method(runtime: Any, wiring: KindRuntime[Any], method: str) -> Any:
-    """The callable a Call or Open names ("stats" is the kind's, the rest the runtime's)."""
+    """The callable a Call or Open names ("stats" and "set_threads" are the kind's, the
+    rest the runtime's)."""
     if method == "stats":
         return lambda: wiring.stats(runtime)
+    if method == "set_threads":  # the CPU plan changed (cpu_apply.py)
+        set_threads = wiring.set_threads
+        return lambda n: set_threads is not None and set_threads(runtime, n)
     fn = getattr(runtime, method, None)
     if method.startswith("_") or not callable(fn):
         raise AttributeError(f"the runtime has no method {method!r}")
