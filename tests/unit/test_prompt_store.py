@@ -8,8 +8,9 @@ from modelserve.engine.scheduler import Scheduler
 from modelserve.engine.sequence import SamplingParams, Sequence
 
 
-def seq(prompt: list[int]) -> Sequence:
-    return Sequence(prompt=prompt, params=SamplingParams(max_tokens=4), sink=lambda out: None)
+def seq(prompt: list[int], salt: str = "") -> Sequence:
+    return Sequence(prompt=prompt, params=SamplingParams(max_tokens=4, cache_salt=salt),
+                    sink=lambda out: None)
 
 
 def test_longest_prefix_wins_and_extended_entries_are_replaced() -> None:
@@ -52,7 +53,7 @@ def test_a_slot_about_to_be_overwritten_is_saved_and_restored_later() -> None:
     sched.add(other)
     plan = sched.schedule()
     # the slot's tokens go to the store before the trim drops them
-    assert plan.saves == [(0, history)] and plan.trims == [(0, 0)]
+    assert plan.saves == [(0, history, "")] and plan.trims == [(0, 0)]
     store.put(history, b"state")  # what the runner does with the save
     sched.commit(plan)
     sched.remove(other)
@@ -63,6 +64,43 @@ def test_a_slot_about_to_be_overwritten_is_saved_and_restored_later() -> None:
     assert back.cached_tokens == len(history) and plan.tokens == [7, 8]
     assert plan.saves[0][1] == list(range(5000, 5100))  # the other prompt is saved in turn
     assert store.stats.restored_tokens == len(history)
+
+
+def test_a_salted_prefix_is_reused_only_by_prompts_with_the_same_salt(
+        tmp_path: Path) -> None:
+    """Per-key scopes: neither the slot's KV, another slot's, nor the store's crosses them."""
+    store = PromptStore(capacity_bytes=1 << 30)
+    sched = Scheduler(n_slots=2, token_budget=4096, max_waiting=4, store=store)
+    history = list(range(1000, 1000 + MIN_SAVE_TOKENS + 40))
+    tenant_a = seq(history, salt="a")
+    sched.add(tenant_a)
+    sched.commit(sched.schedule())
+    sched.remove(tenant_a)
+    # another tenant with the very same prompt: no reuse from the slot, nor a copy of it
+    tenant_b = seq([*history, 1], salt="b")
+    sched.add(tenant_b)
+    plan = sched.schedule()
+    assert tenant_b.cached_tokens == 0 and plan.copies == [] and plan.restores == []
+    # the slot it took (the lowest: the one holding a's tokens) saved them under a's salt
+    assert plan.saves == [(0, history, "a")]
+    store.put(history, b"state-a", "a")
+    sched.commit(plan)
+    sched.remove(tenant_b)
+    assert store.longest(history, "")[0] is None  # the shared scope finds neither
+    back = seq([*history, 7], salt="a")  # tenant a again: restored from its own entry
+    sched.add(back)
+    plan = sched.schedule()
+    assert [(entry.state, entry.salt) for _, entry in plan.restores] == [(b"state-a", "a")]
+    assert back.cached_tokens == len(history)
+    # a spilled entry keeps its salt across a restart
+    spilled = PromptStore(1 << 20, PromptSpill(tmp_path, "m", 1 << 30))
+    spilled.put(history, b"s", "a")
+    spilled.close()
+    again = PromptStore(1 << 20, PromptSpill(tmp_path, "m", 1 << 30))
+    assert again.longest(history, "b") == (None, 0)
+    entry, shared = again.longest(history, "a")
+    assert entry is not None and shared == len(history) and again.load(entry)
+    again.close()
 
 
 def test_short_prefixes_are_neither_saved_nor_restored() -> None:

@@ -28,6 +28,7 @@ from modelserve.api.protocol import (
 from modelserve.api.streams import sse
 from modelserve.chat import events as ev
 from modelserve.chat.budget import check_token_ids, completion_budget, sampling_params
+from modelserve.chat.cache_scope import cache_salt
 from modelserve.chat.grammars import output_grammar
 from modelserve.chat.route import Replay, Source
 from modelserve.chat.run import TurnRun, submit_all
@@ -127,8 +128,10 @@ class CompletionsRoute(pipeline.Route[CompletionRequest, ChatModel]):
 
     async def respond(self, runtime: ChatModel, plan: CachePlan) -> Response:
         req = self.req
-        run = TurnRun(submit_all(runtime, self.jobs), self.prompt_tokens, req.model, None,
-                      req.logprobs is not None)
+        salt = cache_salt(context(self.request).key_id, runtime.cache_scope == "per_key",
+                          req.cache_salt)
+        run = TurnRun(submit_all(runtime, self.jobs, salt=salt), self.prompt_tokens, req.model,
+                      None, req.logprobs is not None)
         if req.stream:
             return _streaming(self._run_stream(run, runtime, plan))
         result = await run.collect(self.request)

@@ -74,6 +74,10 @@ class SamplingFields(NullMeansDefault, LengthExtras):
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None
+    cache_salt: str | None = Field(
+        None, min_length=1, max_length=256, description="vLLM extra: prompt KV (the slots' "
+        "and the prompt store's) is reused only between requests with the same salt, so no "
+        "one can time whether another's prompt was seen")
 
     @property
     def usage_requested(self) -> bool:
@@ -365,6 +369,8 @@ class ModelCard(BaseModel):
     voices: list[str] | None = None
     multilingual: bool | None = None
     scoring: str | None = None  # rerank: cross-encoder | bi-encoder
+    # modelserve extra, chat models: true when it takes image_url parts (it has an mmproj)
+    vision: bool | None = None
 
 
 class ModelList(BaseModel):

@@ -21,7 +21,7 @@ def sampling(req: SamplingFields, max_tokens: int | None, logprobs: int | None,
         repeat_penalty=req.repeat_penalty,
         logit_bias=tuple((int(k), float(v)) for k, v in (req.logit_bias or {}).items()),
         logprobs=logprobs, n=req.n, ignore_eos=req.ignore_eos, min_tokens=req.min_tokens,
-        prediction=prediction)
+        prediction=prediction, cache_salt=req.cache_salt)
 
 
 def usage(counts: events.Usage, reasoning_tokens: int | None = None) -> Usage:

@@ -19,6 +19,7 @@ from modelserve.api.caching import CachePlan
 from modelserve.api.input_limits import limits_of
 from modelserve.api.observe import context
 from modelserve.chat import plan as planning
+from modelserve.chat.cache_scope import cache_salt
 from modelserve.chat.events import Event, Result, Usage
 from modelserve.chat.run import TurnRun, submit_all
 from modelserve.chat.turn import Turn
@@ -117,7 +118,9 @@ class TurnRoute(pipeline.Route[Turn, ChatModel]):
 
     async def respond(self, runtime: ChatModel, plan: CachePlan) -> Response:
         turn, images = self.req, self.plan.multimodal
-        gens = submit_all(runtime, self.plan.jobs(), images.images if images else None)
+        salt = cache_salt(context(self.request).key_id, runtime.cache_scope == "per_key",
+                          turn.sampling.cache_salt)
+        gens = submit_all(runtime, self.plan.jobs(), images.images if images else None, salt)
         run = TurnRun(gens, len(self.plan.tokens), turn.model, self.plan.parser,
                       turn.sampling.logprobs is not None)
         if self.stream:

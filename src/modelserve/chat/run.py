@@ -8,7 +8,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from fastapi import Request
@@ -34,13 +34,14 @@ T = TypeVar("T")
 
 
 def submit_all(model: ChatModel, jobs: list[tuple[list[int], SamplingParams]],
-               images: list[ImageSpan] | None = None) -> list[Generation]:
+               images: list[ImageSpan] | None = None, salt: str = "") -> list[Generation]:
     """Queue every choice or none: a refusal (a full queue, a dead or stalled worker)
-    cancels what was queued and is answered as api/errors.py says."""
+    cancels what was queued and is answered as api/errors.py says. `salt`: the scope of the
+    prompt KV they may reuse (chat/cache_scope.py)."""
     started: list[Generation] = []
     try:
         for prompt, params in jobs:
-            started.append(model.submit(prompt, params, images))
+            started.append(model.submit(prompt, replace(params, cache_salt=salt), images))
     except BaseException:
         for gen in started:
             gen.cancel()

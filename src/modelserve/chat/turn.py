@@ -88,6 +88,7 @@ class Sampling:
     min_tokens: int = 0  # no end of generation before this many tokens
     # Predicted Outputs: text the answer is expected to repeat (tokenized with the prompt).
     prediction: str | None = None
+    cache_salt: str | None = None  # the client's scope for prompt KV reuse (chat/cache_scope)
 
 
 @dataclass

@@ -70,7 +70,7 @@ class Runner(Protocol):
 
     def release(self, seq_id: int) -> None: ...
 
-    def save(self, slot_id: int, tokens: list[int]) -> None: ...
+    def save(self, slot_id: int, tokens: list[int], salt: str = "") -> None: ...
 
 
 class Vocab(Protocol):
@@ -148,8 +148,9 @@ class LLMEngine:
         if self.store is None or self.store.spill is None or self._thread.is_alive():
             return
         for slot in self.scheduler.slots:
-            if len(slot.cached) >= MIN_SAVE_TOKENS and not self.store.covers(slot.cached):
-                self.runner.save(slot.id, list(slot.cached))
+            if len(slot.cached) >= MIN_SAVE_TOKENS and \
+                    not self.store.covers(slot.cached, slot.salt):
+                self.runner.save(slot.id, list(slot.cached), slot.salt)
 
     def snapshot(self) -> EngineStats:
         """A consistent copy of the counters, with live running/waiting counts."""

@@ -86,8 +86,8 @@ class ModelRunner:
 
     def run(self, plan: BatchPlan) -> StepResult:
         result = StepResult()
-        for slot_id, tokens in plan.saves:
-            self.save(slot_id, tokens)
+        for slot_id, tokens, salt in plan.saves:
+            self.save(slot_id, tokens, salt)
         for slot_id, entry in plan.restores:
             try:
                 self.ctx.load_state(slot_id, entry.state)
@@ -153,11 +153,11 @@ class ModelRunner:
             self.ctx.forget(seq.slot, plan.positions[row + accepted + 1])
             result.rejected[seq.slot] = len(draft) - accepted
 
-    def save(self, slot_id: int, tokens: list[int]) -> None:
-        """Copy the slot's KV (holding `tokens`) into the prompt store."""
+    def save(self, slot_id: int, tokens: list[int], salt: str = "") -> None:
+        """Copy the slot's KV (holding `tokens`, in scope `salt`) into the prompt store."""
         assert self.store is not None
         try:
-            self.store.put(tokens, self.ctx.save_state(slot_id))
+            self.store.put(tokens, self.ctx.save_state(slot_id), salt)
         except Exception:  # the cache is an optimisation: a failed save costs a prefill
             logger.exception("saving slot %d to the prompt store failed", slot_id)
 

@@ -8,9 +8,11 @@ its slot instead of recomputing it: an agent's next turn, a chat user back after
 conversations, a client retrying a prompt it cancelled.
 
 Keys are token ids, image spans included as their hash pseudo-tokens, so an image's KV is
-only ever reused for the very same image. The store belongs to one loaded model file; with a
-spill folder (engine/prompt_spill.py) every saved entry is also written to disk, stays there
-when memory evicts it, and is found again after a reload or a restart of the same model.
+only ever reused for the very same image, and a salt: an entry is found only by prompts with
+the salt it was saved under (a per-API-key scope, or a client's `cache_salt`). The store
+belongs to one loaded model file; with a spill folder (engine/prompt_spill.py) every saved
+entry is also written to disk, stays there when memory evicts it, and is found again after a
+reload or a restart of the same model.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class StoredPrefix:
     state: bytes | bytearray = b""  # llama_state_seq_get_data of a slot holding `tokens`
     id: int = field(default=0)
     path: Path | None = None  # its spilled file; with an empty `state`: on disk only
+    salt: str = ""  # the scope it was saved in: found only by prompts with the same salt
 
     @property
     def nbytes(self) -> int:
@@ -77,7 +80,7 @@ class PromptStore:
         """Entries an earlier run spilled: on disk only, until a prompt needs one."""
         for found in spilled:
             self._entries[self._next_id] = StoredPrefix(found.tokens, b"", self._next_id,
-                                                        found.path)
+                                                        found.path, found.salt)
             self._next_id += 1
 
     def close(self) -> None:
@@ -87,22 +90,26 @@ class PromptStore:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def longest(self, prompt: list[int]) -> tuple[StoredPrefix | None, int]:
-        """The entry sharing the longest prefix with `prompt`, and that length."""
+    def longest(self, prompt: list[int], salt: str = ""
+                ) -> tuple[StoredPrefix | None, int]:
+        """The entry of scope `salt` sharing the longest prefix with `prompt`, and that
+        length."""
         if not self._entries:
             return None, 0
         tokens = np.asarray(prompt, dtype=np.int64)
         best, best_len = None, 0
         for entry in self._entries.values():
-            if len(entry.tokens) and len(tokens) and entry.tokens[0] == tokens[0]:
+            if entry.salt == salt and len(entry.tokens) and len(tokens) \
+                    and entry.tokens[0] == tokens[0]:
                 shared = entry.shared_with(tokens)
                 if shared > best_len:
                     best, best_len = entry, shared
         return best, best_len
 
-    def covers(self, tokens: list[int]) -> bool:
-        """Whether an entry already holds all of `tokens` (saving them again adds nothing)."""
-        _, shared = self.longest(tokens)
+    def covers(self, tokens: list[int], salt: str = "") -> bool:
+        """Whether an entry of scope `salt` already holds all of `tokens` (saving them again
+        adds nothing)."""
+        _, shared = self.longest(tokens, salt)
         return shared >= len(tokens)
 
     def load(self, entry: StoredPrefix) -> bool:
@@ -112,7 +119,7 @@ class PromptStore:
             return True
         assert self.spill is not None and entry.path is not None
         try:
-            entry.state = self.spill.read_state(entry.path, entry.tokens)
+            entry.state = self.spill.read_state(entry.path, entry.tokens, entry.salt)
         except (OSError, ValueError) as exc:
             logger.warning("a spilled prefix could not be read back: %s", exc)
             self._drop(entry)
@@ -129,20 +136,22 @@ class PromptStore:
         self.stats.hits += 1
         self.stats.restored_tokens += restored_tokens
 
-    def put(self, tokens: list[int], state: bytes | bytearray) -> None:
-        """Keep `state` for `tokens`; entries it extends (their tokens are a prefix of these)
-        go, then the least recently used ones until the store fits its capacity."""
-        entry = StoredPrefix(np.asarray(tokens, dtype=np.int64), state, self._next_id)
+    def put(self, tokens: list[int], state: bytes | bytearray, salt: str = "") -> None:
+        """Keep `state` for `tokens` in scope `salt`; entries of that scope it extends (their
+        tokens are a prefix of these) go, then the least recently used ones until the store
+        fits its capacity."""
+        entry = StoredPrefix(np.asarray(tokens, dtype=np.int64), state, self._next_id,
+                             salt=salt)
         if entry.nbytes > self.capacity_bytes:
             return
         self._next_id += 1
         for old in list(self._entries.values()):
-            if len(old.tokens) <= len(entry.tokens) and \
+            if old.salt == salt and len(old.tokens) <= len(entry.tokens) and \
                     entry.shared_with(old.tokens) == len(old.tokens):
                 self._drop(old)
         if self.spill is not None:
-            entry.path = self.spill.path_for(entry.tokens)
-            self.spill.write(entry.tokens, state)
+            entry.path = self.spill.path_for(entry.tokens, salt)
+            self.spill.write(entry.tokens, state, salt)
         self._entries[entry.id] = entry
         self.bytes += entry.nbytes
         self.stats.saves += 1

@@ -41,6 +41,7 @@ WAIT_FOR_PREFIX_TOKENS = 256
 class Slot:
     id: int
     cached: list[int] = field(default_factory=list)  # tokens whose KV the slot holds
+    salt: str = ""  # the scope of that KV: reused only by sequences with the same salt
     seq: Sequence | None = None
     last_used: int = 0
 
@@ -67,7 +68,7 @@ class BatchPlan:
     trims: list[tuple[int, int]] = field(default_factory=list)  # (slot, drop KV from pos)
     # Before the trims: slots whose KV goes to the prompt store, keyed by the tokens they
     # hold; then entries of the store restored into slots (the trims may cut them back).
-    saves: list[tuple[int, list[int]]] = field(default_factory=list)
+    saves: list[tuple[int, list[int], str]] = field(default_factory=list)  # slot, tokens, salt
     restores: list[tuple[int, StoredPrefix]] = field(default_factory=list)
     copies: list[tuple[int, int]] = field(default_factory=list)  # (from slot, to slot)
     images: list[ImageSlice] = field(default_factory=list)  # evaluated after the token batch
@@ -85,6 +86,12 @@ class BatchPlan:
 
     def __len__(self) -> int:
         return len(self.tokens)
+
+
+def shared_prefix(slot: Slot, seq: Sequence) -> int:
+    """The prompt tokens of `seq` whose KV `slot` holds: none from another scope."""
+    return common_prefix_len(slot.cached, seq.prompt) \
+        if slot.salt == seq.params.cache_salt else 0
 
 
 def common_prefix_len(a: list[int], b: list[int]) -> int:
@@ -215,19 +222,19 @@ class Scheduler:
         """The slot is about to lose its cached tokens past `keep`: save them to the store
         first, when they are many and no entry holds them already."""
         if (self.store is not None and len(slot.cached) - keep >= MIN_SAVE_TOKENS
-                and not self.store.covers(slot.cached)):
-            plan.saves.append((slot.id, list(slot.cached)))
+                and not self.store.covers(slot.cached, slot.salt)):
+            plan.saves.append((slot.id, list(slot.cached), slot.salt))
 
     def _free_slots(self) -> list[Slot]:
         return [s for s in self.slots if s.seq is None]
 
     @staticmethod
-    def _pick_slot(free: list[Slot], prompt: list[int]) -> Slot:
+    def _pick_slot(free: list[Slot], seq: Sequence) -> Slot:
         """The lowest free slot keeps running slots packed; a better cached prefix elsewhere
         wins only when it saves REUSE_WORTH_A_GAP tokens."""
         packed = free[0]
-        best = max(free, key=lambda s: (common_prefix_len(s.cached, prompt), -s.last_used))
-        gain = common_prefix_len(best.cached, prompt) - common_prefix_len(packed.cached, prompt)
+        best = max(free, key=lambda s: (shared_prefix(s, seq), -s.last_used))
+        gain = shared_prefix(best, seq) - shared_prefix(packed, seq)
         return best if gain >= REUSE_WORTH_A_GAP else packed
 
     def _admit(self, plan: BatchPlan) -> None:
@@ -240,21 +247,23 @@ class Scheduler:
             if self._prefix_coming(seq):
                 deferred.append(seq)
                 continue
-            self._place(plan, seq, self._pick_slot(free, seq.prompt))
+            self._place(plan, seq, self._pick_slot(free, seq))
         self.waiting.extendleft(reversed(deferred))
 
     def _prefix_coming(self, seq: Sequence) -> bool:
         """Whether a prompt being prefilled in a slot shares a long prefix with this one that
         is not computed yet: then this one waits a step or two and copies it (sixteen users
         arriving together with one system prompt compute it once, not sixteen times)."""
+        salt = seq.params.cache_salt
         coming = max((common_prefix_len(other.prompt, seq.prompt) for other in self.running
-                      if other.status is SequenceStatus.PREFILLING), default=0)
+                      if other.status is SequenceStatus.PREFILLING
+                      and other.params.cache_salt == salt), default=0)
         # Only for long prefixes: a short prompt costs less to compute than a step's wait.
         if coming < max(len(seq.prompt) // 2, WAIT_FOR_PREFIX_TOKENS):
             return False
-        have = max(common_prefix_len(s.cached, seq.prompt) for s in self.slots)
+        have = max(shared_prefix(s, seq) for s in self.slots)
         if self.store is not None:
-            have = max(have, self.store.longest(seq.prompt)[1])
+            have = max(have, self.store.longest(seq.prompt, salt)[1])
         return coming >= have + MIN_RESTORE_GAIN
 
     def _place(self, plan: BatchPlan, seq: Sequence, slot: Slot) -> None:
@@ -262,13 +271,14 @@ class Scheduler:
         slot's own, another slot's (copied) or the store's (restored)."""
         # Keep at least one prompt token to compute, so there are logits to sample.
         most = len(seq.prompt) - 1
-        reuse = seq.reusable(min(common_prefix_len(slot.cached, seq.prompt), most))
-        entry, stored = self.store.longest(seq.prompt) if self.store else (None, 0)
+        salt = seq.params.cache_salt
+        reuse = seq.reusable(min(shared_prefix(slot, seq), most))
+        entry, stored = self.store.longest(seq.prompt, salt) if self.store else (None, 0)
         stored = seq.reusable(min(stored, most))
         # Another slot may hold the prefix (16 users sharing one system prompt): copy it.
         donor = max((s for s in self.slots if s is not slot), default=None,
-                    key=lambda s: common_prefix_len(s.cached, seq.prompt))
-        copied = seq.reusable(min(common_prefix_len(donor.cached, seq.prompt), most)) \
+                    key=lambda s: shared_prefix(s, seq))
+        copied = seq.reusable(min(shared_prefix(donor, seq), most)) \
             if donor is not None else 0
         if donor is not None and copied >= max(reuse, stored) + MIN_RESTORE_GAIN:
             self._save(plan, slot, keep=0)
@@ -292,6 +302,7 @@ class Scheduler:
             del slot.cached[reuse:]
         self._clock += 1
         slot.last_used = self._clock
+        slot.salt = salt  # what it holds now is this sequence's (its own prefix, or nothing)
         slot.seq = seq
         seq.slot = slot.id
         seq.n_computed = seq.cached_tokens = reuse

@@ -38,6 +38,9 @@ class SamplingParams:
     min_tokens: int = 0  # nor before this many output tokens
     # OpenAI's Predicted Outputs: the tokens the client expects back, drafted for speculation.
     prediction: tuple[int, ...] = ()
+    # The scope of the KV this request may reuse and leaves behind (slots and prompt store):
+    # only requests with the same salt share it. "" is the shared scope (api/cache_scope.py).
+    cache_salt: str = ""
 
     @property
     def plain_greedy(self) -> bool:

@@ -50,6 +50,7 @@ class ChatFront(ChatVocabulary):
         self._capacity: int = info["capacity"]
         self._in_flight = 0
         self.timing: TimingSink | None = None
+        self.cache_scope: str = opts.prompt_cache_scope
 
     def card(self) -> dict[str, Any]:
         # How the model is told about tools: its own template, or a system prompt.

@@ -58,3 +58,6 @@ class ModelKind(Generic[F]):
     # from the runtime's options
     extra_sources: Callable[[Any], list[tuple[str, object]]] = field(
         default=_no_extra_sources)
+    # its share of the cores, against other kinds', when the CPU plan partitions them
+    # (cpu_plan.py): a decoding chat model uses every core it has, an encoder less often
+    cpu_weight: float = 1.0

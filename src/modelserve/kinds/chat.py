@@ -28,6 +28,7 @@ class ChatModel(Protocol):
     image_marker: str | None  # what stands for an image in message content; None: text only
     template: ChatTemplate
     timing: TimingSink | None
+    cache_scope: str  # prompt KV reuse: "shared", or "per_key" (chat/cache_scope.py)
 
     @property
     def n_vocab(self) -> int: ...
@@ -116,4 +117,5 @@ CHAT: ModelKind[ChatModel] = ModelKind(
     runtime="modelserve.runtimes.llama_chat:CHAT_RUNTIME",
     serving="modelserve.fronts.chat:CHAT_SERVING",
     extra_sources=_extra_sources,
+    cpu_weight=2.0,  # decoding keeps every core busy for as long as streams run
 )

@@ -47,6 +47,10 @@ class LlamaCppOptions(BaseModel):
         None, description="folder the prompt store also writes its entries to, so they "
         "outlive a reload or a restart of the same model file (never restored into another)")
     host_cache_disk_mb: int = Field(8192, ge=1, description="disk the spill folder may use")
+    prompt_cache_scope: Literal["shared", "per_key"] = Field(
+        "shared", description="per_key: a prompt's KV (in the slots, the prompt store and its "
+        "spill) is reused only for requests made with the same API key, so tenants never "
+        "share it; shared: any request with the same prefix reuses it")
     chat_template: str | None = Field(
         None, description="override the GGUF's template: jinja source, or the name of one of "
         "llama.cpp's built-in templates (gemma, llama3, mistral-v7, chatml, ...)")

@@ -45,6 +45,10 @@ class KindRuntime(Generic[R]):
     # each engine step (one message per step for all its streams); None: they go at the
     # next turn of the worker's loop
     step_hook: Callable[[R, Callable[[], None]], None] | None = None
+    # change the runtime's thread count while it runs (the CPU plan changed); returns
+    # whether it took effect now (False: at its next load, e.g. an ONNX Runtime session).
+    # None: never live, the count applies at the next load
+    set_threads: Callable[[R, int], bool] | None = None
 
 
 def _files_size(spec: ModelSpec) -> int:

@@ -162,5 +162,10 @@ def _step_hook(runtime: LlamaChatRuntime, flush: Callable[[], None]) -> None:
     runtime.engine.after_step = flush
 
 
+def _set_threads(runtime: LlamaChatRuntime, threads: int) -> bool:
+    runtime.ctx.set_threads(threads)  # the vision projector's stay until the next load
+    return True
+
+
 CHAT_RUNTIME = KindRuntime(build=LlamaChatRuntime, describe=_describe, stats=_stats,
-                           step_hook=_step_hook)
+                           step_hook=_step_hook, set_threads=_set_threads)

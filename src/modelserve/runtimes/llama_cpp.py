@@ -299,6 +299,10 @@ class LlamaContext:
     def handle(self) -> Any:
         return self._ctx
 
+    def set_threads(self, threads: int) -> None:
+        """Threads of the next decodes (llama.cpp reads them at each one)."""
+        lc.llama_set_n_threads(self._ctx, threads, threads)
+
     def close(self) -> None:
         if self._ctx:
             lc.llama_batch_free(self._batch)
