@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,10 +120,23 @@ def server_process(directory: Path, config: dict[str, Any]) -> Iterator[ServerPr
     it does not stop in time) on exit unless the test ended it."""
     path = directory / "process.yaml"
     path.write_text(yaml.safe_dump(config))
+    with cli_server(["--config", str(path)]) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def cli_server(args: list[str], *, env: dict[str, str] | None = None,
+               log: Path | None = None, prefix: Sequence[str] = ()) -> Iterator[ServerProcess]:
+    """`modelserve serve ARGS --port P` in a process of its own, once it is ready (as
+    server_process). `env` adds to the environment (default: warnings only in the log);
+    `log`: a file taking its stdout and stderr; `prefix`: a command that execs the server
+    (`taskset -c 0`), so the process is still the server's."""
     port = free_port()
+    output = log.open("wb") if log is not None else None
     proc = subprocess.Popen(
-        [sys.executable, "-m", "modelserve.cli", "serve", "--config", str(path), "--port",
-         str(port)], env={**os.environ, "MODELSERVE_LOG_LEVEL": "warning"})
+        [*prefix, sys.executable, "-m", "modelserve.cli", "serve", *args, "--port", str(port)],
+        env={**os.environ, "MODELSERVE_LOG_LEVEL": "warning", **(env or {})},
+        stdout=output, stderr=subprocess.STDOUT if output else None)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -145,6 +158,8 @@ def server_process(directory: Path, config: dict[str, Any]) -> Iterator[ServerPr
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+        if output is not None:
+            output.close()
 
 
 @contextlib.contextmanager

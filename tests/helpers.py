@@ -9,6 +9,8 @@ import json
 import os
 import random
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -122,6 +124,10 @@ def sse_events(url: str, path: str, body: dict[str, Any], events: list[str],
     """POST a streamed request and append each event's data to `events` as it arrives
     (`started` is set at the third event)."""
     with httpx.stream("POST", f"{url.rstrip('/')}{path}", json=body, timeout=timeout) as resp:
+        if resp.status_code != 200:  # refused before any event: one entry saying how
+            resp.read()
+            events.append(json.dumps({"http_status": resp.status_code, **resp.json()}))
+            return
         for line in resp.iter_lines():
             if line.startswith("data: "):
                 events.append(line[6:])
@@ -130,8 +136,14 @@ def sse_events(url: str, path: str, body: dict[str, Any], events: list[str],
 
 
 def assert_ended_cleanly(events: list[str]) -> str:
-    """A stream ends with `[DONE]`, after an error event if it failed; returns "error" or
-    "done"."""
+    """A stream ends with `[DONE]`, after an error event if it failed, or is refused before
+    it starts with a 503 (its model restarting, not back within the request's wait); returns
+    "error", "done" or "refused"."""
+    if len(events) == 1 and events[0].startswith('{"http_status"'):
+        refused = json.loads(events[0])
+        assert refused["http_status"] == 503, refused
+        assert refused["error"]["code"] in ("model_unavailable", "model_loading"), refused
+        return "refused"
     assert events and events[-1] == "[DONE]", events[-3:]
     if len(events) > 1 and '"error"' in events[-2]:
         error = json.loads(events[-2])["error"]
@@ -212,3 +224,110 @@ def decode_audio(data: bytes, rate: int = 16000) -> Any:
     from modelserve.audio.decode import decode
 
     return decode(data, max_seconds=3600, rate=rate)
+
+
+# -- the model store (modelserve pull | list | rm) --------------------------------------------
+
+
+def store_env(cache: Any, hf_endpoint: str | None = None) -> dict[str, str]:
+    """Environment variables for a `modelserve` process whose store is `cache` (never the
+    real one), with the Hugging Face hub at `hf_endpoint` and no token or cache of the user's."""
+    env = {"MODEL_CACHE": str(cache), "HF_HOME": str(cache / "hf-home"),
+           "HF_HUB_DISABLE_TELEMETRY": "1", "NO_COLOR": "1", "HF_TOKEN": ""}
+    if hf_endpoint is not None:
+        env["HF_ENDPOINT"] = hf_endpoint
+    return env
+
+
+# -- the modelserve command as a subprocess (client commands against a running server) --------
+
+
+def modelserve_cli(*args: str, url: str | None = None, stdin: str | None = None,
+                   env: dict[str, str] | None = None,
+                   timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`modelserve ARGS...` run as users run it (`python -m modelserve.cli`), pointed at `url`
+    through MODELSERVE_URL; stdin is `stdin` (a pipe) or /dev/null, never the test's own."""
+    environment = {**os.environ, **(env or {})}
+    if url is not None:
+        environment["MODELSERVE_URL"] = url
+    return subprocess.run([sys.executable, "-m", "modelserve.cli", *args], input=stdin,
+                          stdin=subprocess.DEVNULL if stdin is None else None,
+                          capture_output=True, text=True, env=environment, timeout=timeout)
+
+
+# -- the CPU plan (tests/integration/test_cpu_plan.py) ---------------------------------------
+
+def thread_affinities(pid: int) -> set[str]:
+    """The `Cpus_allowed_list` of every thread of process `pid` (e.g. {"0"}, {"0-1"})."""
+    found = set()
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        # (a thread that just ended has no status any more)
+        with contextlib.suppress(FileNotFoundError), \
+                open(f"/proc/{pid}/task/{tid}/status") as status:
+            found |= {line.split(":", 1)[1].strip() for line in status
+                      if line.startswith("Cpus_allowed_list:")}
+    return found
+
+
+def thread_nices(pid: int) -> set[int]:
+    """The nice value of every thread of process `pid`, as the kernel has it."""
+    found = set()
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(FileNotFoundError), \
+                open(f"/proc/{pid}/task/{tid}/stat") as stat:
+            # after the command's closing parenthesis: state is field 3, nice field 19
+            found.add(int(stat.read().rsplit(")", 1)[1].split()[16]))
+    return found
+
+
+def in_cgroup(procs: str) -> list[str]:
+    """A command prefix that moves itself into the cgroup whose `cgroup.procs` is `procs`,
+    then execs the rest (so the server starts inside it)."""
+    return ["sh", "-c", f'echo $$ > {procs} && exec "$@"', "sh"]
+
+
+@contextlib.contextmanager
+def cpu_quota_cgroup(quota_us: int, period_us: int = 100000) -> Iterator[str]:
+    """A new cgroup with that CPU quota: cgroup v2's where it has the cpu controller, else
+    v1's cpu hierarchy. Yields its `cgroup.procs` path; skips the test where none can be
+    made (not root, a read-only /sys/fs/cgroup, no cpu controller)."""
+    import pytest
+
+    name = f"modelserve-test-{os.getpid()}"
+    root = "/sys/fs/cgroup"
+    directory, limits = "", {}
+    try:
+        with open(f"{root}/cgroup.controllers") as controllers:
+            v2 = "cpu" in controllers.read().split()
+    except OSError:
+        v2 = False
+    if v2:
+        directory, limits = f"{root}/{name}", {"cpu.max": f"{quota_us} {period_us}"}
+    else:
+        mount = next((f"{root}/{m}" for m in ("cpu", "cpu,cpuacct")
+                      if os.path.isfile(f"{root}/{m}/cpu.cfs_quota_us")), None)
+        if mount is None:
+            pytest.skip("no cgroup cpu controller here (neither v2 nor v1)")
+        directory = f"{mount}/{name}"
+        limits = {"cpu.cfs_period_us": str(period_us), "cpu.cfs_quota_us": str(quota_us)}
+    try:
+        if v2:
+            with open(f"{root}/cgroup.subtree_control", "w") as control:
+                control.write("+cpu")
+        os.mkdir(directory)
+        for file, value in limits.items():
+            with open(f"{directory}/{file}", "w") as out:
+                out.write(value)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.rmdir(directory)
+        pytest.skip(f"cannot make a cgroup with a CPU quota here: {exc}")
+    try:
+        yield f"{directory}/cgroup.procs"
+    finally:
+        for _ in range(50):  # its processes may take a moment to be gone
+            try:
+                os.rmdir(directory)
+                break
+            except OSError:
+                time.sleep(0.1)

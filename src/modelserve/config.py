@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -24,6 +25,7 @@ from pydantic_settings import (
 
 from modelserve.config_sections import (
     CacheSettings,
+    CpuSettings,
     InputLimits,
     LifecycleSettings,
     RateLimitSettings,
@@ -143,7 +145,8 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
-    config: Path = DEFAULT_CONFIG
+    config: Path | None = Field(DEFAULT_CONFIG, description="None: models from the "
+                                "command line only")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
     max_request_bytes: int = Field(4 * 1024 * 1024, ge=1024)
@@ -156,6 +159,7 @@ class Settings(BaseSettings):
     limits: InputLimits = Field(default_factory=InputLimits)
     lifecycle: LifecycleSettings = Field(default_factory=LifecycleSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    cpu: CpuSettings = Field(default_factory=CpuSettings)
     responses: ResponsesSettings = Field(default_factory=ResponsesSettings)
     shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
     images: ImageSettings = Field(default_factory=lambda: ImageSettings.model_validate({}))
@@ -173,23 +177,48 @@ class Settings(BaseSettings):
         return (env_settings, init_settings)
 
 
-def load_settings(config_path: Path | None = None, **overrides: Any) -> Settings:
-    """Read the YAML file (its `models:` and optional `server:` section), then apply env vars."""
+def load_settings(config_path: Path | None = None, *,
+                  extra_models: Sequence[ModelSpec] = (), **overrides: Any) -> Settings:
+    """Read the YAML file (its `models:` and optional `server:` section), then apply env vars.
+
+    `extra_models` (`serve --model`) join the file's models; when no file is named (neither
+    `config_path` nor MODELSERVE_CONFIG) they are the only models, the bundled default
+    config's are not read."""
     load_plugins()  # the models may be of kinds from outside the package
-    path = config_path or Path(os.environ.get("MODELSERVE_CONFIG", DEFAULT_CONFIG))
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read config {path}: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"config {path} must be a mapping")
+    named = config_path or os.environ.get("MODELSERVE_CONFIG")
+    path = Path(named) if named else None if extra_models else DEFAULT_CONFIG
+    raw = _read_config(path) if path is not None else {}
     server = raw.get("server") or {}
     settings = Settings(**{**server, "models": raw.get("models") or [], "config": path})
     # Command-line flags beat env vars, which beat the file.
     settings = settings.model_copy(
         update={k: v for k, v in overrides.items() if v is not None}
     )
-    names = [m.name for m in settings.models]
+    _check_unique(settings.models, extra_models, path)
+    if extra_models:
+        settings = settings.model_copy(update={"models": [*settings.models, *extra_models]})
+    return settings
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config {path} must be a mapping")
+    return raw
+
+
+def _check_unique(file_models: Sequence[ModelSpec], extra_models: Sequence[ModelSpec],
+                  path: Path | None) -> None:
+    names = [m.name for m in file_models]
     if len(names) != len(set(names)):
         raise ConfigError("model names must be unique")
-    return settings
+    for model in extra_models:
+        if model.name in names:
+            where = f"config {path}" if model.name in {m.name for m in file_models} else \
+                "the models given"
+            raise ConfigError(f"model name {model.name!r} is already taken in {where}; "
+                              "give it another with --name")
+        names.append(model.name)

@@ -9,7 +9,9 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from modelserve.model_store import models_dir
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -31,7 +33,9 @@ class LifecycleSettings(Section):
     unload_grace_seconds: float = Field(
         30.0, ge=0, description="requests in flight get this long to finish on unload")
     model_roots: list[str] = Field(
-        default_factory=list, description="directories admin-loaded model files may come from")
+        default_factory=lambda: [str(models_dir())],
+        description="directories admin-loaded model files may come from (default: the "
+        "store `modelserve pull` fills, $MODEL_CACHE/models)")
     isolation: Literal["process", "inline"] = Field(
         "process", description="process: each model runs in a worker process of its own, so "
         "a crash ends only that model; inline: in the server process (debugging)")
@@ -48,6 +52,55 @@ class LifecycleSettings(Section):
         "swapping, stopped) is killed and restarted; its requests get 503")
     load_liveness_timeout_seconds: float = Field(
         120.0, gt=0, description="the same while the worker loads its model")
+
+
+class CpuSettings(Section):
+    """How the server's cores are divided between its model workers (cpu_plan.py)."""
+
+    policy: Literal["shared", "partitioned"] = Field(
+        "shared", description="shared: every worker may use every core, models without a "
+        "`threads` option run one thread per core the server has in effect (affinity and "
+        "cgroup quota); partitioned: workers pinned to shares of the cores (chat weighs "
+        "more), `api_reserve_cores` kept for the API process; shared on 2 cores or fewer")
+    cores: int | None = Field(None, ge=1, description="cores in effect; None: detected "
+                              "from the affinity and the cgroup CPU quota")
+    api_reserve_cores: int = Field(1, ge=0, description="partitioned: cores no worker "
+                                   "runs on, left to the API process")
+    weights: dict[str, float] = Field(
+        default_factory=dict, description="each kind's share of the cores, by kind name "
+        "(e.g. {chat: 3, embeddings: 1}): how models busy at once split them under `shared`, "
+        "and the shares under `partitioned`; unset kinds keep their own (chat 2, others 1)")
+
+    nice: dict[str, int] = Field(
+        default_factory=dict, description="added to the nice value of each kind's workers "
+        "(0-19, e.g. {embeddings: 5}): when cores are short, the others' threads run first "
+        "(a raise only: an unprivileged process cannot lower it again)")
+
+    @field_validator("weights", "nice")
+    @classmethod
+    def _known_kinds(cls, value: dict[str, float]) -> dict[str, float]:
+        from modelserve.kinds import KINDS
+
+        for kind in value:
+            if kind not in KINDS:
+                raise ValueError(f"unknown model kind {kind!r} (known: {', '.join(KINDS)})")
+        return value
+
+    @field_validator("weights")
+    @classmethod
+    def _positive(cls, value: dict[str, float]) -> dict[str, float]:
+        for kind, weight in value.items():
+            if weight <= 0:
+                raise ValueError(f"the weight of {kind!r} must be more than 0")
+        return value
+
+    @field_validator("nice")
+    @classmethod
+    def _nice_range(cls, value: dict[str, int]) -> dict[str, int]:
+        for kind, nice in value.items():
+            if not 0 <= nice <= 19:
+                raise ValueError(f"the nice value of {kind!r} must be within 0-19")
+        return value
 
 
 class CacheSettings(Section):

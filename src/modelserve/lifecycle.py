@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from modelserve.config_sections import CpuSettings
+from modelserve.cpu_apply import CpuPlanner
 from modelserve.kinds import KINDS, ModelFront
 from modelserve.kinds.wiring import KindServing, ServerHooks, serving_of
 from modelserve.model_files import disk_bytes, revision
@@ -39,16 +41,22 @@ from modelserve.worker.transport import Worker
 logger = logging.getLogger(__name__)
 
 OnLoaded = Callable[[str, ModelFront, float], None]  # (name, front, load seconds)
+# A model without requests for this long stops counting as busy in the CPU plan.
+IDLE_AFTER_SECONDS = 1.0
 
 
 class Lifecycle:
-    def __init__(self, registry: ModelRegistry, hooks: ServerHooks | None = None) -> None:
+    def __init__(self, registry: ModelRegistry, hooks: ServerHooks | None = None,
+                 cpu: CpuSettings | None = None) -> None:
         self.registry = registry
         self.policy = registry.policy
         self.hooks = hooks
+        self.cpu = CpuPlanner(cpu)
         self.on_loaded: list[OnLoaded] = []
         self._load_lock: asyncio.Lock | None = None
+        self._idle_timers: dict[str, asyncio.TimerHandle] = {}
         registry.loader = self
+        registry.on_busy = self._busy_changed
 
     # -- loading -----------------------------------------------------------------------------
 
@@ -73,6 +81,7 @@ class Lifecycle:
 
     async def load_startup(self) -> None:
         """Load the preload models, one by one; a failure is recorded, never fatal."""
+        await self.replan()  # logs the CPU budget even when nothing loads
         for name, entry in list(self.registry.entries.items()):
             if entry.spec.preload or entry.spec.pinned:
                 await self.start_load(name)
@@ -85,6 +94,7 @@ class Lifecycle:
         serving = serving_of(KINDS[spec.kind])
         async with self._load_lock:  # one load at a time: eviction decisions stay coherent
             started = time.monotonic()
+            logger.info("loading model %s (%s on %s)", spec.name, spec.kind, spec.runtime)
             try:
                 estimate, rev = await self._admit(entry, serving)
                 loaded = await self._launch(entry, serving, estimate, rev)
@@ -118,6 +128,7 @@ class Lifecycle:
                 serving.on_loaded(loaded.front, self.hooks, spec.name)
             for callback in self.on_loaded:
                 callback(spec.name, loaded.front, entry.load_seconds)
+        await self.replan()
         if old is not None:
             # Its own task: cancelling this load (an unload, an eviction) must not leave
             # the old worker running, uncounted.
@@ -142,14 +153,24 @@ class Lifecycle:
                       rev: str) -> LoadedModel:
         """The model's front over a new worker process (or an inline one)."""
         spec = entry.spec
-        worker: Worker = LocalWorker(spec) if self.policy.isolation == "inline" \
-            else WorkerHandle(spec, self.policy)
+        inline = self.policy.isolation == "inline"
+        beside = []  # the models loaded once it is, in the registry's order
+        for e in self.registry.entries.values():
+            if e is entry:
+                beside.append(spec)
+            elif e.current is not None:
+                beside.append(e.current.spec)
+        worker_spec, cpu = self.cpu.prepare(spec, beside, pin=not inline)
+        nice = 0 if inline else self.cpu.nice_of(spec)  # the server's own process: never
+        worker: Worker = LocalWorker(worker_spec) if inline \
+            else WorkerHandle(worker_spec, self.policy, cpu.cpus, nice)
         try:
             info = await worker.start()
             front = await asyncio.to_thread(serving.front, spec, worker, info, entry.kept)
         except BaseException:
             self.registry.in_background(asyncio.to_thread(worker.stop))
             raise
+        self.cpu.track(spec.name, worker, cpu, nice)  # (a failed reload leaves the old one's)
         return LoadedModel(front, worker, spec, rev, estimate, time.time())
 
     # -- restarts ----------------------------------------------------------------------------
@@ -258,6 +279,7 @@ class Lifecycle:
             # Unless a load began meanwhile (a lazy request, an operator): its state stands.
             if entry.current is None and entry.state is ModelState.UNLOADING:
                 entry.set_state(ModelState.UNLOADED)
+        await self.replan()  # the others get its cores
 
     async def retire(self, loaded: LoadedModel, drain: bool = True) -> None:
         """Let its requests finish (up to the grace period), stop its worker, and close its
@@ -279,6 +301,29 @@ class Lifecycle:
             if loaded.in_flight == 0:
                 loaded.front.close()
         logger.info("model %s stopped", loaded.spec.name)
+
+    async def replan(self, activity: bool = False) -> None:
+        """The CPU plan for what is loaded now, applied to the running workers."""
+        loaded = [e.current for e in self.registry.entries.values()]
+        await self.cpu.replan([(m.spec, m.worker) for m in loaded if m is not None], activity)
+
+    def _busy_changed(self, name: str, busy: bool) -> None:
+        """A model's first request began or its last ended. Busy counts at once; idle only
+        after IDLE_AFTER_SECONDS without a request, so a stream of back-to-back requests does
+        not re-plan between each two."""
+        timer = self._idle_timers.pop(name, None)
+        if timer is not None:
+            timer.cancel()
+        if busy:
+            self._set_active(name, True)
+        else:
+            self._idle_timers[name] = asyncio.get_running_loop().call_later(
+                IDLE_AFTER_SECONDS, self._set_active, name, False)
+
+    def _set_active(self, name: str, busy: bool) -> None:
+        self._idle_timers.pop(name, None)
+        if self.cpu.set_active(name, busy):
+            self.registry.in_background(self.replan(activity=True))
 
     async def reap_idle(self) -> list[str]:
         """Unload models idle past their keep-alive; returns the names unloaded."""

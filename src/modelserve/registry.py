@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol, TypeVar, cast
@@ -147,8 +147,23 @@ class ModelEntry:
             return None
         return max(self.next_restart_at - time.time(), 0.0)
 
-    def describe(self) -> dict[str, Any]:
+    def keep_alive_left(self, policy: LifecycleSettings) -> float | None:
+        """Seconds until the idle reaper unloads it (its whole keep-alive while requests are
+        in flight: the idle clock starts at the last one's end); None when it is not loaded
+        or nothing unloads it (pinned, no keep-alive)."""
+        keep = self.idle_limit(policy)
+        if keep is None or self.state is not ModelState.READY:
+            return None
+        if self.in_flight or self.last_used is None:
+            return keep
+        return max(self.last_used + keep - time.time(), 0.0)
+
+    def describe(self, policy: LifecycleSettings | None = None) -> dict[str, Any]:
+        """What /admin/models says of it; with the server's `policy`, also the keep-alive
+        left. KV use is the chat engine's, as its worker last reported it (refresh_stats)."""
         cur = self.current
+        stats = cur.stats if cur else None
+        left = self.keep_alive_left(policy) if policy is not None else None
         return {
             "name": self.spec.name, "kind": self.spec.kind, "runtime": self.spec.runtime,
             "source": self.spec.source.model_dump() if not isinstance(self.spec.source, str)
@@ -167,26 +182,38 @@ class ModelEntry:
             "pipe_bytes_received": cur.worker.received_bytes if cur else 0,
             # the longest its worker went unheard: what liveness_timeout_seconds must exceed
             "longest_silence_seconds": round(cur.worker.longest_silence, 3) if cur else None,
+            "keep_alive_seconds_left": round(left, 1) if left is not None else None,
+            "kv_used_tokens": getattr(stats, "kv_used_tokens", None),
+            "kv_capacity_tokens": getattr(stats, "kv_capacity_tokens", None),
         }
+
+
+OnBusy = Callable[[str, bool], None]  # (model, busy): its first lease taken, its last released
 
 
 class Lease:
     """A request's hold on a loaded model: unload waits for leases to be released, and the
     model's front is closed only once the last one is."""
 
-    def __init__(self, entry: ModelEntry, loaded: LoadedModel) -> None:
+    def __init__(self, entry: ModelEntry, loaded: LoadedModel,
+                 on_busy: OnBusy | None = None) -> None:
         self.entry = entry
         self.loaded = loaded
         self.front = loaded.front
         self._released = False
+        self._on_busy = on_busy
         loaded.in_flight += 1
         entry.last_used = time.time()
+        if loaded.in_flight == 1 and on_busy is not None:
+            on_busy(entry.spec.name, True)
 
     def release(self) -> None:
         if not self._released:
             self._released = True
             self.loaded.release()
             self.entry.last_used = time.time()
+            if self.loaded.in_flight == 0 and self._on_busy is not None:
+                self._on_busy(self.entry.spec.name, False)
 
 
 class Loader(Protocol):
@@ -204,6 +231,7 @@ class ModelRegistry:
         self.retiring: set[LoadedModel] = set()  # replaced or unloaded, still draining
         self._background: set[asyncio.Task[Any]] = set()
         self.loader: Loader | None = None  # set by the Lifecycle that manages these models
+        self.on_busy: OnBusy | None = None  # the Lifecycle's too: busy models share the cores
 
     # -- queries -----------------------------------------------------------------------------
 
@@ -273,7 +301,7 @@ class ModelRegistry:
                 break
             await entry.changed(left)
         if entry.state is ModelState.READY and entry.current is not None:
-            return Lease(entry, entry.current)
+            return Lease(entry, entry.current, self.on_busy)
         raise ModelUnavailable(name, entry.state, self._why(entry), self._retry_after(entry))
 
     @staticmethod

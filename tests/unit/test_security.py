@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from modelserve.cli import _is_loopback
+from modelserve.cli.serve import _is_loopback
 from modelserve.config import Settings
 from modelserve.config_sections import ApiKey
 from modelserve.security import KeyRing, _duration

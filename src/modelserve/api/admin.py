@@ -58,13 +58,22 @@ def _lifecycle(request: Request) -> Lifecycle:
 
 
 @router.get("/admin/models")
-async def list_models(request: Request) -> dict[str, Any]:
+async def list_models(request: Request, stats: bool = False) -> dict[str, Any]:
+    """Every model; `stats=true` first asks the workers for fresh engine stats (KV use; up
+    to 0.5 s), else entries carry what the last /metrics scrape or stats refresh read."""
     registry = _registry(request)
+    cpu = _lifecycle(request).cpu
     policy = registry.policy
-    return {"object": "list", "data": [e.describe() for e in registry.entries.values()],
+    if stats:
+        await registry.refresh_stats()
+    return {"object": "list",
+            "data": [{**e.describe(policy),
+                      "cpu": cpu.of(e.spec.name, e.current.worker) if e.current else None}
+                     for e in registry.entries.values()],
             "memory_in_use_bytes": registry.memory_in_use(),
             "host_memory_available_bytes": available_bytes(),
-            "policy": policy.model_dump()}
+            "policy": policy.model_dump(),
+            "cpu": cpu.describe()}
 
 
 def _spec_from(body: Any, registry: ModelRegistry) -> ModelSpec:
@@ -111,12 +120,12 @@ async def load_model(request: Request, wait: bool = False) -> JSONResponse:
     entry = registry.add(spec)
     task = _lifecycle(request).start_load(spec.name)
     if not wait:
-        return JSONResponse(entry.describe(), status_code=202)
+        return JSONResponse(entry.describe(registry.policy), status_code=202)
     await asyncio.shield(task)
     if entry.state is not ModelState.READY or entry.error is not None:
         raise APIError(422, f"The model '{spec.name}' failed to load: {entry.error}",
                        param="name", code="model_load_failed")
-    return JSONResponse(entry.describe(), status_code=200)
+    return JSONResponse(entry.describe(registry.policy), status_code=200)
 
 
 @router.post("/admin/models/unload", status_code=202,
@@ -131,9 +140,9 @@ async def unload_model(req: UnloadRequest, request: Request, wait: bool = False
     task = registry.in_background(_lifecycle(request).unload(req.name))
     if wait:
         await asyncio.shield(task)
-        return JSONResponse(entry.describe(), status_code=200)
+        return JSONResponse(entry.describe(registry.policy), status_code=200)
     await asyncio.sleep(0)  # let the unload mark the model before we describe it
-    return JSONResponse(entry.describe(), status_code=202)
+    return JSONResponse(entry.describe(registry.policy), status_code=202)
 
 
 @router.get("/admin/metrics", response_class=PlainTextResponse, responses=METRICS_RESPONSES)

@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelserve import __version__
-from modelserve.api import admin, models
+from modelserve.api import admin, admin_pull, admin_summary, console, models
 from modelserve.api.auth import Authenticator
 from modelserve.api.drain import Drain, DrainGate
 from modelserve.api.errors import (
@@ -118,7 +118,7 @@ def install_error_shapes() -> None:
 def create_app(settings: Settings) -> FastAPI:
     registry = ModelRegistry(settings.models, settings.lifecycle)
     metrics = ServerMetrics(registry)
-    lifecycle = Lifecycle(registry, hooks=metrics)
+    lifecycle = Lifecycle(registry, hooks=metrics, cpu=settings.cpu)
 
     def on_loaded(name: str, front: ModelFront, seconds: float) -> None:
         metrics.model_load_seconds.labels(name).observe(seconds)
@@ -179,7 +179,8 @@ def create_app(settings: Settings) -> FastAPI:
     for kind in KINDS.values():
         for router in serving_of(kind).routers():
             app.include_router(router)
-    for router in (models.router, ollama_models.router, admin.router):
+    for router in (models.router, ollama_models.router, admin.router, admin_pull.router,
+                   admin_summary.router, console.router):
         app.include_router(router)
 
     # Added innermost first: the observer wraps everything, so it sees every response;

@@ -30,7 +30,9 @@ DESCRIPTIONS = {
     413: "The body is larger than `max_request_bytes`",
     422: "The model failed to load (`model_load_failed`)",
     429: "Rate limited or the model's queue is full (see `Retry-After`)",
+    502: "A remote the server fetched from failed (a pull's download or checksum)",
     503: "The model or the server is not available now (see `Retry-After`)",
+    507: "No space left on the server's disk (a pull)",
 }
 # Prometheus' text exposition format, as /metrics and /admin/metrics send it.
 METRICS_RESPONSES: dict[int | str, dict[str, Any]] = {
