@@ -17,6 +17,8 @@
 #   MS_CHAT_OPTIONS appended to modelserve's chat model options (YAML flow items), e.g.
 #                   "threads: 1"; MS_EMB_OPTIONS: the same for the embeddings model
 #   LS_ARGS         more llama-server flags; BENCH_ARGS: more `modelserve bench mixed` flags
+#   LABEL           modelserve's label in OUT (modelserve): runs of two settings (e.g. one with
+#                   MODELSERVE_CPU__NICE set) can share an OUT and be compared by the summary
 #   ROUNDS MAX_TOKENS WORDS PARALLEL CTX_PER_SEQ THREADS PORT LS_PORT INF_PORT OUT
 # modelserve gets no thread counts: its own defaults divide the cores between its workers.
 # llama-server gets -t THREADS (all cores), infinity-emb its own default (torch: all cores).
@@ -39,6 +41,7 @@ THREADS=${THREADS:-$(nproc)}
 PORT=${PORT:-8767}
 LS_PORT=${LS_PORT:-8768}
 INF_PORT=${INF_PORT:-8769}
+LABEL=${LABEL:-modelserve}
 OUT=${OUT:-bench-results/mixed-$(date +%Y%m%d-%H%M%S).jsonl}
 CHAT_NAME=smollm2-135m-instruct
 EMB_NAME=all-minilm-l6-v2
@@ -92,7 +95,7 @@ run_modelserve() {
   PIDS+=($!)
   wait_up "$PORT" /ready  # the models loaded, not only the API up
   local url="http://127.0.0.1:$PORT"
-  bench modelserve "$url" "$url" /v1/embeddings "$EMB_NAME"
+  bench "$LABEL" "$url" "$url" /v1/embeddings "$EMB_NAME"
   stop
 }
 
