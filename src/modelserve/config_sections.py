@@ -74,7 +74,8 @@ class CpuSettings(Section):
     nice: dict[str, int] = Field(
         default_factory=dict, description="added to the nice value of each kind's workers "
         "(0-19, e.g. {embeddings: 5}): when cores are short, the others' threads run first "
-        "(a raise only: an unprivileged process cannot lower it again)")
+        "(a raise only: an unprivileged process cannot lower it again); unset kinds keep "
+        "their own (embeddings 10, others 0)")
 
     @field_validator("weights", "nice")
     @classmethod

@@ -97,8 +97,10 @@ class CpuPlanner:
     # -- a new worker ------------------------------------------------------------------------
 
     def nice_of(self, spec: ModelSpec) -> int:
-        """What a new worker of `spec` adds to its nice value (`cpu.nice` of its kind)."""
-        return self.settings.nice.get(spec.kind, 0)
+        """What a new worker of `spec` adds to its nice value: `cpu.nice` of its kind, else
+        the kind's own `cpu_nice`."""
+        kind = KINDS.get(spec.kind)
+        return self.settings.nice.get(spec.kind, kind.cpu_nice if kind is not None else 0)
 
     def prepare(self, spec: ModelSpec, loaded: Sequence[ModelSpec], pin: bool = True
                 ) -> tuple[ModelSpec, Assignment]:

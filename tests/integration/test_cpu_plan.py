@@ -113,7 +113,7 @@ def test_partitioned_workers_are_pinned_and_follow_an_unload_and_a_load(
     assert models["chat"]["cpu"] == {"threads": 1, "threads_from": "plan", "affinity": [0],
                                      "nice": 0}
     assert models["embed"]["cpu"] == {"threads": 1, "threads_from": "plan", "affinity": [1],
-                                      "nice": 0}
+                                      "nice": 10}  # the embeddings kind's own
     assert thread_affinities(models["chat"]["pid"]) == {"0"}
     assert thread_affinities(models["embed"]["pid"]) == {"1"}
     answers(server.url)

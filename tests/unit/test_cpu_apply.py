@@ -99,3 +99,7 @@ def test_weights_name_known_kinds_and_are_positive() -> None:
             CpuSettings(nice=nice)
     assert CpuPlanner(CpuSettings(nice={"embeddings": 5})).nice_of(EMBED) == 5
     assert CpuPlanner(CpuSettings(nice={"embeddings": 5})).nice_of(CHAT) == 0
+    # unset: the kind's own (embeddings give way to chat); 0 turns it off
+    assert CpuPlanner(CpuSettings()).nice_of(EMBED) == 10
+    assert CpuPlanner(CpuSettings()).nice_of(CHAT) == 0
+    assert CpuPlanner(CpuSettings(nice={"embeddings": 0})).nice_of(EMBED) == 0

@@ -61,3 +61,6 @@ class ModelKind(Generic[F]):
     # its share of the cores, against other kinds', when the CPU plan partitions them
     # (cpu_plan.py): a decoding chat model uses every core it has, an encoder less often
     cpu_weight: float = 1.0
+    # added to its workers' nice value (`cpu.nice` replaces it): kinds whose requests are
+    # batch work give way to interactive ones when the cores are short
+    cpu_nice: int = 0

@@ -39,6 +39,10 @@ EMBEDDINGS: ModelKind[EmbeddingsModel] = ModelKind(
               "sentence-transformers": EmbeddingOptions},
     default_runtime="auto",
     use="embeddings",
+    # Under 8 chat streams and 32 embeddings clients on 2 cores, nice 10 took chat from 82 to
+    # 105 tok/s (ITL p99 196 -> 150 ms) for 4 % fewer embeddings/s; alone, no change
+    # (docs/benchmarks.md, mixed load).
+    cpu_nice=10,
     metrics=(
         MetricDef("modelserve_embedding_batches", "counter", "Embedding forward passes",
                   "batches"),
