@@ -25,6 +25,7 @@ ONNX=${ONNX:-$HOME/.cache/modelserve/all-minilm-l6-v2-onnx}
 mkdir -p "$(dirname "$OUT")"
 
 RUNTIME=${RUNTIME:-onnx}
+CLIENT=${CLIENT:-aiohttp}  # the load generator's HTTP stack: aiohttp, httpx or httpx-shared
 MODEL_SRC=$ONNX
 [ "$RUNTIME" = onnx ] || MODEL_SRC=$SRC
 CONFIG=$(mktemp --suffix=.yaml)
@@ -36,7 +37,7 @@ YAML
 bench() {  # label, model, path, [extra args]
   "$BIN/modelserve" bench embeddings --url "http://127.0.0.1:$PORT" --model "$2" --path "$3" \
     --concurrency "$LEVELS" --inputs "$INPUTS" --words "$WORDS" --total-inputs "$TOTAL" \
-    --label "$1" --json-out "$OUT" "${@:4}"
+    --label "$1" --client "$CLIENT" --json-out "$OUT" "${@:4}"
 }
 
 "$BIN/modelserve" serve --config "$CONFIG" --port "$PORT" >/tmp/bench-modelserve-emb.log 2>&1 &
