@@ -35,7 +35,14 @@ FULL_VALUES: dict[str, Any] = {
                                    "whenUnsatisfiable": "ScheduleAnyway"}],
 }
 
-CASES = ["default", "cpu", "gpu", "full"]
+# The CPU example with KEDA in place of the chart's HPA: the same signals as Prometheus
+# triggers.
+KEDA_VALUES: dict[str, Any] = {
+    "autoscaling": {"enabled": False, "keda": {
+        "enabled": True, "serverAddress": "http://prometheus-operated.monitoring.svc:9090"}},
+}
+
+CASES = ["default", "cpu", "gpu", "full", "keda"]
 
 
 class Rendered:
@@ -81,7 +88,8 @@ def helm_render(tools: Path, tmp_path: Path, *values: dict[str, Any] | Path,
 
 def case_values(case: str) -> list[dict[str, Any] | Path]:
     return {"default": [], "cpu": [CHART / "values-cpu.yaml"],
-            "gpu": [CHART / "values-gpu.yaml"], "full": [FULL_VALUES]}[case]
+            "gpu": [CHART / "values-gpu.yaml"], "full": [FULL_VALUES],
+            "keda": [CHART / "values-cpu.yaml", KEDA_VALUES]}[case]
 
 
 
@@ -97,7 +105,8 @@ def write_manifests(rendered: Rendered, directory: Path, *, skip_kinds: set[str]
     return paths
 
 
-# ServiceMonitor is a Prometheus Operator CRD: kubernetes-validate only knows the core API,
-# so it is left out of the schema check on purpose and checked by test_service_monitor below.
-CRD_KINDS = {"ServiceMonitor"}
+# ServiceMonitor (Prometheus Operator) and ScaledObject (KEDA) are CRDs: kubernetes-validate
+# only knows the core API, so they are left out of the schema check on purpose and checked by
+# hand instead (test_service_monitor, test_keda_scaled_object).
+CRD_KINDS = {"ServiceMonitor", "ScaledObject"}
 

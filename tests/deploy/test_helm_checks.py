@@ -1,6 +1,6 @@
-"""The Helm chart linted by Helm's own library for the default, CPU and GPU values and a case
-with every option on, and every rendered manifest checked against the Kubernetes 1.30 schemas
-(kubernetes-validate, strict) and by checkov."""
+"""The Helm chart linted by Helm's own library for the default, CPU and GPU values, a case
+with every option on and the CPU values on KEDA, and every rendered manifest checked against the
+Kubernetes 1.30 schemas (kubernetes-validate, strict) and by checkov."""
 
 from __future__ import annotations
 

@@ -108,3 +108,21 @@ app.kubernetes.io/component: redis
 {{- randAlphaNum 40 }}
 {{- end }}
 {{- end }}
+
+{{/* Checks shared by the HPA and the KEDA ScaledObject: one owner of the replica count, and
+at least one signal to scale on. */}}
+{{- define "modelserve.autoscaling.check" -}}
+{{- $as := .Values.autoscaling }}
+{{- if and $as.enabled $as.keda.enabled }}
+{{- fail "modelserve: autoscaling.enabled and autoscaling.keda.enabled are exclusive: KEDA makes its own HPA for the ScaledObject, and two HPAs on one Deployment fight over its replicas; turn one off" }}
+{{- end }}
+{{- if not (or $as.targetCPUUtilizationPercentage $as.inFlightRequests.enabled $as.waitingSequences.enabled) }}
+{{- fail "modelserve: autoscaling needs inFlightRequests.enabled, waitingSequences.enabled or targetCPUUtilizationPercentage" }}
+{{- end }}
+{{- end }}
+
+{{/* PromQL label matchers for the server pods' series (Deployment pods are named
+<deployment>-<hash>-<id>, so the built-in Redis pods do not match). */}}
+{{- define "modelserve.podMatchers" -}}
+{{- printf "namespace=%q,pod=~%q" .Release.Namespace (printf "%s-[a-z0-9]+-[a-z0-9]+" (include "modelserve.fullname" .)) }}
+{{- end }}
