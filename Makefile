@@ -35,6 +35,8 @@ LLAMA_KEY := $(shell $(LLAMA_BUILD) key)
 $(if $(LLAMA_KEY),,$(error bad LLAMA_CPU=$(LLAMA_CPU): see src/modelserve/llama_build.py))
 LLAMA_WHEELS := $(WHEEL_CACHE)/llama-cpp-python-$(LLAMA_VERSION)-$(LLAMA_KEY)
 LLAMA_STAMP := $(VENV)/.llama-$(LLAMA_KEY)
+# The image tests put this build's wheel in the image's wheelhouse (no second compile).
+export MODELSERVE_LLAMA_WHEELS := $(abspath $(LLAMA_WHEELS))
 
 .PHONY: serve test lint install install-dev llama models bench-chat clean deploy-tools deploy-check
 
