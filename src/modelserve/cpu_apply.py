@@ -14,15 +14,16 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from modelserve.config import ModelSpec
 from modelserve.config_sections import CpuSettings
 from modelserve.cpu_cores import CpuBudget, allowed_cpus
 from modelserve.cpu_plan import Assignment, CpuPlan, ModelDemand, plan
 from modelserve.kinds import KINDS
+from modelserve.kinds.base import ModelKind
 from modelserve.worker.transport import Worker
 
 logger = logging.getLogger(__name__)
@@ -41,11 +42,23 @@ class _Running:
     nice: int = 0
 
 
+T = TypeVar("T")
+
+
+def per_kind(settings: Mapping[str, T], spec: ModelSpec, own: Callable[[ModelKind[Any]], T],
+             default: T) -> T:
+    """The operator's setting for `spec`'s kind (`cpu.weights`, `cpu.nice`), else the kind's
+    own value, else `default` (a kind this build does not know)."""
+    if spec.kind in settings:
+        return settings[spec.kind]
+    kind = KINDS.get(spec.kind)
+    return own(kind) if kind is not None else default
+
+
 def demand_of(spec: ModelSpec, weights: dict[str, float] | None = None) -> ModelDemand:
     """`weights`: the operator's share per kind (`cpu.weights`), over the kinds' own."""
     options = spec.options
-    kind = KINDS.get(spec.kind)
-    weight = (weights or {}).get(spec.kind, kind.cpu_weight if kind is not None else 1.0)
+    weight = per_kind(weights or {}, spec, lambda kind: kind.cpu_weight, 1.0)
     return ModelDemand(spec.name, weight=weight,
                        threads=getattr(options, "threads", None),
                        has_threads="threads" in type(options).model_fields)
@@ -99,8 +112,7 @@ class CpuPlanner:
     def nice_of(self, spec: ModelSpec) -> int:
         """What a new worker of `spec` adds to its nice value: `cpu.nice` of its kind, else
         the kind's own `cpu_nice`."""
-        kind = KINDS.get(spec.kind)
-        return self.settings.nice.get(spec.kind, kind.cpu_nice if kind is not None else 0)
+        return per_kind(self.settings.nice, spec, lambda kind: kind.cpu_nice, 0)
 
     def prepare(self, spec: ModelSpec, loaded: Sequence[ModelSpec], pin: bool = True
                 ) -> tuple[ModelSpec, Assignment]:
