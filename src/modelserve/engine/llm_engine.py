@@ -73,6 +73,14 @@ class Runner(Protocol):
     def save(self, slot_id: int, tokens: list[int], salt: str = "") -> None: ...
 
 
+class Drafter(Protocol):
+    """A draft model's guesses (engine.draft_model.DraftModel; fakes in tests)."""
+
+    def draft(self, slot: int, tokens: list[int], want: int) -> list[int]: ...
+
+    def forget(self, slot: int) -> None: ...
+
+
 class Vocab(Protocol):
     """What turning tokens into outputs needs of the model."""
 
@@ -94,8 +102,9 @@ class EngineConfig:
 
 class LLMEngine:
     def __init__(self, runner: Runner, vocab: Vocab, config: EngineConfig,
-                 store: PromptStore | None = None) -> None:
+                 store: PromptStore | None = None, drafter: Drafter | None = None) -> None:
         self.runner = runner
+        self.drafter = drafter  # a draft model, drafting for every greedy sequence
         self.vocab = vocab
         self.config = config
         self.store = store
@@ -257,9 +266,26 @@ class LLMEngine:
                 self.stats.reused_prompt_tokens += seq.cached_tokens
                 config, params = self.config, seq.params
                 if (config.draft_max and params.plain_greedy and params.grammar is None
-                        and (self.ngram or params.prediction)):
-                    seq.drafting = start_drafting(seq.prompt, params.prediction, bool(self.ngram),
-                                                  self.min_accept_rate)
+                        and (self.ngram or params.prediction or self.drafter is not None)):
+                    seq.drafting = start_drafting(
+                        seq.prompt, params.prediction, bool(self.ngram), self.min_accept_rate,
+                        model=self._model_drafts(seq.slot) if self.drafter else None)
+
+    def _model_drafts(self, slot: int) -> Callable[[list[int], int], list[int]]:
+        """A sequence's draft-model guesses (in `slot`); a draft that fails is none, and the
+        slot's draft KV starts over: the served model's output never depends on it."""
+        drafter = self.drafter
+        assert drafter is not None
+
+        def guess(tokens: list[int], want: int) -> list[int]:
+            try:
+                return drafter.draft(slot, tokens, want)
+            except Exception:
+                logger.exception("draft model failed in slot %d", slot)
+                drafter.forget(slot)
+                return []
+
+        return guess
 
     def _step(self, plan: BatchPlan) -> None:
         started = time.perf_counter()

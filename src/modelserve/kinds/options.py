@@ -37,6 +37,11 @@ class LlamaCppOptions(BaseModel):
         "(default) as `ngram` where a drafted row measures cheap at load (a GPU, a big model), "
         "else as `prediction`; `off`")
     draft_max: int = Field(16, ge=2, le=32, description="most tokens drafted per step")
+    draft_model: PackageSource | PathSource | str | None = Field(
+        None, description="a small GGUF sharing this model's tokenizer (checked at load) that "
+        "drafts every greedy sequence's next tokens, verified in the batch: the output is "
+        "unchanged, faster where the draft agrees; used unless speculation is `prediction` "
+        "or `off`, before prompt lookup")
     draft_streams: int = Field(
         4, ge=1, description="speculate only while at most this many sequences decode (on a "
         "CPU a batch of many rows costs what its rows do, drafted or not)")
@@ -80,15 +85,23 @@ class LlamaCppOptions(BaseModel):
         return {False: "off", True: "auto"}.get(value, value) if isinstance(value, bool) \
             else value
 
-    @field_validator("mmproj")
+    @field_validator("mmproj", "draft_model")
     @classmethod
-    def _mmproj_string_is_path(cls, value: Any) -> Any:
+    def _string_is_path(cls, value: Any) -> Any:
         return PathSource(path=value) if isinstance(value, str) else value
 
     def resolve_mmproj(self) -> Path | None:
         source = self.mmproj
         assert not isinstance(source, str)
         return None if source is None else source.resolve()
+
+    def resolve_draft_model(self) -> Path | None:
+        """The draft model's file where speculation may use it."""
+        source = self.draft_model
+        assert not isinstance(source, str)
+        if source is None or self.speculation in ("prediction", "off"):
+            return None
+        return source.resolve()
 
 
 class EmbeddingOptions(BaseModel):
