@@ -40,9 +40,12 @@ def live(tmp_path_factory: pytest.TempPathFactory, draft_gguf: Path,
         "server": {"lifecycle": {"model_roots": [str(gemma_gguf.parent)]}},
         "models": [
             {"name": PLAIN, "source": SMOLLM2, "options": {**small, "speculation": "off"}},
+            # Both forced: on a CPU these guesses cost more than they can save, which `auto`
+            # measures at load, and would not draft (tests/unit/test_draft_model.py).
             {"name": DRAFTED, "source": SMOLLM2,
-             "options": {**small, "draft_model": str(draft_gguf)}},
-            {"name": SELF, "source": SMOLLM2, "options": {**small, "draft_model": SMOLLM2}},
+             "options": {**small, "draft_model": str(draft_gguf), "speculation": "draft_model"}},
+            {"name": SELF, "source": SMOLLM2,
+             "options": {**small, "draft_model": SMOLLM2, "speculation": "draft_model"}},
         ]}) as server:
         yield server
 

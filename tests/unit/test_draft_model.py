@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -136,3 +137,51 @@ def test_sequences_with_images_draft_without_the_model() -> None:
     assert start_drafting([1, 2], (), ngram=False, model=model).draft([], 4, 16) == [7] * 4
     with_image = start_drafting([1, -1, -1, 2], (), ngram=False, model=model)
     assert with_image.model is None and with_image.draft([], 4, 16) == []
+
+
+class CostedDrafter:
+    """A drafter whose guess costs `cost` of a step."""
+
+    def __init__(self, cost: float) -> None:
+        self.cost = cost
+
+    def draft(self, slot: int, tokens: list[int], want: int) -> list[int]:
+        return []
+
+    def forget(self, slot: int) -> None:
+        pass
+
+    def relative_cost(self) -> float:
+        return self.cost
+
+
+@pytest.mark.parametrize(("row_cost", "guess_cost", "used", "min_accept"), [
+    (0.04, 0.1, True, 0.175),  # a GPU, a small draft: drafts pay above 17.5 % accepted
+    (0.02, 0.0, True, 0.1),  # never below 10 %
+    (0.69, 0.3, False, None),  # SmolLM2 on 2 cores with a cut-down draft: never pays
+    (0.34, 0.36, False, None),  # the same, measured once with rows cheaper
+])
+def test_a_draft_model_is_used_only_where_its_guesses_can_pay(
+        row_cost: float, guess_cost: float, used: bool, min_accept: float | None) -> None:
+    from modelserve.engine.llm_engine import EngineConfig, LLMEngine
+
+    runner = SimpleNamespace(n_slots=1, batch_size=16)  # all the engine reads before it runs
+    engine = LLMEngine(runner, None, EngineConfig(draft_max=16),  # type: ignore[arg-type]
+                       drafter=CostedDrafter(guess_cost))
+    engine._plan_draft_model(row_cost)
+    assert (engine.drafter is not None) is used
+    if min_accept is not None:
+        assert engine.model_min_accept == pytest.approx(min_accept)
+
+
+def test_draft_model_options() -> None:
+    from pydantic import ValidationError
+
+    from modelserve.kinds.options import LlamaCppOptions
+
+    with pytest.raises(ValidationError, match=r"needs options\.draft_model"):
+        LlamaCppOptions(speculation="draft_model")
+    # `prediction` and `off` never draft from a model
+    for mode in ("prediction", "off"):
+        options = LlamaCppOptions(draft_model="/models/draft.gguf", speculation=mode)
+        assert options.resolve_draft_model() is None

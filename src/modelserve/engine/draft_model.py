@@ -51,25 +51,35 @@ def check_same_tokenizer(draft: LlamaModel, target: LlamaModel) -> None:
 class DraftModel:
     """Greedy drafts from a small model, one KV sequence per slot of the served model."""
 
-    def __init__(self, model: LlamaModel, ctx: LlamaContext) -> None:
+    def __init__(self, model: LlamaModel, ctx: LlamaContext,
+                 target: LlamaContext | None = None) -> None:
         self.model = model
         self.ctx = ctx
+        self.target = target  # the served model's context, for relative_cost
         self._cached: dict[int, list[int]] = {}  # slot -> tokens in its draft KV
 
+    def relative_cost(self) -> float:
+        """One draft decode (a guess) relative to one served-model step, measured on this
+        machine (call on the engine thread, at load, while every slot is empty)."""
+        assert self.target is not None
+        return self.ctx.time_decode(1) / self.target.time_decode(1)
+
     @classmethod
-    def load(cls, path: Path, target: LlamaModel, n_seq: int, ctx_per_seq: int,
-             batch_size: int, threads: int | None, gpu_layers: int = 0) -> DraftModel:
+    def load(cls, path: Path, target: LlamaContext, threads: int | None,
+             gpu_layers: int = 0) -> DraftModel:
+        """The draft model at `path` for `target`'s model, with as many slots of the same
+        size."""
         model = LlamaModel(path, gpu_layers=gpu_layers)
         try:
-            check_same_tokenizer(model, target)
-            ctx = LlamaContext(model, n_seq=n_seq, ctx_per_seq=ctx_per_seq,
-                               batch_size=batch_size, threads=threads)
+            check_same_tokenizer(model, target.model)
+            ctx = LlamaContext(model, n_seq=target.n_seq, ctx_per_seq=target.ctx_per_seq,
+                               batch_size=target.batch_size, threads=threads)
         except Exception:
             model.close()
             raise
         logger.info("draft model %s (%d MB) for %s", path.name, model.size_bytes >> 20,
-                    target.path.name)
-        return cls(model, ctx)
+                    target.model.path.name)
+        return cls(model, ctx, target)
 
     def draft(self, slot: int, tokens: list[int], want: int) -> list[int]:
         """Up to `want` tokens the draft model expects after `tokens` (slot `slot`'s prompt

@@ -59,15 +59,14 @@ class LlamaChatRuntime(ChatVocabulary):
             store = _prompt_store(opts, path, ctx)
             draft_path = opts.resolve_draft_model()
             if draft_path is not None:
-                self.drafter = DraftModel.load(
-                    draft_path, model, n_seq=opts.parallel, ctx_per_seq=ctx.ctx_per_seq,
-                    batch_size=opts.batch_size, threads=opts.threads,
-                    gpu_layers=opts.gpu_layers)
+                self.drafter = DraftModel.load(draft_path, ctx, threads=opts.threads,
+                                               gpu_layers=opts.gpu_layers)
             config = EngineConfig(
                 max_waiting=opts.max_waiting, prefill_budget=opts.prefill_budget,
                 draft_max=0 if opts.speculation == "off" else opts.draft_max,
                 ngram={"ngram": True, "auto": None}.get(opts.speculation, False),
-                draft_streams=opts.draft_streams)
+                draft_streams=opts.draft_streams,
+                force_draft_model=opts.speculation == "draft_model")
             self.engine = LLMEngine(ModelRunner(model, ctx, store), model, config, store,
                                     self.drafter)
             logger.info("warm-up decode of %s", spec.name)  # the last line if the build faults
