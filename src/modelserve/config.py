@@ -177,6 +177,9 @@ class Settings(BaseSettings):
         return (env_settings, init_settings)
 
 
+CONFIG_SECTIONS = ("models", "server")
+
+
 def load_settings(config_path: Path | None = None, *,
                   extra_models: Sequence[ModelSpec] = (), **overrides: Any) -> Settings:
     """Read the YAML file (its `models:` and optional `server:` section), then apply env vars.
@@ -207,6 +210,12 @@ def _read_config(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read config {path}: {exc}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"config {path} must be a mapping")
+    # A setting put at the top level would otherwise be ignored without a word.
+    unknown = sorted(str(key) for key in raw if key not in CONFIG_SECTIONS)
+    if unknown:
+        raise ConfigError(f"config {path}: unknown top-level key(s) {', '.join(unknown)} "
+                          "(a config has `models:` and `server:`; server settings go under "
+                          "`server:`)")
     return raw
 
 

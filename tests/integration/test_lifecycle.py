@@ -162,6 +162,8 @@ def test_failed_reload_keeps_the_old_model_serving(admin: httpx.Client, roots: P
     ({"name": "x", "source": "ROOT/missing.gguf"}, 400, "source"),
     ({"name": "x", "source": "ROOT", "options": {"mmproj": "/etc/hostname"}}, 403,
      "options.mmproj"),
+    ({"name": "x", "source": "ROOT", "options": {"draft_model": "/etc/hostname"}}, 403,
+     "options.draft_model"),
     ({"name": "x", "kind": "wizard", "source": "ROOT"}, 400, None),
     ({"name": "x", "source": "ROOT", "options": {"parallel": 0}}, 400, None),
     ({"name": "x", "source": "ROOT", "surprise": 1}, 400, None),

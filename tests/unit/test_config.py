@@ -48,6 +48,9 @@ def test_bad_configs(tmp_path: Path) -> None:
         load_settings(tmp_path / "missing.yaml")
     with pytest.raises(ConfigError, match="mapping"):
         load_settings(write(tmp_path, "- a\n- b\n"))
+    # a server setting put at the top level is refused, not ignored
+    with pytest.raises(ConfigError, match=r"unknown top-level key.*lifecycle.*under `server:`"):
+        load_settings(write(tmp_path, "lifecycle: {model_roots: [/tmp]}\nmodels: []\n"))
     with pytest.raises(ConfigError, match="unique"):
         load_settings(write(tmp_path, "models:\n  - {name: a, source: x}\n"
                                       "  - {name: a, source: y}\n"))

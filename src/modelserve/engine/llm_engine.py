@@ -26,6 +26,11 @@ from modelserve.failures import UNAVAILABLE, WorkerDied
 
 logger = logging.getLogger(__name__)
 
+# A draft model whose guesses would have to be accepted more often than this to pay is not used:
+# a good draft model agrees 60-80 % of the time, and one that must do better stays a loss on
+# most text (measured: SmolLM2 with its first 8 layers as draft, needing 87 % on 2 cores,
+# decoded at 0.69-0.85x of no speculation).
+MAX_MODEL_ACCEPT = 0.75
 # Prompt-lookup drafts are guesses, mostly rejected in free text: `auto` makes them only where
 # a drafted row costs less than this fraction of a step (measured: SmolLM2 on 2 AVX2 cores
 # 0.56, where n-gram drafting cost 8 streams of stories 20 % of their throughput).
@@ -73,6 +78,16 @@ class Runner(Protocol):
     def save(self, slot_id: int, tokens: list[int], salt: str = "") -> None: ...
 
 
+class Drafter(Protocol):
+    """A draft model's guesses (engine.draft_model.DraftModel; fakes in tests)."""
+
+    def draft(self, slot: int, tokens: list[int], want: int) -> list[int]: ...
+
+    def forget(self, slot: int) -> None: ...
+
+    def relative_cost(self) -> float: ...
+
+
 class Vocab(Protocol):
     """What turning tokens into outputs needs of the model."""
 
@@ -90,12 +105,15 @@ class EngineConfig:
     # row measures cheaper than NGRAM_ROW_COST of a step at warm-up.
     ngram: bool | None = True
     draft_streams: int = 4  # no drafting while more sequences than this decode
+    # Draft from the draft model even where its guesses measure too dear to pay.
+    force_draft_model: bool = False
 
 
 class LLMEngine:
     def __init__(self, runner: Runner, vocab: Vocab, config: EngineConfig,
-                 store: PromptStore | None = None) -> None:
+                 store: PromptStore | None = None, drafter: Drafter | None = None) -> None:
         self.runner = runner
+        self.drafter = drafter  # a draft model, drafting for every greedy sequence
         self.vocab = vocab
         self.config = config
         self.store = store
@@ -112,6 +130,7 @@ class LLMEngine:
         self._warm_up_error: Exception | None = None
         self._thread = threading.Thread(target=self._run, name="llm-engine", daemon=True)
         self.min_accept_rate = MIN_ACCEPT_RATE  # measured at warm-up when speculating
+        self.model_min_accept = MIN_ACCEPT_RATE  # the same for draft-model guesses
         self.ngram = config.ngram
         # Called on the engine thread after each step's outputs went to their sinks: a worker
         # process sends them to the API process as one message.
@@ -203,6 +222,8 @@ class LLMEngine:
                 logger.info("a drafted row costs %.2f of a step: drafts must be accepted "
                             "%.0f%% of the time; prompt lookup %s", cost,
                             100 * self.min_accept_rate, "on" if self.ngram else "off")
+                if self.drafter is not None:
+                    self._plan_draft_model(cost)
         except Exception as exc:
             self._warm_up_error = exc
             return
@@ -257,9 +278,43 @@ class LLMEngine:
                 self.stats.reused_prompt_tokens += seq.cached_tokens
                 config, params = self.config, seq.params
                 if (config.draft_max and params.plain_greedy and params.grammar is None
-                        and (self.ngram or params.prediction)):
-                    seq.drafting = start_drafting(seq.prompt, params.prediction, bool(self.ngram),
-                                                  self.min_accept_rate)
+                        and (self.ngram or params.prediction or self.drafter is not None)):
+                    model = self._model_drafts(seq.slot) if self.drafter else None
+                    seq.drafting = start_drafting(
+                        seq.prompt, params.prediction, bool(self.ngram),
+                        self.model_min_accept if model else self.min_accept_rate, model=model)
+
+    def _plan_draft_model(self, row_cost: float) -> None:
+        """A draft model's guess costs a draft decode and a verified row, and saves a step
+        when accepted: drafting pays only above their sum. Where it cannot (a draft nearly as
+        big as the model, a CPU where rows cost much), the draft model stays unused, so plain
+        decoding never gets slower."""
+        assert self.drafter is not None
+        need = 1.25 * (row_cost + self.drafter.relative_cost())
+        if need >= MAX_MODEL_ACCEPT and not self.config.force_draft_model:
+            logger.warning("draft model unused: a guess costs %.2f of a step, more than "
+                           "drafts can save", need / 1.25)
+            self.drafter = None
+            return
+        self.model_min_accept = min(MAX_MODEL_ACCEPT, max(0.1, need))
+        logger.info("draft model: a guess costs %.2f of a step; drafts must be accepted "
+                    "%.0f%% of the time", need / 1.25, 100 * self.model_min_accept)
+
+    def _model_drafts(self, slot: int) -> Callable[[list[int], int], list[int]]:
+        """A sequence's draft-model guesses (in `slot`); a draft that fails is none, and the
+        slot's draft KV starts over: the served model's output never depends on it."""
+        drafter = self.drafter
+        assert drafter is not None
+
+        def guess(tokens: list[int], want: int) -> list[int]:
+            try:
+                return drafter.draft(slot, tokens, want)
+            except Exception:
+                logger.exception("draft model failed in slot %d", slot)
+                drafter.forget(slot)
+                return []
+
+        return guess
 
     def _step(self, plan: BatchPlan) -> None:
         started = time.perf_counter()

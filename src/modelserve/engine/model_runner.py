@@ -70,19 +70,8 @@ class ModelRunner:
         GPU or for a big model on a CPU a step is bound by reading the weights and extra rows
         are nearly free (a few %); for a small model on a few cores each row is compute and
         costs about half a step. Speculation pays only when drafts are accepted more often."""
-        token = self.model.probe_token
-
-        def timed(n: int) -> float:
-            best = math.inf
-            for _ in range(repeats):
-                started = time.perf_counter()
-                self.ctx.decode([token] * n, list(range(n)), [0] * n, [True] * n)
-                best = min(best, time.perf_counter() - started)
-                self.ctx.forget(0)
-            return best
-
-        one = timed(1)
-        return max(0.0, (timed(rows) - one) / (rows - 1)) / one
+        one = self.ctx.time_decode(1, repeats)
+        return max(0.0, (self.ctx.time_decode(rows, repeats) - one) / (rows - 1)) / one
 
     def run(self, plan: BatchPlan) -> StepResult:
         result = StepResult()

@@ -5,9 +5,11 @@ in the same batched llama_decode as every other sequence: one row per drafted to
 with logits. The greedy choice at each row either confirms the draft's next token or ends
 the run there, so the output is exactly the output without speculation, only sooner.
 
-Two sources, tried in order:
+Three sources, tried in order:
 - the request's `prediction` (OpenAI's Predicted Outputs: code editors send the file they
   expect back): followed from where the output left it, re-found after an edit;
+- a draft model (engine/draft_model.py), where the model has one: a small model sharing the
+  tokenizer decodes its own greedy guess;
 - prompt lookup (n-gram): the longest recent n-gram at the end of prompt + output that occurred
   earlier, and the tokens that followed it then (an answer quoting its prompt, code, lists).
 
@@ -17,6 +19,7 @@ drafting for a while, and the draft grows while they keep being accepted.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 NGRAM_SIZES = (4, 3, 2)  # longest first: a longer match predicts better
@@ -81,6 +84,8 @@ class DraftState:
     last_from_prediction: bool = False
     min_accept: float = MIN_ACCEPT_RATE
     accepted_prediction: int = 0  # drafted prediction tokens the output took
+    # (prompt + output, want) -> a draft model's guess of the next tokens
+    model: Callable[[list[int], int], list[int]] | None = None
 
     def draft(self, output: list[int], limit: int, max_length: int) -> list[int]:
         """Tokens to verify after the sequence's last output token (may be empty)."""
@@ -96,6 +101,8 @@ class DraftState:
             if len(tokens) >= MIN_DRAFT:
                 self.last_from_prediction = True
                 return tokens
+        if self.model is not None:
+            return self.model(self.history.tokens, want)
         if not self.ngram:
             return []
         _, tokens = self.history.continuation(self.history.tokens, want)
@@ -159,7 +166,12 @@ def _text_only(tokens: list[int]) -> list[int]:
 
 
 def start_drafting(prompt: list[int], prediction: tuple[int, ...], ngram: bool,
-                   min_accept: float = MIN_ACCEPT_RATE) -> DraftState:
+                   min_accept: float = MIN_ACCEPT_RATE,
+                   model: Callable[[list[int], int], list[int]] | None = None) -> DraftState:
+    """`model`: a draft model's guesses for this sequence (not for one with images, whose
+    pseudo-tokens no model decodes)."""
+    if any(token < 0 for token in prompt):
+        model = None
     return DraftState(history=NgramIndex(prompt),
                       prediction=NgramIndex(prediction) if prediction else None, ngram=ngram,
-                      min_accept=min_accept)
+                      min_accept=min_accept, model=model)

@@ -64,7 +64,7 @@ class ChatModel(Protocol):
 
 
 def _extra_sources(options: LlamaCppOptions) -> list[tuple[str, object]]:
-    return [("options.mmproj", options.mmproj)]
+    return [("options.mmproj", options.mmproj), ("options.draft_model", options.draft_model)]
 
 
 CHAT: ModelKind[ChatModel] = ModelKind(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from modelserve.sources import PackageSource, PathSource
@@ -31,12 +31,18 @@ class LlamaCppOptions(BaseModel):
     prefill_budget: int | None = Field(
         None, ge=1, description="prompt tokens computed per step while other sequences "
         "stream (smaller: smoother streams, slower first tokens); default: batch_size")
-    speculation: Literal["auto", "ngram", "prediction", "off"] = Field(
+    speculation: Literal["auto", "ngram", "draft_model", "prediction", "off"] = Field(
         "auto", description="speculative decoding of greedy requests: `ngram` drafts from "
-        "prompt lookup and from a request's `prediction`; `prediction` only from that; `auto` "
-        "(default) as `ngram` where a drafted row measures cheap at load (a GPU, a big model), "
-        "else as `prediction`; `off`")
+        "prompt lookup and from a request's `prediction`; `prediction` only from that; "
+        "`draft_model` from the draft model always; `auto` (default) as `ngram` where a "
+        "drafted row measures cheap at load (a GPU, a big model), else as `prediction`, and "
+        "from the draft model where its guesses measure cheap enough to pay; `off`")
     draft_max: int = Field(16, ge=2, le=32, description="most tokens drafted per step")
+    draft_model: PackageSource | PathSource | str | None = Field(
+        None, description="a small GGUF sharing this model's tokenizer (checked at load) that "
+        "drafts every greedy sequence's next tokens, verified in the batch: the output is "
+        "unchanged, faster where the draft agrees; used as `speculation` says, before prompt "
+        "lookup")
     draft_streams: int = Field(
         4, ge=1, description="speculate only while at most this many sequences decode (on a "
         "CPU a batch of many rows costs what its rows do, drafted or not)")
@@ -80,15 +86,30 @@ class LlamaCppOptions(BaseModel):
         return {False: "off", True: "auto"}.get(value, value) if isinstance(value, bool) \
             else value
 
-    @field_validator("mmproj")
+    @field_validator("mmproj", "draft_model")
     @classmethod
-    def _mmproj_string_is_path(cls, value: Any) -> Any:
+    def _string_is_path(cls, value: Any) -> Any:
         return PathSource(path=value) if isinstance(value, str) else value
 
     def resolve_mmproj(self) -> Path | None:
         source = self.mmproj
         assert not isinstance(source, str)
         return None if source is None else source.resolve()
+
+    @model_validator(mode="after")
+    def _draft_model_mode_has_a_model(self) -> LlamaCppOptions:
+        if self.speculation == "draft_model" and self.draft_model is None:
+            raise PydanticCustomError("missing", "speculation: draft_model needs "
+                                      "options.draft_model (a GGUF sharing the tokenizer)")
+        return self
+
+    def resolve_draft_model(self) -> Path | None:
+        """The draft model's file where speculation may use it."""
+        source = self.draft_model
+        assert not isinstance(source, str)
+        if source is None or self.speculation in ("prediction", "off"):
+            return None
+        return source.resolve()
 
 
 class EmbeddingOptions(BaseModel):

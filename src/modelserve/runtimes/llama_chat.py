@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelserve.config import ModelSpec
+from modelserve.engine.draft_model import DraftModel
 from modelserve.engine.llm_engine import EngineConfig, EngineStats, LLMEngine
 from modelserve.engine.model_runner import ModelRunner
 from modelserve.engine.prompt_spill import PromptSpill
@@ -46,6 +47,7 @@ class LlamaChatRuntime(ChatVocabulary):
         self.options = opts
         model = LlamaModel(path, gpu_layers=opts.gpu_layers)
         self.projector: MtmdProjector | None = None
+        self.drafter: DraftModel | None = None
         ctx: LlamaContext | None = None
         try:
             mmproj = opts.resolve_mmproj()
@@ -55,15 +57,23 @@ class LlamaChatRuntime(ChatVocabulary):
             ctx = LlamaContext(model, n_seq=opts.parallel, ctx_per_seq=opts.context_size,
                                batch_size=opts.batch_size, threads=opts.threads)
             store = _prompt_store(opts, path, ctx)
+            draft_path = opts.resolve_draft_model()
+            if draft_path is not None:
+                self.drafter = DraftModel.load(draft_path, ctx, threads=opts.threads,
+                                               gpu_layers=opts.gpu_layers)
             config = EngineConfig(
                 max_waiting=opts.max_waiting, prefill_budget=opts.prefill_budget,
                 draft_max=0 if opts.speculation == "off" else opts.draft_max,
                 ngram={"ngram": True, "auto": None}.get(opts.speculation, False),
-                draft_streams=opts.draft_streams)
-            self.engine = LLMEngine(ModelRunner(model, ctx, store), model, config, store)
+                draft_streams=opts.draft_streams,
+                force_draft_model=opts.speculation == "draft_model")
+            self.engine = LLMEngine(ModelRunner(model, ctx, store), model, config, store,
+                                    self.drafter)
             logger.info("warm-up decode of %s", spec.name)  # the last line if the build faults
             self.engine.start()
         except Exception:
+            if self.drafter is not None:
+                self.drafter.close()
             if ctx is not None:
                 ctx.close()
             if self.projector is not None:
@@ -97,6 +107,8 @@ class LlamaChatRuntime(ChatVocabulary):
         if self.engine.store is not None:
             self.engine.store.close()
         self.ctx.close()
+        if self.drafter is not None:
+            self.drafter.close()
         if self.projector is not None:
             self.projector.close()
         self.model.close()
@@ -164,6 +176,8 @@ def _step_hook(runtime: LlamaChatRuntime, flush: Callable[[], None]) -> None:
 
 def _set_threads(runtime: LlamaChatRuntime, threads: int) -> bool:
     runtime.ctx.set_threads(threads)  # the vision projector's stay until the next load
+    if runtime.drafter is not None:
+        runtime.drafter.set_threads(threads)
     return True
 
 

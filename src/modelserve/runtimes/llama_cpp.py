@@ -9,9 +9,11 @@ from __future__ import annotations
 import ctypes
 import functools
 import logging
+import math
 import os
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -324,6 +326,18 @@ class LlamaContext:
                 raise LlamaError(f"warm-up decode of {model.path.name} gave non-finite logits")
         finally:
             self.forget(0)
+
+    def time_decode(self, rows: int, repeats: int = 3) -> float:
+        """Seconds of one decode of `rows` rows (the best of `repeats`), in slot 0, which is
+        left empty: load-time measurements, before any sequence holds a slot."""
+        token = self.model.probe_token
+        best = math.inf
+        for _ in range(repeats):
+            started = time.perf_counter()
+            self.decode([token] * rows, list(range(rows)), [0] * rows, [True] * rows)
+            best = min(best, time.perf_counter() - started)
+            self.forget(0)
+        return best
 
     def forget(self, seq_id: int, from_pos: int = 0) -> None:
         """Drop a slot's KV cells from `from_pos` on (keeping the reusable prefix)."""
