@@ -331,3 +331,12 @@ def cpu_quota_cgroup(quota_us: int, period_us: int = 100000) -> Iterator[str]:
                 break
             except OSError:
                 time.sleep(0.1)
+
+
+async def greedy_stream_text(client: Any, model: str, prompt: str, max_tokens: int) -> str:
+    """A greedy chat answer to one user message, streamed (an openai.AsyncOpenAI `client`),
+    as its text."""
+    out = await client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens,
+        temperature=0, stream=True)
+    return "".join([c.choices[0].delta.content or "" async for c in out if c.choices])

@@ -18,7 +18,7 @@ import pytest
 from modelserve.sources import PackageSource
 from tests.conftest import SMOLLM2, LiveServer, serve
 from tests.fixtures.draft_gguf import truncate_layers
-from tests.helpers import assert_openai_error, metric
+from tests.helpers import assert_openai_error, greedy_stream_text, metric
 
 PLAIN, DRAFTED, SELF = "smol-plain", "smol-drafted", "smol-self-drafted"
 TOPICS = ["cats", "dogs", "ships", "robots", "trees", "kings", "rivers", "stars", "birds",
@@ -56,11 +56,8 @@ def http(live: LiveServer) -> Iterator[httpx.Client]:
         yield c
 
 
-async def _answer(client: openai.AsyncOpenAI, model: str, prompt: str) -> str:
-    out = await client.chat.completions.create(
-        model=model, messages=[{"role": "user", "content": prompt}], max_tokens=64,
-        temperature=0, stream=True)
-    return "".join([c.choices[0].delta.content or "" async for c in out if c.choices])
+async def answer(client: openai.AsyncOpenAI, model: str, prompt: str) -> str:
+    return await greedy_stream_text(client, model, prompt, max_tokens=64)
 
 
 def test_greedy_outputs_are_the_same_with_a_draft_model_alone_and_among_16_streams(
@@ -68,10 +65,10 @@ def test_greedy_outputs_are_the_same_with_a_draft_model_alone_and_among_16_strea
     async def scenario() -> tuple[list[str], list[str], list[str], list[str]]:
         async with openai.AsyncOpenAI(base_url=f"{live.url}/v1", api_key="unused",
                                       max_retries=0, timeout=300) as client:
-            plain = [await _answer(client, PLAIN, p) for p in PROMPTS]
-            alone = [await _answer(client, DRAFTED, p) for p in PROMPTS]
-            together = await asyncio.gather(*(_answer(client, DRAFTED, p) for p in PROMPTS))
-            self_drafted = [await _answer(client, SELF, p) for p in PROMPTS[:4]]
+            plain = [await answer(client, PLAIN, p) for p in PROMPTS]
+            alone = [await answer(client, DRAFTED, p) for p in PROMPTS]
+            together = await asyncio.gather(*(answer(client, DRAFTED, p) for p in PROMPTS))
+            self_drafted = [await answer(client, SELF, p) for p in PROMPTS[:4]]
         return plain, alone, list(together), self_drafted
 
     plain, alone, together, self_drafted = asyncio.run(scenario())

@@ -17,7 +17,7 @@ import openai
 import pytest
 
 from tests.conftest import SMOLLM2, LiveServer, serve
-from tests.helpers import metric
+from tests.helpers import greedy_stream_text, metric
 
 SPEC, PLAIN, STORE = "smol-spec", "smol-plain", "smol-store"
 LIST = ", ".join(f"item {i}" for i in range(1, 25))
@@ -45,11 +45,8 @@ def http(live: LiveServer) -> Iterator[httpx.Client]:
         yield c
 
 
-async def _answer(client: openai.AsyncOpenAI, model: str, prompt: str) -> str:
-    out = await client.chat.completions.create(
-        model=model, messages=[{"role": "user", "content": prompt}], max_tokens=100,
-        temperature=0, stream=True)
-    return "".join([c.choices[0].delta.content or "" async for c in out if c.choices])
+async def answer(client: openai.AsyncOpenAI, model: str, prompt: str) -> str:
+    return await greedy_stream_text(client, model, prompt, max_tokens=100)
 
 
 def test_greedy_outputs_are_the_same_with_speculation_alone_and_among_16_streams(
@@ -57,9 +54,9 @@ def test_greedy_outputs_are_the_same_with_speculation_alone_and_among_16_streams
     async def scenario() -> tuple[list[str], list[str], list[str]]:
         async with openai.AsyncOpenAI(base_url=f"{live.url}/v1", api_key="unused",
                                       max_retries=0, timeout=300) as client:
-            plain = [await _answer(client, PLAIN, p) for p in PROMPTS]
-            alone = [await _answer(client, SPEC, p) for p in PROMPTS]
-            together = await asyncio.gather(*(_answer(client, SPEC, p) for p in PROMPTS))
+            plain = [await answer(client, PLAIN, p) for p in PROMPTS]
+            alone = [await answer(client, SPEC, p) for p in PROMPTS]
+            together = await asyncio.gather(*(answer(client, SPEC, p) for p in PROMPTS))
         return plain, alone, list(together)
 
     plain, alone, together = asyncio.run(scenario())
