@@ -236,10 +236,12 @@ def test_compose_stack_shares_a_rate_limit_across_replicas(
         statuses = [httpx.post(base_url + "/v1/embeddings", timeout=60,
                                headers={"Authorization": f"Bearer {API_KEY}"},
                                json={"model": EMBED, "input": f"request {i}"}).status_code
-                    for i in range(limit)]
-        # One Redis counts for both replicas: the key gets `limit` requests a minute in all,
-        # not per replica.
-        assert statuses == [200] * (limit - 2) + [429, 429], statuses
+                    for i in range(2 * limit)]
+        # One Redis counts for both replicas: the key gets `limit` requests a minute in all
+        # (each replica counting alone would pass nearly all of them). One either way: the
+        # sliding window weighs the previous minute's count if the test straddles two.
+        assert set(statuses) == {200, 429}, statuses
+        assert abs(statuses.count(200) - (limit - 2)) <= 1, statuses
         served = [engine.logs(r).count('"path": "/v1/embeddings"') for r in replicas]
         assert all(count > 0 for count in served), served  # nginx spread the requests
     finally:
