@@ -24,6 +24,7 @@ import yaml
 from modelserve.api.app import create_app
 from modelserve.config import load_settings
 from modelserve.engine.scheduler import BatchPlan, Scheduler
+from tests.helpers import stop_process
 
 CHAT_MODEL = "smollm2"
 TINY_QUEUE_MODEL = "smollm2-one-slot"
@@ -151,13 +152,7 @@ def cli_server(args: list[str], *, env: dict[str, str] | None = None,
             time.sleep(0.2)
         yield ServerProcess(url, proc)
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-        try:
-            proc.wait(timeout=45)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_process(proc, grace=45)
         if output is not None:
             output.close()
 

@@ -340,3 +340,14 @@ async def greedy_stream_text(client: Any, model: str, prompt: str, max_tokens: i
         model=model, messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens,
         temperature=0, stream=True)
     return "".join([c.choices[0].delta.content or "" async for c in out if c.choices])
+
+
+def stop_process(proc: subprocess.Popen[Any], grace: float, after_kill: float = 10) -> None:
+    """SIGTERM, `grace` seconds to end, then SIGKILL (a process that already ended: reaped)."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=after_kill)

@@ -175,7 +175,8 @@ def test_container_runs_read_only_as_non_root(engine: Engine, cpu_image: str,
 
 
 @pytest.fixture(scope="module")
-def service_images(engine: Engine) -> dict[str, str]:
+def service_images(engine: Engine, tmp_path_factory: pytest.TempPathFactory
+                   ) -> dict[str, str]:
     """Stand-ins for the compose file's public Redis and nginx images. The nginx config needs
     nginx >= 1.27.3 (`server ... resolve`), newer than Debian 12's, so nginx comes from
     Debian unstable."""
@@ -186,13 +187,9 @@ def service_images(engine: Engine) -> dict[str, str]:
         recipe = (f"FROM {base}\nRUN apt-get update && DEBIAN_FRONTEND=noninteractive "
                   "apt-get install -y --no-install-recommends redis-server "
                   "&& rm -rf /var/lib/apt/lists/*\n")
-        context = Path(os.environ.get("TMPDIR", "/tmp")) / f"redis-{uuid.uuid4().hex[:8]}"
-        context.mkdir()
-        try:
-            (context / "Dockerfile").write_text(recipe)
-            engine.run("build", "-t", REDIS, str(context))
-        finally:
-            shutil.rmtree(context)
+        context = tmp_path_factory.mktemp("redis-image")
+        (context / "Dockerfile").write_text(recipe)
+        engine.run("build", "-t", REDIS, str(context))
     return {"REDIS_IMAGE": REDIS, "NGINX_IMAGE": NGINX}
 
 

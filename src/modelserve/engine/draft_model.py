@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from modelserve.engine.scheduler import common_prefix_len
 from modelserve.runtimes.llama_cpp import LlamaContext, LlamaModel
 
 logger = logging.getLogger(__name__)
@@ -88,12 +89,8 @@ class DraftModel:
         if want <= 0 or not tokens:
             return []
         cached = self._cached.setdefault(slot, [])
-        keep = 0
-        for have, new in zip(cached, tokens, strict=False):
-            if have != new:
-                break
-            keep += 1
-        keep = min(keep, len(tokens) - 1)  # the last token is decoded again for its logits
+        # the last token is decoded again for its logits
+        keep = min(common_prefix_len(cached, tokens), len(tokens) - 1)
         if keep < len(cached):
             self.ctx.forget(slot, keep)
             del cached[keep:]

@@ -60,6 +60,12 @@ class EngineStats:
     stored_prompt_evictions: int = 0
 
 
+def acceptance_needed(cost: float, ceiling: float) -> float:
+    """How often drafts must be accepted to pay, when a drafted token costs `cost` of a step:
+    above the cost, with a margin (rejected rows also hold the step back), 0.1 to `ceiling`."""
+    return min(ceiling, max(0.1, 1.25 * cost))
+
+
 class Runner(Protocol):
     """What the loop needs of a runner (engine.model_runner.ModelRunner; fakes in tests)."""
 
@@ -216,7 +222,7 @@ class LLMEngine:
                 # A draft pays when accepted more often than a drafted row costs, relative to
                 # a step; with a margin, since rejected rows also hold the step back.
                 cost = self.runner.draft_row_cost()
-                self.min_accept_rate = min(0.9, max(0.1, 1.25 * cost))
+                self.min_accept_rate = acceptance_needed(cost, 0.9)
                 if self.ngram is None:
                     self.ngram = cost < NGRAM_ROW_COST
                 logger.info("a drafted row costs %.2f of a step: drafts must be accepted "
@@ -290,15 +296,16 @@ class LLMEngine:
         big as the model, a CPU where rows cost much), the draft model stays unused, so plain
         decoding never gets slower."""
         assert self.drafter is not None
-        need = 1.25 * (row_cost + self.drafter.relative_cost())
-        if need >= MAX_MODEL_ACCEPT and not self.config.force_draft_model:
+        cost = row_cost + self.drafter.relative_cost()
+        if acceptance_needed(cost, 1.0) >= MAX_MODEL_ACCEPT \
+                and not self.config.force_draft_model:
             logger.warning("draft model unused: a guess costs %.2f of a step, more than "
-                           "drafts can save", need / 1.25)
+                           "drafts can save", cost)
             self.drafter = None
             return
-        self.model_min_accept = min(MAX_MODEL_ACCEPT, max(0.1, need))
+        self.model_min_accept = acceptance_needed(cost, MAX_MODEL_ACCEPT)
         logger.info("draft model: a guess costs %.2f of a step; drafts must be accepted "
-                    "%.0f%% of the time", need / 1.25, 100 * self.model_min_accept)
+                    "%.0f%% of the time", cost, 100 * self.model_min_accept)
 
     def _model_drafts(self, slot: int) -> Callable[[list[int], int], list[int]]:
         """A sequence's draft-model guesses (in `slot`); a draft that fails is none, and the
