@@ -92,7 +92,7 @@ class SentenceTransformersBackend:
         self._model = SentenceTransformer(str(directory), device=device, local_files_only=True)
         self._model.eval()
         self._bf16 = bf16 and device == "cpu"
-        self._threads = threads or torch.get_num_threads()
+        self.threads = threads or torch.get_num_threads()
         if self._bf16:
             # Autocast would cast every Linear's fp32 weights to bf16 on every pass; cast once
             # here instead. Same values, so the same vectors: +15 % on short passes.
@@ -100,12 +100,19 @@ class SentenceTransformersBackend:
                 if isinstance(module, torch.nn.Linear):
                     module.to(torch.bfloat16)
         self._tokenizer: Any = self._model.tokenizer
+        self.pad_id = int(self._tokenizer.pad_token_id or 0)
+        self.module_names = [type(module).__name__ for module in self._model]
         self.tokenizer_file = None  # transformers' tokenizer: its own rules, so ask the worker
         self.vocab_size = int(self._tokenizer.vocab_size)
         self.max_seq_length = int(self._model.max_seq_length or 512)
         dimension = getattr(self._model, "get_embedding_dimension", None) \
             or self._model.get_sentence_embedding_dimension
         self.dimension = int(dimension() or 0)
+
+    @property
+    def transformer(self) -> Any:
+        """The model under sentence-transformers' first module (a transformers model)."""
+        return self._model[0].auto_model
 
     def tokenize(self, text: str) -> list[int]:
         return list(self._tokenizer(text, add_special_tokens=True, truncation=False,
@@ -116,15 +123,15 @@ class SentenceTransformersBackend:
 
     def set_threads(self, threads: int) -> bool:
         """The thread count of the next passes (encode_on sets torch's before each)."""
-        self._threads = threads
+        self.threads = threads
         return True
 
     def encode_on(self, batch: list[list[int]], threads: int | None) -> Floats:
         """`encode` on `threads` intra-op threads (None: the configured count)."""
-        wanted = threads or self._threads
+        wanted = threads or self.threads
         if self._torch.get_num_threads() != wanted:
             self._torch.set_num_threads(wanted)
-        ids, mask = pad_batch(batch, int(self._tokenizer.pad_token_id or 0))
+        ids, mask = pad_batch(batch, self.pad_id)
         device = self._model.device
         features = {"input_ids": self._torch.from_numpy(ids).to(device),
                     "attention_mask": self._torch.from_numpy(mask).to(device),
@@ -137,10 +144,14 @@ class SentenceTransformersBackend:
 
 
 def _split(onnx_dir: Path, st_dir: Path, opts: EmbeddingOptions) -> EmbeddingBackend:
-    from modelserve.runtimes.embeddings_split import SplitBackend
+    from modelserve.runtimes.embeddings_split import TRACED_MIN_TOKENS, SplitBackend
+    from modelserve.runtimes.embeddings_traced import traced_or_none
 
-    return SplitBackend(OnnxBackend(onnx_dir, opts.threads, opts.spinning),
-                        SentenceTransformersBackend(st_dir, opts.threads, bf16=True))
+    eager = SentenceTransformersBackend(st_dir, opts.threads, bf16=True)
+    traced = traced_or_none(eager, st_dir)
+    onnx = OnnxBackend(onnx_dir, opts.threads, opts.spinning)
+    return SplitBackend(onnx, eager) if traced is None else \
+        SplitBackend(onnx, traced, TRACED_MIN_TOKENS)
 
 
 def shorten(vector: Floats, dimensions: int) -> Floats:

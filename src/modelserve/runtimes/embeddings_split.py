@@ -25,8 +25,11 @@ from modelserve.llama_build import cpu_flags
 from modelserve.runtimes.embedding_backend import EmbeddingBackend
 from modelserve.runtimes.st_layout import Floats
 
-# Passes of this many padded tokens (rows x longest) or more run on torch in bf16.
+# Passes of this many padded tokens (rows x longest) or more run on torch in bf16: eager torch,
+# and the same model traced (embeddings_traced.py), which pays off from far smaller passes
+# (two 12-token rows; a lone short input stays on ONNX).
 BF16_MIN_TOKENS = 128
+TRACED_MIN_TOKENS = 24
 # A torch pass of at least this many rows and under this many padded tokens runs on 1 thread.
 MANY_ROWS = 8
 SMALL_PASS_TOKENS = 512
@@ -47,9 +50,12 @@ def torch_threads(rows: int, padded_tokens: int) -> int | None:
 
 
 class SplitBackend:
-    def __init__(self, onnx: EmbeddingBackend, bf16: ThreadedBackend) -> None:
-        """`onnx`: ONNX Runtime fp32; `bf16`: torch under bf16 autocast."""
+    def __init__(self, onnx: EmbeddingBackend, bf16: ThreadedBackend,
+                 bf16_min_tokens: int = BF16_MIN_TOKENS) -> None:
+        """`onnx`: ONNX Runtime fp32; `bf16`: torch under bf16 autocast, for passes of
+        `bf16_min_tokens` padded tokens or more."""
         self._onnx, self._bf16 = onnx, bf16
+        self.bf16_min_tokens = bf16_min_tokens
         self.dimension = onnx.dimension
         self.vocab_size = onnx.vocab_size
         self.max_seq_length = min(onnx.max_seq_length, bf16.max_seq_length)
@@ -68,6 +74,6 @@ class SplitBackend:
 
     def encode(self, batch: list[list[int]]) -> Floats:
         padded = len(batch) * max(map(len, batch), default=0)
-        if padded >= BF16_MIN_TOKENS:
+        if padded >= self.bf16_min_tokens:
             return self._bf16.encode_on(batch, torch_threads(len(batch), padded))
         return self._onnx.encode(batch)  # under 128 tokens: one small pass
