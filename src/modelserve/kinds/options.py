@@ -122,7 +122,8 @@ class EmbeddingOptions(BaseModel):
         "(long inputs run faster in small passes), 8192 on sentence-transformers")
     spinning: bool = Field(False, description="onnx: intra-op threads spin between ops "
                            "(faster passes; takes CPU from the API process meanwhile)")
-    max_batch_wait_ms: float = Field(2.0, ge=0, le=1000, description="wait to fill a batch")
+    max_batch_wait_ms: float = Field(
+        2.0, ge=0, le=1000, description="wait for the inputs in flight at the last pass")
     max_inputs: int = Field(2048, ge=1, description="inputs per request (OpenAI: 2048)")
     max_waiting_inputs: int = Field(
         16384, ge=1, description="inputs sent to the model and not yet embedded before 429 "
@@ -215,7 +216,8 @@ class CrossEncoderOptions(BaseModel):
     max_tokens: int | None = Field(None, ge=8, description="per (query, document) pair; "
                                    "longer documents are truncated; default: the model's")
     max_batch_tokens: int = Field(8192, ge=64, description="padded tokens in one pass")
-    max_batch_wait_ms: float = Field(2.0, ge=0, le=1000, description="wait to fill a batch")
+    max_batch_wait_ms: float = Field(
+        2.0, ge=0, le=1000, description="wait for the documents in flight at the last pass")
     max_documents: int = Field(4096, ge=1, description="documents per request")
     max_waiting_documents: int = Field(16384, ge=1,
                                        description="documents queued before 429")
