@@ -1,5 +1,5 @@
-"""The split backend: passes of 128+ padded tokens on torch bf16, smaller ones on ONNX; many
-short rows on one torch thread."""
+"""The split backend: passes of 128+ padded tokens (24+ when traced) on torch bf16, smaller
+ones on ONNX; many short rows on one torch thread."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from modelserve.runtimes.embeddings_split import SplitBackend, torch_threads
+from modelserve.runtimes.embeddings_split import TRACED_MIN_TOKENS, SplitBackend, torch_threads
 from modelserve.runtimes.st_layout import Floats
 
 
@@ -56,3 +56,12 @@ def test_many_short_rows_run_on_one_torch_thread() -> None:
     split.encode([[7] * 203 for _ in range(2)])  # long inputs: all threads
     assert [threads for _, threads in torch.passes] == [1, None, None]
     assert torch_threads(7, 7 * 60) is None and torch_threads(8, 8 * 63) == 1
+
+
+def test_a_traced_bf16_side_takes_passes_from_24_padded_tokens() -> None:
+    onnx, traced = Fake(1.0), Fake(2.0)
+    split = SplitBackend(onnx, traced, TRACED_MIN_TOKENS)
+    assert split.encode([[7] * 12, [7] * 12])[:, 0].tolist() == [2.0, 2.0]  # two short inputs
+    assert split.encode([[7] * 24])[:, 0].tolist() == [2.0]
+    assert split.encode([[7] * 23])[:, 0].tolist() == [1.0]  # a lone short input: ONNX
+    assert split.encode([[7] * 11, [7] * 11])[:, 0].tolist() == [1.0, 1.0]
