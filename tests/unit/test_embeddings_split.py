@@ -65,3 +65,8 @@ def test_a_traced_bf16_side_takes_passes_from_24_padded_tokens() -> None:
     assert split.encode([[7] * 24])[:, 0].tolist() == [2.0]
     assert split.encode([[7] * 23])[:, 0].tolist() == [1.0]  # a lone short input: ONNX
     assert split.encode([[7] * 11, [7] * 11])[:, 0].tolist() == [1.0, 1.0]
+
+
+def test_passes_under_128_padded_tokens_run_on_one_torch_thread() -> None:
+    assert torch_threads(2, 24) == 1 and torch_threads(4, 4 * 31) == 1
+    assert torch_threads(2, 2 * 64) is None and torch_threads(1, 203) is None
