@@ -50,20 +50,23 @@ def test_requests_wait_while_calls_are_out_then_go_together() -> None:
         first = [asyncio.ensure_future(emb.embed([[1]])) for _ in range(3)]
         await _turns()
         assert [len(jobs) for jobs, _ in worker.calls] == [3]  # one loop turn, one call
-        second = asyncio.ensure_future(emb.embed([[2]]))
-        await _turns()
-        assert len(worker.calls) == CALLS_IN_FLIGHT == 2
+        seconds = []
+        for _ in range(CALLS_IN_FLIGHT - 1):  # one request a turn: a call each
+            seconds.append(asyncio.ensure_future(emb.embed([[2]])))
+            await _turns()
+        assert len(worker.calls) == CALLS_IN_FLIGHT
         later = [asyncio.ensure_future(emb.embed([[3]])) for _ in range(5)]
         await _turns()
-        assert len(worker.calls) == 2 and worker.out() == 2  # the five wait here
+        assert len(worker.calls) == CALLS_IN_FLIGHT  # the five wait here
         worker.calls[0][1].set_result(None)  # a call answers: the five go as one call
         await _turns()
-        assert all(f.done() for f in first) and not second.done()
-        assert [len(jobs) for jobs, _ in worker.calls] == [3, 1, 5] and worker.out() == 2
+        assert all(f.done() for f in first) and not any(f.done() for f in seconds)
+        assert [len(jobs) for jobs, _ in worker.calls] == [3] + [1] * len(seconds) + [5]
+        assert worker.out() == CALLS_IN_FLIGHT
         for _, release in worker.calls[1:]:
             release.set_result(None)
-        await asyncio.gather(second, *later)
-        assert worker.out() == 0 and len(worker.calls) == 3
+        await asyncio.gather(*seconds, *later)
+        assert worker.out() == 0 and len(worker.calls) == CALLS_IN_FLIGHT + 1
 
     asyncio.run(scenario())
 
