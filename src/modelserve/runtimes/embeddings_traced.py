@@ -25,14 +25,31 @@ import inspect
 import logging
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import torch
 
 from modelserve.runtimes.st_layout import EmbeddingLayout, Floats, normalize, pad_batch
 
-if TYPE_CHECKING:
-    from modelserve.runtimes.embeddings import SentenceTransformersBackend
+
+class EagerBackend(Protocol):
+    """What the tracer takes from the eager bf16 backend (SentenceTransformersBackend)."""
+
+    dimension: int
+    vocab_size: int
+    max_seq_length: int
+    pad_id: int
+    threads: int
+    module_names: list[str]
+
+    @property
+    def transformer(self) -> Any: ...
+
+    def tokenize(self, text: str) -> list[int]: ...
+
+    def set_threads(self, threads: int) -> bool: ...
+
+    def encode_on(self, batch: list[list[int]], threads: int | None) -> Floats: ...
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +84,7 @@ class HiddenStates(torch.nn.Module):
 class TracedBf16Encoder:
     """`encode_on` as SentenceTransformersBackend's, on a frozen TorchScript graph."""
 
-    def __init__(self, eager: SentenceTransformersBackend, directory: Path) -> None:
+    def __init__(self, eager: EagerBackend, directory: Path) -> None:
         self.layout = EmbeddingLayout.read(directory)
         self._eager = eager  # its tokenizer, sizes and thread count are this encoder's too
         self._pad_id = eager.pad_id
@@ -107,7 +124,7 @@ class TracedBf16Encoder:
         return self.layout.pool(hidden.float().numpy(), mask)
 
 
-def traced_or_none(eager: SentenceTransformersBackend, directory: Path
+def traced_or_none(eager: EagerBackend, directory: Path
                    ) -> TracedBf16Encoder | None:
     """The traced encoder, or None where the model cannot be traced faithfully (modules
     after pooling, a trace that fails, or vectors that differ from `eager`'s)."""
