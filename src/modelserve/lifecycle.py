@@ -43,6 +43,8 @@ logger = logging.getLogger(__name__)
 OnLoaded = Callable[[str, ModelFront, float], None]  # (name, front, load seconds)
 # A model without requests for this long stops counting as busy in the CPU plan.
 IDLE_AFTER_SECONDS = 1.0
+# How long a freshly started worker gets to report its first stats (it is idle then).
+FIRST_STATS_SECONDS = 10.0
 
 
 class Lifecycle:
@@ -171,7 +173,13 @@ class Lifecycle:
             self.registry.in_background(asyncio.to_thread(worker.stop))
             raise
         self.cpu.track(spec.name, worker, cpu, nice)  # (a failed reload leaves the old one's)
-        return LoadedModel(front, worker, spec, rev, estimate, time.time())
+        loaded = LoadedModel(front, worker, spec, rev, estimate, time.time())
+        # Its first stats now, while it is idle: a scrape waits only 0.5 s for fresh ones and
+        # keeps the last on a timeout, so without these a model whose worker answered late
+        # (a busy machine) was missing from /metrics and /admin/summary altogether.
+        with contextlib.suppress(Exception):
+            loaded.stats = await asyncio.wait_for(worker.acall("stats"), FIRST_STATS_SECONDS)
+        return loaded
 
     # -- restarts ----------------------------------------------------------------------------
 
