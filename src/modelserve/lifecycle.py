@@ -177,8 +177,7 @@ class Lifecycle:
         # Its first stats now, while it is idle: a scrape waits only 0.5 s for fresh ones and
         # keeps the last on a timeout, so without these a model whose worker answered late
         # (a busy machine) was missing from /metrics and /admin/summary altogether.
-        with contextlib.suppress(Exception):
-            loaded.stats = await asyncio.wait_for(worker.acall("stats"), FIRST_STATS_SECONDS)
+        await loaded.refresh_stats(FIRST_STATS_SECONDS)
         return loaded
 
     # -- restarts ----------------------------------------------------------------------------

@@ -77,6 +77,11 @@ class LoadedModel:
     in_flight: int = 0
     retired: bool = False  # no new leases; its front closes once the last one ends
 
+    async def refresh_stats(self, timeout: float) -> None:
+        """Ask the worker for its kind stats; without an answer in `timeout`, keep the last."""
+        with contextlib.suppress(Exception):
+            self.stats = await asyncio.wait_for(self.worker.acall("stats"), timeout)
+
     @property
     def memory_bytes(self) -> int:
         """What it holds: its worker's resident memory or the estimate, the larger (a
@@ -271,11 +276,7 @@ class ModelRegistry:
         """Ask every worker for its kind stats (before a scrape). A worker that does not answer
         within `timeout` keeps its last stats: a scrape must stay quick, well inside the
         server's own `request_timeout_seconds`, even while a model is busy or stalled."""
-        async def one(loaded: LoadedModel) -> None:
-            with contextlib.suppress(Exception):
-                loaded.stats = await asyncio.wait_for(loaded.worker.acall("stats"), timeout)
-
-        await asyncio.gather(*(one(e.current) for e in self.entries.values()
+        await asyncio.gather(*(e.current.refresh_stats(timeout) for e in self.entries.values()
                                if e.current is not None and e.current.worker.responsive))
 
     # -- requests ----------------------------------------------------------------------------

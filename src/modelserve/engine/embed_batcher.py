@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from modelserve.cpu_cores import cgroup_quota_cores
+from modelserve.cpu_cores import cgroup_quota_cores, effective_cores
 from modelserve.failures import WorkerDied
 
 logger = logging.getLogger(__name__)
@@ -126,9 +126,9 @@ class EmbeddingBatcher:
 
     def _one_core(self) -> bool:
         """Whether this process (and so the API process beside it) runs on one core."""
-        if self._quota is not None and self._quota <= 1:
-            return True
-        return hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) <= 1
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+            else os.cpu_count() or 1  # macOS: no affinity to read
+        return effective_cores(cpus, self._quota) <= 1
 
     def _run(self) -> None:
         items: list[_Item] = []

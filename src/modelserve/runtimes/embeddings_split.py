@@ -80,4 +80,4 @@ class SplitBackend:
         padded = len(batch) * max(map(len, batch), default=0)
         if padded >= self.bf16_min_tokens:
             return self._bf16.encode_on(batch, torch_threads(len(batch), padded))
-        return self._onnx.encode(batch)  # under 128 tokens: one small pass
+        return self._onnx.encode(batch)  # under bf16_min_tokens: one small pass

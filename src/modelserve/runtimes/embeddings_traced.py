@@ -31,6 +31,8 @@ import torch
 
 from modelserve.runtimes.st_layout import EmbeddingLayout, Floats, normalize, pad_batch
 
+logger = logging.getLogger(__name__)
+
 
 class EagerBackend(Protocol):
     """What the tracer takes from the eager bf16 backend (SentenceTransformersBackend)."""
@@ -50,8 +52,6 @@ class EagerBackend(Protocol):
     def set_threads(self, threads: int) -> bool: ...
 
     def encode_on(self, batch: list[list[int]], threads: int | None) -> Floats: ...
-
-logger = logging.getLogger(__name__)
 
 # What pooling in numpy (EmbeddingLayout.pool) can stand in for, after the transformer.
 _POOLED_MODULES = ("Transformer", "Pooling", "Normalize")
@@ -86,12 +86,11 @@ class TracedBf16Encoder:
 
     def __init__(self, eager: EagerBackend, directory: Path) -> None:
         self.layout = EmbeddingLayout.read(directory)
-        self._eager = eager  # its tokenizer, sizes and thread count are this encoder's too
-        self._pad_id = eager.pad_id
+        self._eager = eager  # its tokenizer, padding, sizes and threads are this encoder's too
         self.dimension, self.vocab_size = eager.dimension, eager.vocab_size
         self.max_seq_length = eager.max_seq_length
         self.tokenizer_file: Path | None = None
-        ids, mask = pad_batch([eager.tokenize(text) for text in _TRACE_TEXTS], self._pad_id)
+        ids, mask = pad_batch([eager.tokenize(text) for text in _TRACE_TEXTS], self._eager.pad_id)
         example = (torch.from_numpy(ids), torch.from_numpy(mask))
         # Autocast's casts go into the graph as operations (not the JIT's own autocast pass,
         # which would redo them): the Linear weights are bf16 already (the eager backend cast
@@ -118,14 +117,13 @@ class TracedBf16Encoder:
         wanted = threads or self._eager.threads
         if torch.get_num_threads() != wanted:
             torch.set_num_threads(wanted)
-        ids, mask = pad_batch(batch, self._pad_id)
+        ids, mask = pad_batch(batch, self._eager.pad_id)
         with torch.inference_mode():
             hidden = self._graph(torch.from_numpy(ids), torch.from_numpy(mask))
         return self.layout.pool(hidden.float().numpy(), mask)
 
 
-def traced_or_none(eager: EagerBackend, directory: Path
-                   ) -> TracedBf16Encoder | None:
+def traced_or_none(eager: EagerBackend, directory: Path) -> TracedBf16Encoder | None:
     """The traced encoder, or None where the model cannot be traced faithfully (modules
     after pooling, a trace that fails, or vectors that differ from `eager`'s)."""
     if not all(name in _POOLED_MODULES for name in eager.module_names):
