@@ -1,13 +1,18 @@
 """Drafting for speculative decoding (pure logic) and how the scheduler plans and commits
 drafted rows."""
 
+from pytest import approx
+
 from modelserve.engine.scheduler import Scheduler
 from modelserve.engine.sequence import SamplingParams, Sequence, SequenceStatus
 from modelserve.engine.speculation import (
     MIN_DRAFT,
     PAUSE_STEPS,
     NgramIndex,
+    acceptance_at_load,
+    row_cost,
     start_drafting,
+    step_time,
 )
 
 
@@ -135,9 +140,9 @@ def test_prefill_budget_limits_prompt_rows_only_while_streams_decode() -> None:
     assert len(plan) == 1 + 8
 
 
-def test_nobody_drafts_while_more_than_draft_streams_sequences_decode() -> None:
-    sched = Scheduler(n_slots=3, token_budget=64, max_waiting=4, draft_max=8, draft_streams=2)
-    seqs = [greedy([5, 6, 7, 8, 9, 5, 6]) for _ in range(3)]
+def decoding_drafters(sched: Scheduler, count: int) -> list[Sequence]:
+    """`count` sequences decoding in `sched`, each with a prompt-lookup draft ready."""
+    seqs = [greedy([5, 6, 7, 8, 9, 5, 6]) for _ in range(count)]
     for seq in seqs:
         seq.drafting = start_drafting(seq.prompt, (), ngram=True)
         sched.add(seq)
@@ -147,6 +152,64 @@ def test_nobody_drafts_while_more_than_draft_streams_sequences_decode() -> None:
         assert seq.drafting is not None
         seq.drafting.record([], 0, [7], max_length=8)
         seq.status = SequenceStatus.DECODING
-    assert sched.schedule().drafts == {}  # three decode: rows are not cheap
+    return seqs
+
+
+def test_nobody_drafts_while_more_than_draft_streams_sequences_decode() -> None:
+    sched = Scheduler(n_slots=3, token_budget=64, max_waiting=4, draft_max=8, draft_streams=2)
+    seqs = decoding_drafters(sched, 3)
+    assert sched.schedule().drafts == {}  # three decode: more than the operator allows
     sched.remove(seqs[2])
     assert set(sched.schedule().drafts) == {seqs[0].id, seqs[1].id}
+
+
+# Decode times (ms by rows in one llama_decode) measured on 2 AVX-512 cores, and a GPU's shape.
+SMOLLM2 = {1: 7.7, 2: 13.8, 4: 20.4, 8: 34.3, 16: 65.5, 32: 122.2, 64: 227.7}
+QWEN = {1: 18.9, 2: 39.4, 4: 48.9, 8: 77.8, 16: 114.8, 32: 193.6, 64: 369.7}
+GPU = {1: 10.0, 2: 10.1, 4: 10.2, 8: 10.4, 16: 10.8, 32: 11.6, 64: 13.2}
+
+
+def test_step_times_between_and_beyond_the_measured_sizes() -> None:
+    assert step_time(QWEN, 16) == 114.8
+    assert step_time(QWEN, 12) == (77.8 + 114.8) / 2
+    assert step_time(QWEN, 128) == 369.7 + 64 * (369.7 - 193.6) / 32  # the last slope
+    assert step_time({1: 2.0}, 5) == 10.0
+    assert round(row_cost(SMOLLM2), 2) == 0.49 and row_cost(GPU) < 0.01
+
+
+def test_the_acceptance_drafts_need_grows_with_the_streams_a_step_carries() -> None:
+    def needs(times: dict[int, float]) -> list[float | None]:
+        return [acceptance_at_load(times, n, 32) for n in (1, 4, 6, 8, 16)]
+
+    smol, qwen, gpu = needs(SMOLLM2), needs(QWEN), needs(GPU)
+    assert smol[0] == approx(0.6, abs=0.01) and smol[1] == approx(0.83, abs=0.01)
+    assert smol[2:] == [None, None, None]  # ~5 streams at most
+    # Qwen's kernels get cheaper per row past 8 rows: eight streams need ~61 %.
+    assert qwen[0] == approx(0.37, abs=0.01) and qwen[3] == approx(0.61, abs=0.01)
+    assert qwen[4] is None
+    assert gpu == [0.1] * 5  # rows nearly free: drafts pay at any batch
+    # A lone stream is never refused, only held to the ceiling.
+    assert acceptance_at_load({1: 1.0, 64: 64.0}, 1, 32) == 0.9
+    assert acceptance_at_load({1: 1.0, 64: 64.0}, 2, 32) is None
+
+
+def test_the_measured_decode_times_decide_who_drafts_and_what_they_must_reach() -> None:
+    cheap = Scheduler(n_slots=4, token_budget=64, max_waiting=4, draft_max=8)
+    cheap.decode_times = QWEN
+    seqs = decoding_drafters(cheap, 4)
+    assert set(cheap.schedule().drafts) == {seq.id for seq in seqs}
+    need = acceptance_at_load(QWEN, 4, 8)
+    assert all(seq.drafting is not None and seq.drafting.load_accept == need for seq in seqs)
+    dear = Scheduler(n_slots=6, token_budget=64, max_waiting=4, draft_max=8)
+    dear.decode_times = SMOLLM2
+    decoding_drafters(dear, 6)
+    assert dear.schedule().drafts == {}  # six streams: no draft can pay
+
+
+def test_a_draft_short_of_what_the_load_needs_pauses() -> None:
+    alone, loaded = (start_drafting(list(range(50)) * 2, (), ngram=True, min_accept=0.15)
+                     for _ in range(2))
+    loaded.load_accept = 0.65
+    for state in (alone, loaded):
+        state.record([1] * 16, 9, [1] * 10, max_length=16)  # 56 %: enough alone, not for 8
+    assert (alone.pause, loaded.pause) == (0, PAUSE_STEPS)

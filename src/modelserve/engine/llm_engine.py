@@ -21,7 +21,14 @@ from modelserve.engine.model_runner import Sampled, StepResult
 from modelserve.engine.prompt_store import MIN_SAVE_TOKENS, PromptStore
 from modelserve.engine.scheduler import BatchPlan, Scheduler
 from modelserve.engine.sequence import Sequence, SequenceStatus, StepOutput
-from modelserve.engine.speculation import MIN_ACCEPT_RATE, start_drafting
+from modelserve.engine.speculation import (
+    MIN_ACCEPT_RATE,
+    DecodeTimes,
+    acceptance_at_load,
+    acceptance_needed,
+    row_cost,
+    start_drafting,
+)
 from modelserve.failures import UNAVAILABLE, WorkerDied
 
 logger = logging.getLogger(__name__)
@@ -60,12 +67,6 @@ class EngineStats:
     stored_prompt_evictions: int = 0
 
 
-def acceptance_needed(cost: float, ceiling: float) -> float:
-    """How often drafts must be accepted to pay, when a drafted token costs `cost` of a step:
-    above the cost, with a margin (rejected rows also hold the step back), 0.1 to `ceiling`."""
-    return min(ceiling, max(0.1, 1.25 * cost))
-
-
 class Runner(Protocol):
     """What the loop needs of a runner (engine.model_runner.ModelRunner; fakes in tests)."""
 
@@ -75,7 +76,7 @@ class Runner(Protocol):
 
     def warm_up(self) -> None: ...
 
-    def draft_row_cost(self) -> float: ...
+    def decode_times(self) -> DecodeTimes: ...
 
     def run(self, plan: BatchPlan) -> StepResult: ...
 
@@ -110,7 +111,8 @@ class EngineConfig:
     # Draft from prompt lookup, not only from a request's prediction; None: where a drafted
     # row measures cheaper than NGRAM_ROW_COST of a step at warm-up.
     ngram: bool | None = True
-    draft_streams: int = 4  # no drafting while more sequences than this decode
+    # No drafting while more sequences than this decode; None: as the measured row cost says.
+    draft_streams: int | None = None
     # Draft from the draft model even where its guesses measure too dear to pay.
     force_draft_model: bool = False
 
@@ -219,15 +221,22 @@ class LLMEngine:
         try:
             self.runner.warm_up()
             if self.config.draft_max:
-                # A draft pays when accepted more often than a drafted row costs, relative to
-                # a step; with a margin, since rejected rows also hold the step back.
-                cost = self.runner.draft_row_cost()
-                self.min_accept_rate = acceptance_needed(cost, 0.9)
+                # A draft pays when accepted more often than its rows cost, relative to the
+                # step they join; with a margin, since rejected rows also hold it back.
+                times = self.runner.decode_times()
+                cost = row_cost(times)
+                self.scheduler.decode_times = times
+                self.min_accept_rate = acceptance_at_load(times, 1, self.config.draft_max) \
+                    or MIN_ACCEPT_RATE
                 if self.ngram is None:
                     self.ngram = cost < NGRAM_ROW_COST
-                logger.info("a drafted row costs %.2f of a step: drafts must be accepted "
-                            "%.0f%% of the time; prompt lookup %s", cost,
-                            100 * self.min_accept_rate, "on" if self.ngram else "off")
+                needs = {n: acceptance_at_load(times, n, self.config.draft_max)
+                         for n in (1, 4, 8, 16)}
+                logger.info("a drafted row costs %.2f of a one-row step; drafts must be "
+                            "accepted %s of the time at 1/4/8/16 streams; prompt lookup %s",
+                            cost, "/".join("-" if a is None else f"{a:.0%}"
+                                           for a in needs.values()),
+                            "on" if self.ngram else "off")
                 if self.drafter is not None:
                     self._plan_draft_model(cost)
         except Exception as exc:

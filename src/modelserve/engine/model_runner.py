@@ -24,9 +24,12 @@ from modelserve.engine.constraints import Constraints, GrammarError
 from modelserve.engine.prompt_store import PromptStore
 from modelserve.engine.scheduler import BatchPlan, ImageSlice
 from modelserve.engine.sequence import Sequence, TokenLogprob
+from modelserve.engine.speculation import DecodeTimes
 from modelserve.runtimes.llama_cpp import LlamaContext, LlamaModel, Sampler, SamplerConfig
 
 logger = logging.getLogger(__name__)
+# Batch sizes timed at warm-up when speculating (~1 s for a 0.5B model on 2 cores).
+DECODE_TIME_ROWS = (1, 2, 4, 8, 16, 32, 64)
 
 
 @dataclass
@@ -65,13 +68,12 @@ class ModelRunner:
     def warm_up(self) -> None:
         self.ctx.warm_up()
 
-    def draft_row_cost(self, rows: int = 9, repeats: int = 3) -> float:
-        """What one more row costs relative to a one-row step, measured on this machine: on a
-        GPU or for a big model on a CPU a step is bound by reading the weights and extra rows
-        are nearly free (a few %); for a small model on a few cores each row is compute and
-        costs about half a step. Speculation pays only when drafts are accepted more often."""
-        one = self.ctx.time_decode(1, repeats)
-        return max(0.0, (self.ctx.time_decode(rows, repeats) - one) / (rows - 1)) / one
+    def decode_times(self, repeats: int = 3) -> DecodeTimes:
+        """Seconds of one decode of 1, 2, 4 ... 64 rows (up to the batch size), measured on
+        this machine at warm-up: what speculation weighs drafted rows against
+        (speculation.acceptance_at_load)."""
+        sizes = [rows for rows in DECODE_TIME_ROWS if rows <= self.batch_size] or [1]
+        return {rows: self.ctx.time_decode(rows, repeats) for rows in sizes}
 
     def run(self, plan: BatchPlan) -> StepResult:
         result = StepResult()

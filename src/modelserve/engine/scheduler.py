@@ -26,6 +26,7 @@ from modelserve.engine.prompt_store import (
     StoredPrefix,
 )
 from modelserve.engine.sequence import ImageSpan, Sequence, SequenceStatus
+from modelserve.engine.speculation import DecodeTimes, acceptance_at_load
 from modelserve.failures import QueueFull
 
 # A running set with a hole in its slot ids costs an extra pass over the weights on every
@@ -105,15 +106,19 @@ def common_prefix_len(a: list[int], b: list[int]) -> int:
 class Scheduler:
     def __init__(self, n_slots: int, token_budget: int, max_waiting: int,
                  prefill_budget: int | None = None, draft_max: int = 0,
-                 store: PromptStore | None = None, draft_streams: int = 4) -> None:
+                 store: PromptStore | None = None, draft_streams: int | None = None) -> None:
         self.slots = [Slot(i) for i in range(n_slots)]
         self.store = store
         self.token_budget = token_budget
         self.prefill_budget = prefill_budget or token_budget
         self.draft_max = draft_max  # 0: no speculation
-        # Drafting pays while a step's rows are cheap, which on a CPU means few of them: with
-        # more sequences decoding than this, nobody drafts.
-        self.draft_streams = draft_streams
+        # Drafting pays while drafted rows are cheap next to the step they join, which on a
+        # CPU means few decoding sequences: decode times measured at warm-up (None until then)
+        # set the acceptance drafts need at each number of them, and where none can pay
+        # nobody drafts (speculation.acceptance_at_load).
+        self.decode_times: DecodeTimes | None = None
+        self._needs: dict[int, float | None] = {}  # streams -> acceptance needed
+        self.draft_streams = draft_streams  # an operator's cap on top; None: the cost decides
         self.max_waiting = max_waiting
         self.waiting: deque[Sequence] = deque()
         self._clock = 0
@@ -152,7 +157,7 @@ class Scheduler:
         # come first served.
         decoding = [s for s in running if s.status is SequenceStatus.DECODING]
         budget = self.token_budget - len(decoding)
-        for seq in decoding if len(decoding) <= self.draft_streams else ():
+        for seq in self._drafting(decoding):
             draft = self._draft(seq, budget)
             if draft:
                 plan.drafts[seq.id] = draft
@@ -185,6 +190,25 @@ class Scheduler:
             for index in range(start, start + chunk.get(seq.id, 0)):
                 plan.add(seq, seq.prompt[index], index, logits=index + 1 == len(seq.prompt))
         return plan
+
+    def _drafting(self, decoding: list[Sequence]) -> list[Sequence]:
+        """The decoding sequences that may draft this step, each told what its drafts must
+        reach while this many decode."""
+        n = len(decoding)
+        if not self.draft_max or (self.draft_streams is not None and n > self.draft_streams):
+            return []
+        if self.decode_times is None:
+            need: float | None = 0.0
+        elif n in self._needs:
+            need = self._needs[n]
+        else:
+            need = self._needs[n] = acceptance_at_load(self.decode_times, n, self.draft_max)
+        if need is None:
+            return []
+        for seq in decoding:
+            if seq.drafting is not None:
+                seq.drafting.load_accept = need
+        return decoding
 
     def _draft(self, seq: Sequence, budget: int) -> list[int]:
         if seq.drafting is None or not self.draft_max:

@@ -26,12 +26,70 @@ NGRAM_SIZES = (4, 3, 2)  # longest first: a longer match predicts better
 MIN_DRAFT = 2
 # A sequence whose recent drafts were accepted less than this often pauses drafting. The
 # engine measures the right rate for its machine and model at warm-up (ModelRunner.
-# draft_row_cost): on a GPU drafted rows are nearly free; for SmolLM2 on 2 CPU cores one
+# decode_times): on a GPU drafted rows are nearly free; for SmolLM2 on 2 CPU cores one
 # costs half a step, and drafts accepted less than ~60 % of the time slow decoding down.
 MIN_ACCEPT_RATE = 0.5
 PAUSE_STEPS = 16  # steps without drafts after a poor run, doubled after each further one
 MAX_PAUSE_STEPS = 512
 WINDOW = 32  # drafted tokens the acceptance rate is judged over
+# Past this acceptance nothing pays: a step of many rows is where drafting stops.
+MAX_NEEDED_ACCEPT = 0.9
+
+
+def acceptance_needed(cost: float, ceiling: float) -> float:
+    """How often drafts must be accepted to pay, when a drafted token costs `cost` of a step:
+    above the cost, with a margin (rejected rows also hold the step back), 0.1 to `ceiling`."""
+    return min(ceiling, max(0.1, 1.25 * cost))
+
+
+DecodeTimes = dict[int, float]  # rows in one llama_decode -> its seconds, measured at warm-up
+
+
+def step_time(times: DecodeTimes, rows: int) -> float:
+    """A decode of `rows` rows, interpolated between the measured sizes and extrapolated
+    beyond the largest along its last segment (there every row is compute)."""
+    sizes = sorted(times)
+    if rows in times:
+        return times[rows]
+    low = max((n for n in sizes if n < rows), default=sizes[0])
+    high = min((n for n in sizes if n > rows), default=sizes[-1])
+    if low == high:  # beyond the measured sizes
+        low = sizes[-2] if len(sizes) > 1 else low
+        if low == high:
+            return times[high] * rows / high
+    slope = (times[high] - times[low]) / (high - low)
+    return times[low] + slope * (rows - low)
+
+
+def row_cost(times: DecodeTimes) -> float:
+    """What one more row costs relative to a one-row step, over the first eight rows: on a GPU
+    or for a big model on a CPU a step is bound by reading the weights and extra rows are
+    nearly free (a few %); for a small model on a few CPU cores each row is compute and costs
+    about half a step."""
+    one = times[1]
+    return max(0.0, (step_time(times, 8) - one) / 7) / one
+
+
+def acceptance_at_load(times: DecodeTimes, streams: int, draft_max: int) -> float | None:
+    """How often drafts must be accepted to pay while `streams` sequences decode, from the
+    measured decode times; None where no draft can pay. With n streams each drafting k tokens,
+    a step of n(1 + k) rows replaces one of n rows and yields n(1 + a k) tokens: it pays when
+    a > (t(n(1 + k)) / t(n) - 1) / k, taken at the draft length that pays best (drafts grow
+    while accepted). CPU kernels are not linear in rows (Qwen2.5-Coder-0.5B on 2 AVX-512
+    cores: 1 row 19 ms, 9 rows 95 ms, 16 rows 115 ms, 32 rows 194 ms), so a fixed per-row
+    cost misjudges them: there eight streams drafting from a prediction (~90 % accepted) gain
+    ~30 %, where SmolLM2 (linear past 8 rows, a row ~0.5 of a step) stops paying at ~5. A
+    lone stream may always try (its drafts pause themselves when they fall short)."""
+    n = max(1, streams)
+    base = step_time(times, n)
+    if base <= 0:
+        return acceptance_needed(0.0, MAX_NEEDED_ACCEPT)
+    lengths = [k for k in (2, 4, 8, 16, 32, 64) if k <= max(draft_max, 2)]
+    share = min((step_time(times, n * (1 + k)) / base - 1) / k for k in lengths)
+    needed = acceptance_needed(max(0.0, share), 1.0)
+    if n == 1:
+        return min(needed, MAX_NEEDED_ACCEPT)
+    return needed if needed < MAX_NEEDED_ACCEPT else None
 
 
 class NgramIndex:
@@ -83,6 +141,7 @@ class DraftState:
     recent: list[tuple[int, int]] = field(default_factory=list)  # (drafted, accepted)
     last_from_prediction: bool = False
     min_accept: float = MIN_ACCEPT_RATE
+    load_accept: float = 0.0  # what the present number of decoding streams needs (scheduler)
     accepted_prediction: int = 0  # drafted prediction tokens the output took
     # (prompt + output, want) -> a draft model's guess of the next tokens
     model: Callable[[list[int], int], list[int]] | None = None
@@ -140,7 +199,7 @@ class DraftState:
         tried = sum(d for d, _ in self.recent)
         if tried < WINDOW // 2:
             return
-        if sum(a for _, a in self.recent) < self.min_accept * tried:
+        if sum(a for _, a in self.recent) < max(self.min_accept, self.load_accept) * tried:
             # Every retry costs a window of mostly rejected rows: retry less and less often.
             self.pause = min(PAUSE_STEPS << self.poor_runs, MAX_PAUSE_STEPS)
             self.poor_runs += 1

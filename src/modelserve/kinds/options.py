@@ -37,15 +37,18 @@ class LlamaCppOptions(BaseModel):
         "`draft_model` from the draft model always; `auto` (default) as `ngram` where a "
         "drafted row measures cheap at load (a GPU, a big model), else as `prediction`, and "
         "from the draft model where its guesses measure cheap enough to pay; `off`")
-    draft_max: int = Field(16, ge=2, le=32, description="most tokens drafted per step")
+    draft_max: int = Field(32, ge=2, le=64, description="most tokens drafted per step (a "
+                           "draft starts at 4 and doubles while accepted)")
     draft_model: PackageSource | PathSource | str | None = Field(
         None, description="a small GGUF sharing this model's tokenizer (checked at load) that "
         "drafts every greedy sequence's next tokens, verified in the batch: the output is "
         "unchanged, faster where the draft agrees; used as `speculation` says, before prompt "
         "lookup")
-    draft_streams: int = Field(
-        4, ge=1, description="speculate only while at most this many sequences decode (on a "
-        "CPU a batch of many rows costs what its rows do, drafted or not)")
+    draft_streams: int | None = Field(
+        None, ge=1, description="speculate only while at most this many sequences decode; "
+        "default: as far as drafts can pay, from what a drafted row measures at load against "
+        "a step of that many rows (a GPU: any number; a small model on a few CPU cores: one "
+        "or two)")
     host_cache_mb: int = Field(
         1024, ge=0, description="host memory (MiB) keeping the KV of prompts pushed out of "
         "their slot, restored when one comes back; 0: off")
