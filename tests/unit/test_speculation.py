@@ -1,8 +1,11 @@
 """Drafting for speculative decoding (pure logic) and how the scheduler plans and commits
 drafted rows."""
 
+from types import SimpleNamespace
+
 from pytest import approx
 
+from modelserve.engine.model_runner import ModelRunner
 from modelserve.engine.scheduler import Scheduler
 from modelserve.engine.sequence import SamplingParams, Sequence, SequenceStatus
 from modelserve.engine.speculation import (
@@ -213,3 +216,25 @@ def test_a_draft_short_of_what_the_load_needs_pauses() -> None:
     for state in (alone, loaded):
         state.record([1] * 16, 9, [1] * 10, max_length=16)  # 56 %: enough alone, not for 8
     assert (alone.pause, loaded.pause) == (0, PAUSE_STEPS)
+
+
+def test_decode_times_stop_after_about_a_second_and_at_the_batch_size() -> None:
+    class Clock:
+        """A context whose decode of n rows takes `per_row` x n seconds."""
+
+        def __init__(self, per_row: float) -> None:
+            self.per_row = per_row
+            self.timed: list[int] = []
+
+        def time_decode(self, rows: int, repeats: int) -> float:
+            self.timed.append(rows)
+            return self.per_row * rows
+
+    def timed(per_row: float, batch_size: int = 512) -> list[int]:
+        ctx = Clock(per_row)
+        ModelRunner.decode_times(SimpleNamespace(ctx=ctx, batch_size=batch_size))  # type: ignore[arg-type]
+        return ctx.timed
+
+    assert timed(0.001) == [1, 2, 4, 8, 16, 32, 64]  # a small model: every size
+    assert timed(0.3) == [1, 2]  # a big one: the first two, then extrapolation
+    assert timed(0.001, batch_size=16) == [1, 2, 4, 8, 16]
