@@ -29,9 +29,10 @@ from modelserve.runtimes.llama_cpp import LlamaContext, LlamaModel, Sampler, Sam
 
 logger = logging.getLogger(__name__)
 # Batch sizes timed at warm-up when speculating, until about a second has gone on it (all of
-# them: SmolLM2 on 2 cores 0.6 s, Qwen2.5-Coder-0.5B 1.0 s; a big model stops after a few,
-# and speculation.step_time extrapolates along the last ones).
-DECODE_TIME_ROWS = (1, 2, 4, 8, 16, 32, 64)
+# them: SmolLM2 on 2 cores 0.35-0.5 s, Qwen2.5-Coder-0.5B 0.7-0.8 s; a big model stops after
+# the first two). Past 32 rows a CPU's cost is linear, and speculation.step_time extrapolates
+# along the last segment, so a table cut short at 16 rows misjudges bigger steps.
+DECODE_TIME_ROWS = (1, 2, 4, 8, 16, 32)
 DECODE_TIME_BUDGET_S = 1.0
 
 
@@ -72,7 +73,7 @@ class ModelRunner:
         self.ctx.warm_up()
 
     def decode_times(self) -> DecodeTimes:
-        """Seconds of one decode of 1, 2, 4 ... 64 rows (up to the batch size), measured on
+        """Seconds of one decode of 1, 2, 4 ... 32 rows (up to the batch size), measured on
         this machine at warm-up: what speculation weighs drafted rows against
         (speculation.acceptance_at_load). Small batches are the best of two (a few ms each,
         the noisiest); the first two sizes are always timed."""
