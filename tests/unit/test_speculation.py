@@ -198,13 +198,13 @@ def test_the_acceptance_drafts_need_grows_with_the_streams_a_step_carries() -> N
 
 def test_the_measured_decode_times_decide_who_drafts_and_what_they_must_reach() -> None:
     cheap = Scheduler(n_slots=4, token_budget=64, max_waiting=4, draft_max=8)
-    cheap.decode_times = QWEN
+    cheap.use_decode_times(QWEN)
     seqs = decoding_drafters(cheap, 4)
     assert set(cheap.schedule().drafts) == {seq.id for seq in seqs}
     need = acceptance_at_load(QWEN, 4, 8)
     assert all(seq.drafting is not None and seq.drafting.load_accept == need for seq in seqs)
     dear = Scheduler(n_slots=6, token_budget=64, max_waiting=4, draft_max=8)
-    dear.decode_times = SMOLLM2
+    dear.use_decode_times(SMOLLM2)
     decoding_drafters(dear, 6)
     assert dear.schedule().drafts == {}  # six streams: no draft can pay
 

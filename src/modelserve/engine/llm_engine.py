@@ -24,7 +24,6 @@ from modelserve.engine.sequence import Sequence, SequenceStatus, StepOutput
 from modelserve.engine.speculation import (
     MIN_ACCEPT_RATE,
     DecodeTimes,
-    acceptance_at_load,
     acceptance_needed,
     row_cost,
     start_drafting,
@@ -111,7 +110,7 @@ class EngineConfig:
     # Draft from prompt lookup, not only from a request's prediction; None: where a drafted
     # row measures cheaper than NGRAM_ROW_COST of a step at warm-up.
     ngram: bool | None = True
-    # No drafting while more sequences than this decode; None: as the measured row cost says.
+    # No drafting while more sequences than this decode; None: as measured decode times say.
     draft_streams: int | None = None
     # Draft from the draft model even where its guesses measure too dear to pay.
     force_draft_model: bool = False
@@ -225,18 +224,17 @@ class LLMEngine:
                 # step they join; with a margin, since rejected rows also hold it back.
                 times = self.runner.decode_times()
                 cost = row_cost(times)
-                self.scheduler.decode_times = times
-                self.min_accept_rate = acceptance_at_load(times, 1, self.config.draft_max) \
-                    or MIN_ACCEPT_RATE
+                self.scheduler.use_decode_times(times)
+                needs = self.scheduler.draft_needs
+                assert needs is not None
+                self.min_accept_rate = needs[1] or MIN_ACCEPT_RATE  # (never None at 1)
                 if self.ngram is None:
                     self.ngram = cost < NGRAM_ROW_COST
-                needs = {n: acceptance_at_load(times, n, self.config.draft_max)
-                         for n in (1, 4, 8, 16)}
                 logger.info("a drafted row costs %.2f of a one-row step; drafts must be "
-                            "accepted %s of the time at 1/4/8/16 streams; prompt lookup %s",
+                            "accepted %s of the time at 1..%d streams; prompt lookup %s",
                             cost, "/".join("-" if a is None else f"{a:.0%}"
-                                           for a in needs.values()),
-                            "on" if self.ngram else "off")
+                                           for a in needs[1:]),
+                            len(needs) - 1, "on" if self.ngram else "off")
                 if self.drafter is not None:
                     self._plan_draft_model(cost)
         except Exception as exc:

@@ -113,11 +113,10 @@ class Scheduler:
         self.prefill_budget = prefill_budget or token_budget
         self.draft_max = draft_max  # 0: no speculation
         # Drafting pays while drafted rows are cheap next to the step they join, which on a
-        # CPU means few decoding sequences: decode times measured at warm-up (None until then)
-        # set the acceptance drafts need at each number of them, and where none can pay
-        # nobody drafts (speculation.acceptance_at_load).
-        self.decode_times: DecodeTimes | None = None
-        self._needs: dict[int, float | None] = {}  # streams -> acceptance needed
+        # CPU means few decoding sequences: [n] is the acceptance drafts need while n decode,
+        # None where none can pay (set from decode times measured at warm-up; until then
+        # only each sequence's own rule applies).
+        self.draft_needs: list[float | None] | None = None
         self.draft_streams = draft_streams  # an operator's cap on top; None: the cost decides
         self.max_waiting = max_waiting
         self.waiting: deque[Sequence] = deque()
@@ -191,18 +190,21 @@ class Scheduler:
                 plan.add(seq, seq.prompt[index], index, logits=index + 1 == len(seq.prompt))
         return plan
 
+    def use_decode_times(self, times: DecodeTimes) -> None:
+        """Derive what drafts need at each number of decoding sequences (one per slot at
+        most) from decode times measured on this machine (speculation.acceptance_at_load)."""
+        needs: list[float | None] = [None]  # (no sequence decoding: nothing to draft)
+        needs += (acceptance_at_load(times, n, self.draft_max)
+                  for n in range(1, len(self.slots) + 1))
+        self.draft_needs = needs
+
     def _drafting(self, decoding: list[Sequence]) -> list[Sequence]:
         """The decoding sequences that may draft this step, each told what its drafts must
         reach while this many decode."""
         n = len(decoding)
         if not self.draft_max or (self.draft_streams is not None and n > self.draft_streams):
             return []
-        if self.decode_times is None:
-            need: float | None = 0.0
-        elif n in self._needs:
-            need = self._needs[n]
-        else:
-            need = self._needs[n] = acceptance_at_load(self.decode_times, n, self.draft_max)
+        need = 0.0 if self.draft_needs is None else self.draft_needs[n]
         if need is None:
             return []
         for seq in decoding:
@@ -211,7 +213,7 @@ class Scheduler:
         return decoding
 
     def _draft(self, seq: Sequence, budget: int) -> list[int]:
-        if seq.drafting is None or not self.draft_max:
+        if seq.drafting is None:  # (_drafting has checked draft_max)
             return []
         # Never past max_tokens: the last drafted token's own logits would go unused.
         limit = min(budget - 1, seq.params.max_tokens - len(seq.output) - 1)

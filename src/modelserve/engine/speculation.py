@@ -48,15 +48,14 @@ DecodeTimes = dict[int, float]  # rows in one llama_decode -> its seconds, measu
 def step_time(times: DecodeTimes, rows: int) -> float:
     """A decode of `rows` rows, interpolated between the measured sizes and extrapolated
     beyond the largest along its last segment (there every row is compute)."""
-    sizes = sorted(times)
     if rows in times:
         return times[rows]
-    low = max((n for n in sizes if n < rows), default=sizes[0])
-    high = min((n for n in sizes if n > rows), default=sizes[-1])
-    if low == high:  # beyond the measured sizes
-        low = sizes[-2] if len(sizes) > 1 else low
-        if low == high:
-            return times[high] * rows / high
+    sizes = sorted(times)
+    if len(sizes) == 1:
+        return times[sizes[0]] * rows / sizes[0]
+    # The measured segment around `rows`, or the last one beyond the largest size.
+    above = next((i for i, n in enumerate(sizes) if n > rows), len(sizes) - 1)
+    low, high = sizes[max(above, 1) - 1], sizes[max(above, 1)]
     slope = (times[high] - times[low]) / (high - low)
     return times[low] + slope * (rows - low)
 

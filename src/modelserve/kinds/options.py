@@ -47,8 +47,7 @@ class LlamaCppOptions(BaseModel):
     draft_streams: int | None = Field(
         None, ge=1, description="speculate only while at most this many sequences decode; "
         "default: as far as drafts can pay, from what a drafted row measures at load against "
-        "a step of that many rows (a GPU: any number; a small model on a few CPU cores: one "
-        "or two)")
+        "a step of that many rows (a GPU: any number; SmolLM2 on 2 CPU cores: up to ~5)")
     host_cache_mb: int = Field(
         1024, ge=0, description="host memory (MiB) keeping the KV of prompts pushed out of "
         "their slot, restored when one comes back; 0: off")
