@@ -166,6 +166,8 @@ def test_failed_reload_keeps_the_old_model_serving(admin: httpx.Client, roots: P
      "options.draft_model"),
     ({"name": "x", "kind": "wizard", "source": "ROOT"}, 400, None),
     ({"name": "x", "source": "ROOT", "options": {"parallel": 0}}, 400, None),
+    ({"name": "x", "source": "ROOT", "options": {"draft_max": 65}}, 400, None),
+    ({"name": "x", "source": "ROOT", "options": {"draft_streams": 0}}, 400, None),
     ({"name": "x", "source": "ROOT", "surprise": 1}, 400, None),
     ({"name": "bad name!", "source": "ROOT"}, 400, "name"),
     ({"source": "ROOT"}, 400, "name"),
